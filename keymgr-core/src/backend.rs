@@ -1,0 +1,310 @@
+//! The backend trait every provider implements and every layer wraps.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::{Error, KeyRef, KeyVersion, PublicKey, Result, SignPayload, Signature};
+
+/// Key/value pairs bound to symmetric ciphertexts (AWS encryption context, AAD).
+pub type EncryptionContext = BTreeMap<String, String>;
+
+/// A key store that can sign (and optionally encrypt) with keys it never hands out.
+///
+/// Object-safe: use it as `Arc<dyn KeyBackend>`. Operations a backend lacks return
+/// [`Error::Unsupported`] with the reason (the default implementations do exactly that).
+///
+/// Contract for [`sign`](KeyBackend::sign): the returned signature is normalized (low-s
+/// for secp256k1) and has been verified against [`public_key`](KeyBackend::public_key)
+/// of the same key (providers end with [`crate::finish_signature`]).
+#[async_trait]
+pub trait KeyBackend: Send + Sync + fmt::Debug {
+    /// Short backend name for errors, audit and health (`env`, `aws-kms`, `hsm`, ...).
+    fn name(&self) -> &str;
+
+    /// The public key of `key` (its current version unless one is given).
+    async fn public_key(&self, key: &KeyRef) -> Result<PublicKey>;
+
+    /// Signs `payload` with `key`; see the trait docs for what is guaranteed.
+    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature>;
+
+    /// Cheap reachability and usability check.
+    async fn health(&self) -> HealthReport;
+
+    /// Versions of a logical key, oldest first.
+    async fn list_versions(&self, name: &str) -> Result<Vec<KeyVersion>> {
+        let _ = name;
+        Err(Error::unsupported(
+            self.name(),
+            "list_versions",
+            "this backend has no key versions",
+        ))
+    }
+
+    /// Creates a new version of `name` with the same algorithm and makes it current.
+    async fn create_version(&self, name: &str) -> Result<KeyVersion> {
+        let _ = name;
+        Err(Error::unsupported(
+            self.name(),
+            "create_version",
+            "this backend cannot create keys; rotate manually",
+        ))
+    }
+
+    /// Disables one version (never deletes it).
+    async fn disable_version(&self, key: &KeyRef) -> Result<()> {
+        let _ = key;
+        Err(Error::unsupported(
+            self.name(),
+            "disable_version",
+            "this backend cannot disable keys",
+        ))
+    }
+
+    /// Encrypts with a symmetric key.
+    async fn encrypt(
+        &self,
+        key: &KeyRef,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Vec<u8>> {
+        let _ = (key, plaintext, context);
+        Err(Error::unsupported(
+            self.name(),
+            "encrypt",
+            "this backend has no symmetric keys",
+        ))
+    }
+
+    /// Decrypts what [`encrypt`](KeyBackend::encrypt) produced.
+    async fn decrypt(
+        &self,
+        key: &KeyRef,
+        ciphertext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<SecretBytes> {
+        let _ = (key, ciphertext, context);
+        Err(Error::unsupported(
+            self.name(),
+            "decrypt",
+            "this backend has no symmetric keys",
+        ))
+    }
+
+    /// Generates a 256-bit data key, returned both in plaintext and wrapped by `key`.
+    async fn generate_data_key(
+        &self,
+        key: &KeyRef,
+        context: &EncryptionContext,
+    ) -> Result<DataKey> {
+        let _ = (key, context);
+        Err(Error::unsupported(
+            self.name(),
+            "generate_data_key",
+            "this backend has no symmetric keys",
+        ))
+    }
+
+    /// Drops anything cached for `name` (called after rotation).
+    fn invalidate(&self, name: &str) {
+        let _ = name;
+    }
+}
+
+// Keeps the trait dyn-compatible.
+const _: fn(Arc<dyn KeyBackend>) = |_| {};
+
+macro_rules! forward_backend {
+    ($ty:ty) => {
+        #[async_trait]
+        impl<T: KeyBackend + ?Sized> KeyBackend for $ty {
+            fn name(&self) -> &str {
+                (**self).name()
+            }
+            async fn public_key(&self, key: &KeyRef) -> Result<PublicKey> {
+                (**self).public_key(key).await
+            }
+            async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature> {
+                (**self).sign(key, payload).await
+            }
+            async fn health(&self) -> HealthReport {
+                (**self).health().await
+            }
+            async fn list_versions(&self, name: &str) -> Result<Vec<KeyVersion>> {
+                (**self).list_versions(name).await
+            }
+            async fn create_version(&self, name: &str) -> Result<KeyVersion> {
+                (**self).create_version(name).await
+            }
+            async fn disable_version(&self, key: &KeyRef) -> Result<()> {
+                (**self).disable_version(key).await
+            }
+            async fn encrypt(
+                &self,
+                key: &KeyRef,
+                plaintext: &[u8],
+                context: &EncryptionContext,
+            ) -> Result<Vec<u8>> {
+                (**self).encrypt(key, plaintext, context).await
+            }
+            async fn decrypt(
+                &self,
+                key: &KeyRef,
+                ciphertext: &[u8],
+                context: &EncryptionContext,
+            ) -> Result<SecretBytes> {
+                (**self).decrypt(key, ciphertext, context).await
+            }
+            async fn generate_data_key(
+                &self,
+                key: &KeyRef,
+                context: &EncryptionContext,
+            ) -> Result<DataKey> {
+                (**self).generate_data_key(key, context).await
+            }
+            fn invalidate(&self, name: &str) {
+                (**self).invalidate(name)
+            }
+        }
+    };
+}
+
+forward_backend!(Arc<T>);
+forward_backend!(Box<T>);
+
+/// Secret bytes (plaintext data keys, decrypted data): zeroized on drop, redacted in `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretBytes(Zeroizing<Vec<u8>>);
+
+impl SecretBytes {
+    /// Takes ownership of `bytes`.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    /// The secret itself; keep the borrow short.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretBytes([REDACTED; {} bytes])", self.0.len())
+    }
+}
+
+/// A data key from [`KeyBackend::generate_data_key`].
+#[derive(Debug, Clone)]
+pub struct DataKey {
+    /// The plaintext key (32 bytes), zeroized on drop.
+    pub plaintext: SecretBytes,
+    /// The key wrapped by the KEK, safe to store.
+    pub ciphertext: Vec<u8>,
+}
+
+/// Coarse health of a backend or of a whole stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// Reachable and keys usable.
+    Healthy,
+    /// Working, but something is off (a failover target down, a breaker half-open).
+    Degraded,
+    /// Not usable.
+    Unhealthy,
+}
+
+/// One backend's (or layer's) health, with nested reports for what it wraps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthReport {
+    /// Backend or layer name.
+    pub backend: String,
+    /// Status.
+    pub status: HealthStatus,
+    /// How long the check took.
+    #[serde(with = "duration_ms")]
+    pub latency: Duration,
+    /// Human-readable detail (what failed, breaker state, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Reports of wrapped backends (failover targets).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<HealthReport>,
+}
+
+impl HealthReport {
+    /// A healthy report.
+    pub fn healthy(backend: impl Into<String>, latency: Duration) -> Self {
+        Self {
+            backend: backend.into(),
+            status: HealthStatus::Healthy,
+            latency,
+            detail: None,
+            components: Vec::new(),
+        }
+    }
+
+    /// An unhealthy report with the reason.
+    pub fn unhealthy(
+        backend: impl Into<String>,
+        latency: Duration,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            backend: backend.into(),
+            status: HealthStatus::Unhealthy,
+            latency,
+            detail: Some(detail.into()),
+            components: Vec::new(),
+        }
+    }
+
+    /// Sets the detail.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+mod duration_ms {
+    use serde::{Deserialize as _, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64() * 1000.0)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let ms = f64::deserialize(d)?;
+        Ok(Duration::from_secs_f64(ms.max(0.0) / 1000.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_bytes_debug_is_redacted() {
+        let s = SecretBytes::new(vec![0xAB; 32]);
+        let d = format!("{s:?}");
+        assert!(!d.to_lowercase().contains("abab"), "{d}");
+        assert!(d.contains("REDACTED"));
+    }
+}

@@ -1,0 +1,178 @@
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand_core::RngCore as _;
+
+use crate::{
+    DataKey, EncryptionContext, HealthReport, KeyBackend, KeyRef, KeyVersion, PublicKey, Result,
+    SecretBytes, SignPayload, Signature,
+};
+
+/// How [`Retry`] backs off.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (default 3).
+    pub max_retries: u32,
+    /// Delay before the first retry (default 1 s); doubles each time.
+    pub base_delay: Duration,
+    /// Upper bound for one delay (default 30 s).
+    pub max_delay: Duration,
+    /// Fraction of each delay randomized, 0.0..=1.0 (default 0.2: ±20 %).
+    pub jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_retries: 3,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(30),
+            jitter: 0.2,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before retry number `retry` (0-based), with jitter applied.
+    pub fn delay(&self, retry: u32) -> Duration {
+        let base = self
+            .base_delay
+            .saturating_mul(2u32.saturating_pow(retry))
+            .min(self.max_delay);
+        let jitter = self.jitter.clamp(0.0, 1.0);
+        if jitter == 0.0 {
+            return base;
+        }
+        // Uniform in [1 - jitter, 1 + jitter].
+        let unit = f64::from(rand_core::OsRng.next_u32()) / f64::from(u32::MAX);
+        base.mul_f64(1.0 - jitter + 2.0 * jitter * unit)
+    }
+}
+
+/// Retries calls that failed with a retryable error ([`crate::Error::is_retryable`]):
+/// throttling, outages, timeouts. Never not-found, access-denied or integrity errors, and
+/// never key creation (not idempotent).
+#[derive(Debug)]
+pub struct Retry<B> {
+    inner: B,
+    policy: RetryPolicy,
+}
+
+impl<B: KeyBackend> Retry<B> {
+    /// Wraps `inner` with `policy`.
+    pub fn new(inner: B, policy: RetryPolicy) -> Self {
+        Self { inner, policy }
+    }
+
+    async fn run<'a, T, F, Fut>(&'a self, operation: &'static str, mut call: F) -> Result<T>
+    where
+        F: FnMut() -> Fut + Send,
+        Fut: Future<Output = Result<T>> + Send + 'a,
+    {
+        let mut retry = 0;
+        loop {
+            match call().await {
+                Err(e) if e.is_retryable() && retry < self.policy.max_retries => {
+                    let delay = self.policy.delay(retry);
+                    tracing::warn!(
+                        backend = self.inner.name(),
+                        operation,
+                        attempt = retry + 1,
+                        ?delay,
+                        error = %e,
+                        "retrying after a transient error"
+                    );
+                    tokio::time::sleep(delay).await;
+                    retry += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl<B: KeyBackend> KeyBackend for Retry<B> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    async fn public_key(&self, key: &KeyRef) -> Result<PublicKey> {
+        self.run("public_key", || self.inner.public_key(key)).await
+    }
+
+    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature> {
+        self.run("sign", || self.inner.sign(key, payload)).await
+    }
+
+    async fn health(&self) -> HealthReport {
+        self.inner.health().await
+    }
+
+    async fn list_versions(&self, name: &str) -> Result<Vec<KeyVersion>> {
+        self.run("list_versions", || self.inner.list_versions(name))
+            .await
+    }
+
+    async fn create_version(&self, name: &str) -> Result<KeyVersion> {
+        self.inner.create_version(name).await
+    }
+
+    async fn disable_version(&self, key: &KeyRef) -> Result<()> {
+        self.run("disable_version", || self.inner.disable_version(key))
+            .await
+    }
+
+    async fn encrypt(
+        &self,
+        key: &KeyRef,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Vec<u8>> {
+        self.run("encrypt", || self.inner.encrypt(key, plaintext, context))
+            .await
+    }
+
+    async fn decrypt(
+        &self,
+        key: &KeyRef,
+        ciphertext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<SecretBytes> {
+        self.run("decrypt", || self.inner.decrypt(key, ciphertext, context))
+            .await
+    }
+
+    async fn generate_data_key(
+        &self,
+        key: &KeyRef,
+        context: &EncryptionContext,
+    ) -> Result<DataKey> {
+        self.run("generate_data_key", || {
+            self.inner.generate_data_key(key, context)
+        })
+        .await
+    }
+
+    fn invalidate(&self, name: &str) {
+        self.inner.invalidate(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_double_with_bounded_jitter() {
+        let p = RetryPolicy::default();
+        for (i, secs) in [1.0, 2.0, 4.0].into_iter().enumerate() {
+            for _ in 0..50 {
+                let d = p.delay(i as u32).as_secs_f64();
+                assert!(d >= secs * 0.8 - 1e-9 && d <= secs * 1.2 + 1e-9, "{d}");
+            }
+        }
+        let no_jitter = RetryPolicy { jitter: 0.0, ..p };
+        assert_eq!(no_jitter.delay(10), Duration::from_secs(30));
+    }
+}

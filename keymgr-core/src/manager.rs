@@ -1,0 +1,315 @@
+//! [`KeyManager`]: the front door that audits every key operation and stacks the layers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sha2::{Digest as _, Sha256};
+
+use crate::layer::{Cached, Retry, RetryPolicy, Timeout};
+use crate::{
+    AuditEvent, AuditRecord, AuditSink, DataKey, EncryptionContext, Error, HealthReport,
+    KeyBackend, KeyRef, KeyVersion, Outcome, PublicKey, Result, SecretBytes, SignPayload,
+    Signature, TracingAuditSink,
+};
+
+/// Signs, reports public keys, rotates and checks health through one backend stack,
+/// writing an audit record for every key operation.
+///
+/// `KeyManager` is itself a [`KeyBackend`], so adapters (`keymgr-evm`, `keymgr-xrp`)
+/// accept it wherever they accept a backend.
+///
+/// ```
+/// # async fn demo() -> keymgr_core::Result<()> {
+/// use std::sync::Arc;
+/// use keymgr_core::{KeyManager, KeyRef, SignPayload};
+/// # let backend: Arc<dyn keymgr_core::KeyBackend> = unimplemented!();
+/// let manager = KeyManager::builder(backend).build();
+/// let signature = manager.sign(&KeyRef::new("evm"), &SignPayload::Prehash([7; 32])).await?;
+/// # let _ = signature; Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct KeyManager {
+    backend: Arc<dyn KeyBackend>,
+    audit: Arc<dyn AuditSink>,
+    actor: Option<String>,
+}
+
+/// Builds a [`KeyManager`] around a provider, stacking the layers in the documented order.
+#[derive(Debug)]
+pub struct KeyManagerBuilder {
+    backend: Arc<dyn KeyBackend>,
+    audit: Arc<dyn AuditSink>,
+    actor: Option<String>,
+    retry: Option<RetryPolicy>,
+    timeout: Option<Duration>,
+    cache_ttl: Option<Duration>,
+}
+
+impl KeyManagerBuilder {
+    /// Where audit records go (default: `tracing` only).
+    pub fn audit(mut self, sink: Arc<dyn AuditSink>) -> Self {
+        self.audit = sink;
+        self
+    }
+
+    /// Who is acting (service name, operator), recorded in audit entries.
+    pub fn actor(mut self, actor: impl Into<String>) -> Self {
+        self.actor = Some(actor.into());
+        self
+    }
+
+    /// Retry policy (default [`RetryPolicy::default`]); `None` disables retries.
+    pub fn retry(mut self, policy: Option<RetryPolicy>) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Per-attempt timeout (default 10 s); `None` disables it.
+    pub fn timeout(mut self, limit: Option<Duration>) -> Self {
+        self.timeout = limit;
+        self
+    }
+
+    /// Public key cache TTL (default 1 h); `None` disables the cache.
+    pub fn public_key_cache(mut self, ttl: Option<Duration>) -> Self {
+        self.cache_ttl = ttl;
+        self
+    }
+
+    /// Stacks the layers (see [`crate::layer`]) and returns the manager.
+    pub fn build(self) -> KeyManager {
+        let mut stack = self.backend;
+        if let Some(limit) = self.timeout {
+            stack = Arc::new(Timeout::new(stack, limit));
+        }
+        if let Some(policy) = self.retry {
+            stack = Arc::new(Retry::new(stack, policy));
+        }
+        if let Some(ttl) = self.cache_ttl {
+            stack = Arc::new(Cached::with_ttl(stack, ttl));
+        }
+        KeyManager {
+            backend: stack,
+            audit: self.audit,
+            actor: self.actor,
+        }
+    }
+}
+
+/// What a rotation did. For EVM keys the address changes with the public key: fund or
+/// register the new one before relying on it.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    /// The version that was current before, if the backend reported one.
+    pub previous: Option<KeyVersion>,
+    /// Its public key.
+    pub previous_public_key: Option<PublicKey>,
+    /// The new current version.
+    pub current: KeyVersion,
+    /// Its public key.
+    pub current_public_key: PublicKey,
+}
+
+impl KeyManager {
+    /// Starts building a manager over `backend` (retry, timeout and cache on by default).
+    pub fn builder(backend: Arc<dyn KeyBackend>) -> KeyManagerBuilder {
+        KeyManagerBuilder {
+            backend,
+            audit: Arc::new(TracingAuditSink),
+            actor: None,
+            retry: Some(RetryPolicy::default()),
+            timeout: Some(Duration::from_secs(10)),
+            cache_ttl: Some(Cached::<Arc<dyn KeyBackend>>::DEFAULT_TTL),
+        }
+    }
+
+    /// The layered backend stack.
+    pub fn backend(&self) -> &Arc<dyn KeyBackend> {
+        &self.backend
+    }
+
+    fn record(&self, event: AuditEvent, key: &KeyRef, outcome: Outcome) -> AuditRecord {
+        let mut r = AuditRecord::new(event, self.backend.name(), key.name(), outcome);
+        r.key_version = key.version().map(str::to_owned);
+        r.actor = self.actor.clone();
+        r
+    }
+
+    /// Signs `payload` with `key`: audits the request, signs through the layers, audits
+    /// the outcome, and returns only after the outcome record is written.
+    ///
+    /// If the request record cannot be written, nothing is signed (fail closed).
+    pub async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature> {
+        let digest = hex::encode(Sha256::digest(payload.as_bytes()));
+        let mut request = self.record(AuditEvent::SignRequest, key, Outcome::Pending);
+        request.payload_sha256 = Some(digest.clone());
+        request
+            .details
+            .insert("payload_kind".into(), payload.kind().into());
+        self.audit.record(request).await?;
+
+        let result = self.backend.sign(key, payload).await;
+        let mut outcome = match &result {
+            Ok(sig) => self
+                .record(AuditEvent::SignSuccess, key, Outcome::Success)
+                .detail("algorithm", sig.algorithm().as_str()),
+            Err(e) => {
+                let (event, outcome) = match e {
+                    Error::RateLimited { .. } => (AuditEvent::RateLimited, Outcome::Denied),
+                    Error::AccessDenied { .. } => (AuditEvent::KeyAccessDenied, Outcome::Denied),
+                    _ => (AuditEvent::SignFailure, Outcome::Failure),
+                };
+                let mut r = self
+                    .record(event, key, outcome)
+                    .detail("error", e.to_string());
+                r.error_kind = Some(e.kind());
+                r
+            }
+        };
+        outcome.payload_sha256 = Some(digest);
+        self.audit.record(outcome).await?;
+        result
+    }
+
+    /// The public key of `key` (cached).
+    pub async fn public_key(&self, key: &KeyRef) -> Result<PublicKey> {
+        self.backend.public_key(key).await
+    }
+
+    /// Creates a new version of `name`, makes it current and drops cached public keys.
+    ///
+    /// The old version stays enabled (its overlap); `keymgr-rotation` disables it later.
+    /// Unsupported backends (env) answer [`Error::Unsupported`].
+    pub async fn rotate(&self, name: &str) -> Result<Rotation> {
+        let key = KeyRef::new(name);
+        let previous = match self.backend.list_versions(name).await {
+            Ok(versions) => versions.into_iter().find(|v| v.current),
+            Err(e) if e.kind() == crate::ErrorKind::Unsupported => None,
+            Err(e) => return Err(e),
+        };
+        let previous_public_key = match &previous {
+            Some(v) => Some(self.backend.public_key(&v.key).await?),
+            None => None,
+        };
+        let mut start = self.record(AuditEvent::KeyRotationStart, &key, Outcome::Pending);
+        if let Some(p) = &previous {
+            start = start.detail("old_version", p.key.version().unwrap_or_default());
+            start = start.detail("old_id", p.backend_id.clone());
+        }
+        self.audit.record(start).await?;
+
+        let created = self.backend.create_version(name).await;
+        self.backend.invalidate(name);
+        let current = match created {
+            Ok(v) => v,
+            Err(e) => {
+                let mut r = self
+                    .record(AuditEvent::KeyRotationFailure, &key, Outcome::Failure)
+                    .detail("error", e.to_string());
+                r.error_kind = Some(e.kind());
+                self.audit.record(r).await?;
+                return Err(e);
+            }
+        };
+        let current_public_key = self.backend.public_key(&current.key).await?;
+        let mut done = self
+            .record(AuditEvent::KeyRotationComplete, &key, Outcome::Success)
+            .detail("new_version", current.key.version().unwrap_or_default())
+            .detail("new_id", current.backend_id.clone())
+            .detail("new_public_key", hex::encode(current_public_key.to_bytes()));
+        if let Some(p) = &previous {
+            done = done
+                .detail("old_version", p.key.version().unwrap_or_default())
+                .detail("old_id", p.backend_id.clone());
+        }
+        self.audit.record(done).await?;
+        Ok(Rotation {
+            previous,
+            previous_public_key,
+            current,
+            current_public_key,
+        })
+    }
+
+    /// Health of the whole stack.
+    pub async fn health(&self) -> HealthReport {
+        self.backend.health().await
+    }
+}
+
+#[async_trait]
+impl KeyBackend for KeyManager {
+    fn name(&self) -> &str {
+        self.backend.name()
+    }
+
+    async fn public_key(&self, key: &KeyRef) -> Result<PublicKey> {
+        KeyManager::public_key(self, key).await
+    }
+
+    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature> {
+        KeyManager::sign(self, key, payload).await
+    }
+
+    async fn health(&self) -> HealthReport {
+        KeyManager::health(self).await
+    }
+
+    async fn list_versions(&self, name: &str) -> Result<Vec<KeyVersion>> {
+        self.backend.list_versions(name).await
+    }
+
+    async fn create_version(&self, name: &str) -> Result<KeyVersion> {
+        self.rotate(name).await.map(|r| r.current)
+    }
+
+    async fn disable_version(&self, key: &KeyRef) -> Result<()> {
+        let result = self.backend.disable_version(key).await;
+        let mut r = self.record(
+            AuditEvent::KeyDisabled,
+            key,
+            if result.is_ok() {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            },
+        );
+        if let Err(e) = &result {
+            r.error_kind = Some(e.kind());
+            r.details.insert("error".into(), e.to_string());
+        }
+        self.audit.record(r).await?;
+        result
+    }
+
+    async fn encrypt(
+        &self,
+        key: &KeyRef,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Vec<u8>> {
+        self.backend.encrypt(key, plaintext, context).await
+    }
+
+    async fn decrypt(
+        &self,
+        key: &KeyRef,
+        ciphertext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<SecretBytes> {
+        self.backend.decrypt(key, ciphertext, context).await
+    }
+
+    async fn generate_data_key(
+        &self,
+        key: &KeyRef,
+        context: &EncryptionContext,
+    ) -> Result<DataKey> {
+        self.backend.generate_data_key(key, context).await
+    }
+
+    fn invalidate(&self, name: &str) {
+        self.backend.invalidate(name);
+    }
+}

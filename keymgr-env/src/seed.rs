@@ -1,0 +1,61 @@
+//! XRPL family seed → key pair, as rippled and ripple-keypairs derive it.
+
+use k256::elliptic_curve::PrimeField as _;
+use k256::elliptic_curve::sec1::ToEncodedPoint as _;
+use k256::{NonZeroScalar, Scalar};
+use keymgr_core::xrpl::{self, SeedType};
+use keymgr_core::{Error, Result};
+use sha2::{Digest as _, Sha512};
+use zeroize::Zeroizing;
+
+/// A key pair derived from a family seed.
+pub(crate) enum SeedKey {
+    Secp256k1(k256::ecdsa::SigningKey),
+    Ed25519(ed25519_dalek::SigningKey),
+}
+
+/// Derives the account key pair (account index 0) from an `s...`/`sEd...` seed.
+pub(crate) fn derive(seed: &str) -> Result<SeedKey> {
+    let (kind, entropy) = xrpl::decode_seed(seed)?;
+    match kind {
+        SeedType::Ed25519 => {
+            // Private key = SHA-512Half(entropy).
+            let secret = Zeroizing::new(xrpl::sha512_half(&*entropy));
+            Ok(SeedKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&secret)))
+        }
+        SeedType::Secp256k1 => {
+            let root = derive_scalar(&*entropy, None)?;
+            let root_public = (k256::ProjectivePoint::GENERATOR * *root)
+                .to_affine()
+                .to_encoded_point(true);
+            let tweak = derive_scalar(root_public.as_bytes(), Some(0))?;
+            let account = NonZeroScalar::new(*root + *tweak)
+                .into_option()
+                .ok_or_else(|| seed_error("derived account key is zero"))?;
+            Ok(SeedKey::Secp256k1(k256::ecdsa::SigningKey::from(account)))
+        }
+    }
+}
+
+/// The first `SHA-512Half(bytes ‖ [discriminator] ‖ i)` that is a valid nonzero scalar.
+fn derive_scalar(bytes: &[u8], discriminator: Option<u32>) -> Result<NonZeroScalar> {
+    for i in 0u32..=u32::MAX {
+        let mut hasher = Sha512::new();
+        hasher.update(bytes);
+        if let Some(d) = discriminator {
+            hasher.update(d.to_be_bytes());
+        }
+        hasher.update(i.to_be_bytes());
+        let mut half = Zeroizing::new([0u8; 32]);
+        half.copy_from_slice(&hasher.finalize()[..32]);
+        let candidate: Option<Scalar> = Scalar::from_repr((*half).into()).into();
+        if let Some(s) = candidate.and_then(|s| NonZeroScalar::new(s).into_option()) {
+            return Ok(s);
+        }
+    }
+    Err(seed_error("no valid secp256k1 scalar"))
+}
+
+fn seed_error(reason: &str) -> Error {
+    Error::invalid_input("XRPL seed", reason)
+}

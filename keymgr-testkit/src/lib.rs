@@ -1,0 +1,26 @@
+//! Test support for keymgr (a dev-dependency only).
+//!
+//! - [`conformance`]: one suite every backend runs, so adding a backend means adding one
+//!   test file that calls [`conformance::run`].
+//! - [`fault`]: a wrapper backend that injects errors, latency and corrupted signatures.
+//! - [`skip_or_fail`]: how tests that need an external component (SoftHSM2, moto)
+//!   behave when it is missing: fail under `cargo xtask test`, skip loudly elsewhere.
+
+pub mod conformance;
+pub mod fault;
+
+/// Environment variable `cargo xtask test` sets so that tests needing provisioned
+/// components fail instead of skipping when those are missing.
+pub const XTASK_TEST: &str = "KEYMGR_XTASK_TEST";
+
+/// Call when a component a test needs is not available. Under `cargo xtask test` this
+/// panics (the run must not pass without it); otherwise it prints a loud skip notice and
+/// returns, and the test should return early.
+pub fn skip_or_fail(component: &str, how_to_get_it: &str) {
+    if std::env::var_os(XTASK_TEST).is_some() {
+        panic!("{component} is required under `cargo xtask test` but is missing: {how_to_get_it}");
+    }
+    eprintln!(
+        "\n!!!! SKIPPED: {component} is not available ({how_to_get_it}).\n!!!! Run `cargo xtask test` to provision it; this test did NOT run.\n"
+    );
+}
