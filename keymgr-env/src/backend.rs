@@ -65,14 +65,11 @@ impl EnvBackend {
                 crate::DEFAULT_EVM_KEY,
                 k256::ecdsa::SigningKey::random(&mut rand_core::OsRng),
             )
-            .with_ed25519_key(
-                crate::DEFAULT_XRP_KEY,
-                {
-                    let mut secret = Zeroizing::new([0u8; 32]);
-                    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut *secret);
-                    ed25519_dalek::SigningKey::from_bytes(&secret)
-                },
-            )
+            .with_ed25519_key(crate::DEFAULT_XRP_KEY, {
+                let mut secret = Zeroizing::new([0u8; 32]);
+                rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut *secret);
+                ed25519_dalek::SigningKey::from_bytes(&secret)
+            })
     }
 
     /// Adds a secp256k1 key.
@@ -90,7 +87,10 @@ impl EnvBackend {
     /// Adds a secp256k1 key from hex (`0x` prefix optional, 64 hex characters).
     pub fn with_secp256k1_hex(self, name: &str, hex_key: &str) -> Result<Self> {
         let trimmed = hex_key.trim();
-        let digits = trimmed.strip_prefix("0x").or_else(|| trimmed.strip_prefix("0X")).unwrap_or(trimmed);
+        let digits = trimmed
+            .strip_prefix("0x")
+            .or_else(|| trimmed.strip_prefix("0X"))
+            .unwrap_or(trimmed);
         if digits.len() != 64 {
             return Err(Error::invalid_input(
                 "secp256k1 private key",
@@ -99,7 +99,10 @@ impl EnvBackend {
         }
         let mut bytes = Zeroizing::new([0u8; 32]);
         hex::decode_to_slice(digits, &mut *bytes).map_err(|_| {
-            Error::invalid_input("secp256k1 private key", "contains a character that is not hex")
+            Error::invalid_input(
+                "secp256k1 private key",
+                "contains a character that is not hex",
+            )
         })?;
         let key = k256::ecdsa::SigningKey::from_bytes(&(*bytes).into()).map_err(|_| {
             Error::invalid_input(
@@ -125,8 +128,10 @@ impl EnvBackend {
     }
 
     fn key(&self, key: &KeyRef) -> Result<&EnvKey> {
-        if let Some(v) = key.version() {
-            if v != "1" {
+        if let Some(v) = key.version()
+            && v != "1"
+        {
+            {
                 return Err(Error::not_found(
                     key.to_string(),
                     "env backend keys have exactly one version, \"1\"",
@@ -161,16 +166,33 @@ impl KeyBackend for EnvBackend {
         match (k, payload) {
             (EnvKey::Secp256k1(sk), SignPayload::Prehash(h)) => {
                 let (sig, _) = sk.sign_prehash_recoverable(h).map_err(|e| {
-                    Error::backend(BACKEND, format!("secp256k1 signing failed for {name}"), Some(Box::new(e)))
+                    Error::backend(
+                        BACKEND,
+                        format!("secp256k1 signing failed for {name}"),
+                        Some(Box::new(e)),
+                    )
                 })?;
-                finish_signature(&name, &public_key, payload, RawSignature::EcdsaRaw(&sig.to_bytes()))
+                finish_signature(
+                    &name,
+                    &public_key,
+                    payload,
+                    RawSignature::EcdsaRaw(&sig.to_bytes()),
+                )
             }
             (EnvKey::Ed25519(sk), SignPayload::Message(m)) => {
                 let sig = sk.sign(m);
-                finish_signature(&name, &public_key, payload, RawSignature::Ed25519(&sig.to_bytes()))
+                finish_signature(
+                    &name,
+                    &public_key,
+                    payload,
+                    RawSignature::Ed25519(&sig.to_bytes()),
+                )
             }
             // check_algorithm above rejected the other combinations.
-            _ => Err(Error::invalid_input("payload", "payload does not fit the key")),
+            _ => Err(Error::invalid_input(
+                "payload",
+                "payload does not fit the key",
+            )),
         }
     }
 
@@ -200,6 +222,10 @@ impl KeyBackend for EnvBackend {
     }
 
     async fn disable_version(&self, _key: &KeyRef) -> Result<()> {
-        Err(Error::unsupported(BACKEND, "disable_version", ROTATION_IS_MANUAL))
+        Err(Error::unsupported(
+            BACKEND,
+            "disable_version",
+            ROTATION_IS_MANUAL,
+        ))
     }
 }

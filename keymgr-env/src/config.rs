@@ -36,12 +36,24 @@ impl EnvBackend {
         if let Some(hex) = evm {
             backend = backend
                 .with_secp256k1_hex(DEFAULT_EVM_KEY, &hex)
-                .map_err(|e| as_config(EVM_PRIVATE_KEY, "0x followed by 64 hex characters (a secp256k1 private key)", e))?;
+                .map_err(|e| {
+                    as_config(
+                        EVM_PRIVATE_KEY,
+                        "0x followed by 64 hex characters (a secp256k1 private key)",
+                        e,
+                    )
+                })?;
         }
         if let Some(seed) = xrp {
             backend = backend
                 .with_xrpl_seed(DEFAULT_XRP_KEY, &seed)
-                .map_err(|e| as_config(XRP_SEED, "an XRPL family seed: s... (secp256k1) or sEd... (Ed25519)", e))?;
+                .map_err(|e| {
+                    as_config(
+                        XRP_SEED,
+                        "an XRPL family seed: s... (secp256k1) or sEd... (Ed25519)",
+                        e,
+                    )
+                })?;
         }
         Ok(backend)
     }

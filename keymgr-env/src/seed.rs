@@ -21,7 +21,9 @@ pub(crate) fn derive(seed: &str) -> Result<SeedKey> {
         SeedType::Ed25519 => {
             // Private key = SHA-512Half(entropy).
             let secret = Zeroizing::new(xrpl::sha512_half(&*entropy));
-            Ok(SeedKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&secret)))
+            Ok(SeedKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(
+                &secret,
+            )))
         }
         SeedType::Secp256k1 => {
             let root = derive_scalar(&*entropy, None)?;

@@ -62,9 +62,22 @@ async fn public_key_of(backend: &dyn KeyBackend, key: &KeyRef, want: KeyAlgorith
         .public_key(key)
         .await
         .unwrap_or_else(|e| panic!("{}: public_key({key}) failed: {e}", backend.name()));
-    assert_eq!(pk.algorithm(), want, "{}: algorithm of {key}", backend.name());
-    let again = backend.public_key(key).await.expect("second public_key call");
-    assert_eq!(pk, again, "{}: public key of {key} is not stable", backend.name());
+    assert_eq!(
+        pk.algorithm(),
+        want,
+        "{}: algorithm of {key}",
+        backend.name()
+    );
+    let again = backend
+        .public_key(key)
+        .await
+        .expect("second public_key call");
+    assert_eq!(
+        pk,
+        again,
+        "{}: public key of {key} is not stable",
+        backend.name()
+    );
     pk
 }
 
@@ -82,9 +95,16 @@ pub async fn secp256k1_signatures(backend: &dyn KeyBackend, key: &KeyRef) {
             .unwrap_or_else(|e| panic!("{}: sign({key}) failed: {e}", backend.name()));
         let raw = sig.as_secp256k1().expect("a secp256k1 signature");
         let k256_sig = k256::ecdsa::Signature::from_slice(&raw.to_bytes()).expect("r ‖ s");
-        assert!(!bool::from(k256_sig.s().is_high()), "{}: high-s signature", backend.name());
+        assert!(
+            !bool::from(k256_sig.s().is_high()),
+            "{}: high-s signature",
+            backend.name()
+        );
         vk.verify_prehash(&h, &k256_sig).unwrap_or_else(|_| {
-            panic!("{}: signature by {key} does not verify with k256", backend.name())
+            panic!(
+                "{}: signature by {key} does not verify with k256",
+                backend.name()
+            )
         });
         let mut other = h;
         other[0] ^= 1;
@@ -107,9 +127,13 @@ pub async fn ed25519_signatures(backend: &dyn KeyBackend, key: &KeyRef) {
             .sign(key, &SignPayload::message(msg.clone()))
             .await
             .unwrap_or_else(|e| panic!("{}: sign({key}, {len} bytes) failed: {e}", backend.name()));
-        let sig = ed25519_dalek::Signature::from_bytes(&sig.as_ed25519().expect("Ed25519").to_bytes());
+        let sig =
+            ed25519_dalek::Signature::from_bytes(&sig.as_ed25519().expect("Ed25519").to_bytes());
         vk.verify_strict(&msg, &sig).unwrap_or_else(|_| {
-            panic!("{}: Ed25519 signature by {key} does not verify", backend.name())
+            panic!(
+                "{}: Ed25519 signature by {key} does not verify",
+                backend.name()
+            )
         });
         msg.push(1);
         assert!(vk.verify(&msg, &sig).is_err());
@@ -127,14 +151,20 @@ pub async fn payload_mismatch(backend: &dyn KeyBackend, key: &KeyRef, algorithm:
         .await
         .expect_err("a payload of the wrong shape must be refused");
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{}: {e}", backend.name());
-    assert!(e.to_string().contains(key.name()), "error should name the key: {e}");
+    assert!(
+        e.to_string().contains(key.name()),
+        "error should name the key: {e}"
+    );
 }
 
 /// A key that does not exist is `NotFound` naming it, for both operations.
 pub async fn missing_key(backend: &dyn KeyBackend, key: &KeyRef) {
     let e = backend.public_key(key).await.expect_err("missing key");
     assert_eq!(e.kind(), ErrorKind::NotFound, "{}: {e}", backend.name());
-    assert!(e.to_string().contains(key.name()), "error should name the key: {e}");
+    assert!(
+        e.to_string().contains(key.name()),
+        "error should name the key: {e}"
+    );
     let e = backend
         .sign(key, &SignPayload::Prehash([1; 32]))
         .await

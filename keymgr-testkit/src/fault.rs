@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use keymgr_core::{
-    Error, HealthReport, KeyBackend, KeyRef, KeyVersion, PublicKey, Result, SignPayload,
-    Signature,
+    Error, HealthReport, KeyBackend, KeyRef, KeyVersion, PublicKey, Result, SignPayload, Signature,
 };
 
 /// One injected misbehaviour, consumed by the next call it applies to.

@@ -6,6 +6,9 @@
 //! - [`skip_or_fail`]: how tests that need an external component (SoftHSM2, moto)
 //!   behave when it is missing: fail under `cargo xtask test`, skip loudly elsewhere.
 
+// Test support: panicking with a message is how it reports failures.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod conformance;
 pub mod fault;
 

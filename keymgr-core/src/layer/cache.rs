@@ -59,10 +59,10 @@ impl<B: KeyBackend> KeyBackend for Cached<B> {
     }
 
     async fn public_key(&self, key: &KeyRef) -> Result<PublicKey> {
-        if let Some((at, pk)) = self.lock().get(key) {
-            if at.elapsed() < self.ttl {
-                return Ok(pk.clone());
-            }
+        if let Some((at, pk)) = self.lock().get(key)
+            && at.elapsed() < self.ttl
+        {
+            return Ok(pk.clone());
         }
         let pk = self.inner.public_key(key).await?;
         self.lock()

@@ -1,0 +1,75 @@
+//! What every command gets: lazily built key manager, and uniform output.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use keymgr::{FromEnv as _, KeyManager};
+use tokio::sync::OnceCell;
+
+/// Shared state for commands.
+#[derive(Debug, Default)]
+pub(crate) struct Context {
+    manager: OnceCell<Arc<KeyManager>>,
+}
+
+impl Context {
+    pub(crate) fn from_env() -> Self {
+        Self::default()
+    }
+
+    /// The key manager configured by the environment (built on first use, so commands
+    /// that need no key work without configuration).
+    pub(crate) async fn manager(&self) -> anyhow::Result<Arc<KeyManager>> {
+        let m = self
+            .manager
+            .get_or_try_init(|| async { KeyManager::from_env().await.map(Arc::new) })
+            .await?;
+        Ok(m.clone())
+    }
+}
+
+/// A command's result: a JSON object for scripts and text for people.
+#[derive(Debug)]
+pub(crate) struct Output {
+    pub(crate) json: serde_json::Value,
+    pub(crate) text: String,
+}
+
+impl Output {
+    pub(crate) fn new(json: serde_json::Value, text: impl Into<String>) -> Self {
+        Self {
+            json,
+            text: text.into(),
+        }
+    }
+}
+
+/// Prints a result; errors go to stderr, or as `{"error": ...}` on stdout with `--json`.
+pub(crate) fn print(result: anyhow::Result<Output>, json: bool) -> ExitCode {
+    match result {
+        Ok(out) if json => {
+            println!("{}", out.json);
+            ExitCode::SUCCESS
+        }
+        Ok(out) => {
+            println!("{}", out.text.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let kind = e
+                .downcast_ref::<keymgr::Error>()
+                .map(|k| k.kind().as_str())
+                .unwrap_or("error");
+            let message = format!("{e:#}");
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": { "kind": kind, "message": message } })
+                );
+            } else {
+                eprintln!("keymgr: {message}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

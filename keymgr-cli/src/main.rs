@@ -1,0 +1,63 @@
+//! `keymgr`: the operator's command line. Every command prints a human summary, or with
+//! `--json` exactly one JSON object on stdout (errors included: `{"error": {...}}`).
+
+mod cmd;
+mod context;
+
+use clap::{Parser, Subcommand};
+
+pub(crate) use context::{Context, Output};
+
+/// Sign and manage keys held in a KMS or HSM. The backend comes from KEY_BACKEND and the
+/// variables in .env.example (default: env, the development backend).
+#[derive(Debug, Parser)]
+#[command(name = "keymgr", version, about)]
+struct Cli {
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Sign and verify with throwaway dev keys; needs no configuration.
+    Demo,
+    /// Print a key's public key and algorithm.
+    PublicKey(cmd::keys::PublicKeyArgs),
+    /// Sign a 32-byte digest (secp256k1) or a raw message (Ed25519).
+    Sign(cmd::keys::SignArgs),
+    /// Check the configured backend's health.
+    Health,
+}
+
+async fn dispatch(command: Command, ctx: &Context) -> anyhow::Result<Output> {
+    match command {
+        Command::Demo => cmd::demo::run().await,
+        Command::PublicKey(args) => cmd::keys::public_key(args, ctx).await,
+        Command::Sign(args) => cmd::keys::sign(args, ctx).await,
+        Command::Health => cmd::keys::health(ctx).await,
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("keymgr: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let ctx = Context::from_env();
+    let result = runtime.block_on(dispatch(cli.command, &ctx));
+    context::print(result, cli.json)
+}

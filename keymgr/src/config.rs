@@ -1,0 +1,223 @@
+//! Configuration from environment variables.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keymgr_core::layer::RetryPolicy;
+use keymgr_core::{Error, KeyBackend, KeyManager, Result};
+
+/// Selects the provider.
+pub const KEY_BACKEND: &str = "KEY_BACKEND";
+/// Retries after the first attempt (default 3; 0 disables).
+pub const KEYMGR_RETRY_MAX: &str = "KEYMGR_RETRY_MAX";
+/// Delay before the first retry in milliseconds (default 1000; doubles each retry).
+pub const KEYMGR_RETRY_BASE_MS: &str = "KEYMGR_RETRY_BASE_MS";
+/// Per-attempt timeout in milliseconds (default 10000; 0 disables).
+pub const KEYMGR_TIMEOUT_MS: &str = "KEYMGR_TIMEOUT_MS";
+/// Public key cache TTL in seconds (default 3600; 0 disables).
+pub const KEYMGR_PUBLIC_KEY_CACHE_SECS: &str = "KEYMGR_PUBLIC_KEY_CACHE_SECS";
+/// Who is acting, recorded in audit entries.
+pub const KEYMGR_ACTOR: &str = "KEYMGR_ACTOR";
+
+/// The providers `KEY_BACKEND` can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendKind {
+    /// `env`: keys from `EVM_PRIVATE_KEY` / `XRP_SEED` (development).
+    Env,
+    /// `aws-kms`.
+    AwsKms,
+    /// `gcp-kms`.
+    GcpKms,
+    /// `azure-kv`.
+    AzureKeyVault,
+    /// `hsm`: PKCS#11.
+    Hsm,
+}
+
+const EXPECTED_BACKENDS: &str = "one of env, aws-kms, gcp-kms, azure-kv, hsm";
+
+impl FromStr for BackendKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim() {
+            "env" => Ok(BackendKind::Env),
+            "aws-kms" => Ok(BackendKind::AwsKms),
+            "gcp-kms" => Ok(BackendKind::GcpKms),
+            "azure-kv" => Ok(BackendKind::AzureKeyVault),
+            "hsm" => Ok(BackendKind::Hsm),
+            other => Err(Error::config(
+                KEY_BACKEND,
+                EXPECTED_BACKENDS,
+                format!("unknown backend {other:?}"),
+            )),
+        }
+    }
+}
+
+impl BackendKind {
+    /// The `KEY_BACKEND` spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Env => "env",
+            BackendKind::AwsKms => "aws-kms",
+            BackendKind::GcpKms => "gcp-kms",
+            BackendKind::AzureKeyVault => "azure-kv",
+            BackendKind::Hsm => "hsm",
+        }
+    }
+
+    /// The cargo feature of the `keymgr` crate that compiles this provider.
+    pub fn feature(self) -> &'static str {
+        match self {
+            BackendKind::Env => "env",
+            BackendKind::AwsKms => "aws",
+            BackendKind::GcpKms => "gcp",
+            BackendKind::AzureKeyVault => "azure",
+            BackendKind::Hsm => "hsm",
+        }
+    }
+}
+
+/// Settings shared by every backend (layers and identity), from the environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The selected provider.
+    pub backend: BackendKind,
+    /// Retry policy; `None` when `KEYMGR_RETRY_MAX=0`.
+    pub retry: Option<RetryPolicy>,
+    /// Per-attempt timeout; `None` when `KEYMGR_TIMEOUT_MS=0`.
+    pub timeout: Option<Duration>,
+    /// Public key cache TTL; `None` when `KEYMGR_PUBLIC_KEY_CACHE_SECS=0`.
+    pub public_key_cache: Option<Duration>,
+    /// Actor recorded in audit entries.
+    pub actor: Option<String>,
+}
+
+impl Settings {
+    /// Reads the shared settings through `var`; every malformed value is an error naming
+    /// its variable.
+    pub fn from_vars(var: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+        let backend = match non_empty(var, KEY_BACKEND) {
+            Some(v) => v.parse()?,
+            None => BackendKind::Env,
+        };
+        let retry_max =
+            parse_num::<u32>(var, KEYMGR_RETRY_MAX, "a whole number of retries, e.g. 3")?;
+        let retry_base = parse_num::<u64>(var, KEYMGR_RETRY_BASE_MS, "milliseconds, e.g. 1000")?;
+        let retry = match retry_max {
+            Some(0) => None,
+            max => {
+                let mut p = RetryPolicy::default();
+                if let Some(max) = max {
+                    p.max_retries = max;
+                }
+                if let Some(ms) = retry_base {
+                    p.base_delay = Duration::from_millis(ms);
+                }
+                Some(p)
+            }
+        };
+        let timeout = match parse_num::<u64>(var, KEYMGR_TIMEOUT_MS, "milliseconds, e.g. 10000")? {
+            Some(0) => None,
+            Some(ms) => Some(Duration::from_millis(ms)),
+            None => Some(Duration::from_secs(10)),
+        };
+        let public_key_cache =
+            match parse_num::<u64>(var, KEYMGR_PUBLIC_KEY_CACHE_SECS, "seconds, e.g. 3600")? {
+                Some(0) => None,
+                Some(s) => Some(Duration::from_secs(s)),
+                None => Some(Duration::from_secs(3600)),
+            };
+        Ok(Self {
+            backend,
+            retry,
+            timeout,
+            public_key_cache,
+            actor: non_empty(var, KEYMGR_ACTOR),
+        })
+    }
+}
+
+fn non_empty(var: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    var(name).filter(|v| !v.trim().is_empty())
+}
+
+fn parse_num<T: FromStr>(
+    var: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    expected: &str,
+) -> Result<Option<T>> {
+    match non_empty(var, name) {
+        None => Ok(None),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| Error::config(name, expected, format!("{v:?} is not a valid number"))),
+    }
+}
+
+/// Builds the provider `KEY_BACKEND` selects, reading its variables through `var`.
+pub async fn backend_from_vars(
+    kind: BackendKind,
+    var: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Result<Arc<dyn KeyBackend>> {
+    match kind {
+        #[cfg(feature = "env")]
+        BackendKind::Env => Ok(Arc::new(keymgr_env::EnvBackend::from_vars(var)?)),
+        #[allow(unreachable_patterns)]
+        other => {
+            let _ = var;
+            Err(Error::config(
+                KEY_BACKEND,
+                format!(
+                    "a backend compiled into this build ({})",
+                    compiled_backends().join(", ")
+                ),
+                format!(
+                    "{} is not available: rebuild keymgr with cargo feature `{}`",
+                    other.as_str(),
+                    other.feature()
+                ),
+            ))
+        }
+    }
+}
+
+fn compiled_backends() -> Vec<&'static str> {
+    let all: &[(&str, bool)] = &[("env", cfg!(feature = "env"))];
+    all.iter().filter(|(_, on)| *on).map(|(n, _)| *n).collect()
+}
+
+/// Builds a [`KeyManager`] (provider + layers) from variables read through `var`.
+pub async fn manager_from_vars(
+    var: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Result<KeyManager> {
+    let settings = Settings::from_vars(var)?;
+    let backend = backend_from_vars(settings.backend, var).await?;
+    let mut builder = KeyManager::builder(backend)
+        .retry(settings.retry)
+        .timeout(settings.timeout)
+        .public_key_cache(settings.public_key_cache);
+    if let Some(actor) = settings.actor {
+        builder = builder.actor(actor);
+    }
+    Ok(builder.build())
+}
+
+/// `KeyManager::from_env()`: configuration from the process environment.
+#[async_trait::async_trait]
+pub trait FromEnv: Sized {
+    /// Builds from the process environment (`KEY_BACKEND` and the provider's variables).
+    async fn from_env() -> Result<Self>;
+}
+
+#[async_trait::async_trait]
+impl FromEnv for KeyManager {
+    async fn from_env() -> Result<Self> {
+        manager_from_vars(&|name| std::env::var(name).ok()).await
+    }
+}

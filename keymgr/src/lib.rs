@@ -1,0 +1,22 @@
+//! keymgr: sign and encrypt with keys that never leave a KMS or HSM.
+//!
+//! This facade re-exports [`keymgr_core`] and, behind cargo features, the providers
+//! (`env` by default; `hsm`, `aws` as they are enabled). [`FromEnv`] builds a
+//! [`KeyManager`] from the environment variables documented in `.env.example`.
+//!
+//! ```no_run
+//! use keymgr::{FromEnv, KeyManager, KeyRef, SignPayload};
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> keymgr::Result<()> {
+//! let manager = KeyManager::from_env().await?; // KEY_BACKEND=env by default
+//! let sig = manager.sign(&KeyRef::new("evm"), &SignPayload::Prehash([1; 32])).await?;
+//! # let _ = sig; Ok(()) }
+//! ```
+
+pub mod config;
+
+pub use config::{BackendKind, FromEnv, Settings, backend_from_vars, manager_from_vars};
+pub use keymgr_core::*;
+
+/// The env (development) provider.
+#[cfg(feature = "env")]
+pub use keymgr_env as env;

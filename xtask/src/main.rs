@@ -1,0 +1,198 @@
+//! keymgr development tasks, run as `cargo xtask <task>`.
+//!
+//! - `test`: provisions what the tests need (idempotent), then `cargo fmt --check`,
+//!   `cargo clippy -D warnings`, the whole suite under nextest, the doc-tests, and the
+//!   dependency-boundary checks. This is THE test command (README, `.ci/run`).
+//! - `bench`: runs the criterion benchmarks against the same provisioned components.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, Result, bail};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root()?;
+    match args.first().map(String::as_str) {
+        Some("test") => test(&root, &args[1..]),
+        Some("bench") => bench(&root, &args[1..]),
+        Some("provision") => {
+            let env = provision(&root)?;
+            for (k, v) in env.vars {
+                println!("export {k}={v}");
+            }
+            Ok(())
+        }
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <task>\n\n\
+                 tasks:\n  \
+                 test [NEXTEST ARGS]   provision, fmt --check, clippy -D warnings, nextest, doc-tests\n  \
+                 bench [BENCH ARGS]    provision, then cargo bench\n  \
+                 provision             provision and print the environment the tests use"
+            );
+            bail!("unknown or missing task");
+        }
+    }
+}
+
+fn workspace_root() -> Result<PathBuf> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask lives one level below the workspace root")
+}
+
+/// What provisioning produced: variables for the test processes and services that
+/// must stay up while they run (stopped on drop).
+#[derive(Default)]
+struct TestEnv {
+    vars: Vec<(String, String)>,
+    services: Vec<Box<dyn std::any::Any>>,
+}
+
+fn provision(root: &Path) -> Result<TestEnv> {
+    let env = TestEnv::default();
+    // Provider provisioning (SoftHSM2 tokens, moto's server) registers here.
+    let _ = root;
+    Ok(env)
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn run(step: &str, cmd: &mut Command) -> Result<()> {
+    eprintln!("==> {step}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {step}"))?;
+    if !status.success() {
+        bail!("{step} failed ({status})");
+    }
+    Ok(())
+}
+
+fn ensure_nextest() -> Result<()> {
+    let ok = cargo()
+        .args(["nextest", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        run(
+            "install cargo-nextest",
+            cargo().args(["install", "cargo-nextest", "--locked"]),
+        )?;
+    }
+    Ok(())
+}
+
+fn test(root: &Path, extra: &[String]) -> Result<()> {
+    let started = std::time::Instant::now();
+    ensure_nextest()?;
+    run(
+        "cargo fmt --check",
+        cargo().current_dir(root).args(["fmt", "--all", "--check"]),
+    )?;
+    run(
+        "cargo clippy",
+        cargo().current_dir(root).args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    check_dependency_boundaries(root)?;
+    let env = provision(root)?;
+    let mut nextest = cargo();
+    nextest
+        .current_dir(root)
+        .args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--all-features",
+            "--no-fail-fast",
+        ])
+        .args(extra)
+        .env("KEYMGR_XTASK_TEST", "1");
+    for (k, v) in &env.vars {
+        nextest.env(k, v);
+    }
+    run("cargo nextest run", &mut nextest)?;
+    let mut doc = cargo();
+    doc.current_dir(root)
+        .args(["test", "--workspace", "--all-features", "--doc"])
+        .env("KEYMGR_XTASK_TEST", "1");
+    for (k, v) in &env.vars {
+        doc.env(k, v);
+    }
+    run("cargo test --doc", &mut doc)?;
+    drop(env.services);
+    eprintln!("==> all checks passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+fn bench(root: &Path, extra: &[String]) -> Result<()> {
+    let env = provision(root)?;
+    let mut cmd = cargo();
+    cmd.current_dir(root)
+        .args(["bench", "--workspace", "--all-features"])
+        .args(extra)
+        .env("KEYMGR_XTASK_TEST", "1");
+    for (k, v) in &env.vars {
+        cmd.env(k, v);
+    }
+    run("cargo bench", &mut cmd)?;
+    drop(env.services);
+    Ok(())
+}
+
+/// An HSM-only or env-only build of the facade must not compile any cloud SDK.
+fn check_dependency_boundaries(root: &Path) -> Result<()> {
+    const CLOUD: &[&str] = &["aws-sdk-", "aws-config", "google-cloud-", "azure_"];
+    let facade_features = ["env", "hsm"];
+    for feature in facade_features {
+        if !root.join(format!("keymgr-{feature}")).exists() {
+            continue;
+        }
+        eprintln!("==> cargo tree -p keymgr --no-default-features --features {feature}");
+        let out = cargo()
+            .current_dir(root)
+            .args([
+                "tree",
+                "-p",
+                "keymgr",
+                "--no-default-features",
+                "--features",
+                feature,
+                "-e",
+                "normal",
+                "--prefix",
+                "none",
+            ])
+            .output()
+            .context("cargo tree")?;
+        if !out.status.success() {
+            bail!(
+                "cargo tree failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let tree = String::from_utf8_lossy(&out.stdout);
+        let leaked: Vec<&str> = tree
+            .lines()
+            .filter(|l| CLOUD.iter().any(|c| l.starts_with(c)))
+            .collect();
+        if !leaked.is_empty() {
+            bail!("keymgr with only feature `{feature}` pulls cloud SDKs: {leaked:?}");
+        }
+    }
+    Ok(())
+}
