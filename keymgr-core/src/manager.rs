@@ -149,7 +149,7 @@ impl KeyManager {
             .insert("payload_kind".into(), payload.kind().into());
         self.audit.record(request).await?;
 
-        let result = self.backend.sign(key, payload).await;
+        let result = self.sign_verified(key, payload).await;
         let mut outcome = match &result {
             Ok(sig) => self
                 .record(AuditEvent::SignSuccess, key, Outcome::Success)
@@ -170,6 +170,23 @@ impl KeyManager {
         outcome.payload_sha256 = Some(digest);
         self.audit.record(outcome).await?;
         result
+    }
+
+    /// Signs and checks the result against the (cached) public key: providers verify
+    /// already, and this keeps the guarantee for any third-party backend too.
+    async fn sign_verified(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature> {
+        let signature = self.backend.sign(key, payload).await?;
+        let public_key = self.backend.public_key(key).await?;
+        public_key.verify(payload, &signature).map_err(|_| {
+            Error::integrity(
+                key.to_string(),
+                format!(
+                    "the {} backend returned a signature that does not verify against the key's public key",
+                    self.backend.name()
+                ),
+            )
+        })?;
+        Ok(signature)
     }
 
     /// The public key of `key` (cached).

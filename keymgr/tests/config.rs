@@ -1,0 +1,85 @@
+//! `KeyManager` from environment variables: every missing or malformed setting is an
+//! error naming the variable and the expected form.
+
+use std::collections::HashMap;
+
+use keymgr::{BackendKind, ErrorKind, KeyRef, Settings, SignPayload, manager_from_vars};
+
+fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + Sync {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |name| map.get(name).cloned()
+}
+
+const KEY: &str = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+
+#[tokio::test]
+async fn default_backend_is_env() {
+    let m = manager_from_vars(&vars(&[("EVM_PRIVATE_KEY", KEY)]))
+        .await
+        .unwrap();
+    assert_eq!(m.backend().name(), "env");
+    m.sign(&KeyRef::new("evm"), &SignPayload::Prehash([1; 32]))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn unknown_and_uncompiled_backends_are_named() {
+    let e = manager_from_vars(&vars(&[("KEY_BACKEND", "vault")]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    let msg = e.to_string();
+    assert!(msg.contains("KEY_BACKEND") && msg.contains("vault"), "{msg}");
+    assert!(msg.contains("env, aws-kms, gcp-kms, azure-kv, hsm"), "{msg}");
+
+    for (backend, feature) in [("gcp-kms", "gcp"), ("azure-kv", "azure")] {
+        let e = manager_from_vars(&vars(&[("KEY_BACKEND", backend)]))
+            .await
+            .unwrap_err();
+        let msg = e.to_string();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(msg.contains("KEY_BACKEND") && msg.contains(backend), "{msg}");
+        assert!(msg.contains(&format!("feature `{feature}`")), "{msg}");
+    }
+}
+
+#[test]
+fn malformed_layer_settings_name_their_variable() {
+    for var in [
+        "KEYMGR_RETRY_MAX",
+        "KEYMGR_RETRY_BASE_MS",
+        "KEYMGR_TIMEOUT_MS",
+        "KEYMGR_PUBLIC_KEY_CACHE_SECS",
+    ] {
+        let e = Settings::from_vars(&vars(&[(var, "ten")])).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.to_string().contains(var), "{e}");
+    }
+    let s = Settings::from_vars(&vars(&[
+        ("KEY_BACKEND", "hsm"),
+        ("KEYMGR_RETRY_MAX", "0"),
+        ("KEYMGR_TIMEOUT_MS", "2500"),
+        ("KEYMGR_PUBLIC_KEY_CACHE_SECS", "0"),
+    ]))
+    .unwrap();
+    assert_eq!(s.backend, BackendKind::Hsm);
+    assert_eq!(s.retry, None);
+    assert_eq!(s.timeout, Some(std::time::Duration::from_millis(2500)));
+    assert_eq!(s.public_key_cache, None);
+}
+
+#[tokio::test]
+async fn env_backend_variables_are_checked() {
+    let e = manager_from_vars(&vars(&[("KEY_BACKEND", "env")]))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("EVM_PRIVATE_KEY"), "{e}");
+    let e = manager_from_vars(&vars(&[("XRP_SEED", "sxxxx")]))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("XRP_SEED"), "{e}");
+}
