@@ -6,7 +6,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sha2::{Digest as _, Sha256};
 
-use crate::layer::{Cached, Retry, RetryPolicy, Timeout};
+use crate::layer::{
+    BreakerPolicy, Cached, CircuitBreaker, RateLimit, RateLimitPolicy, Retry, RetryPolicy, Timeout,
+};
 use crate::{
     AuditEvent, AuditRecord, AuditSink, DataKey, EncryptionContext, Error, HealthReport,
     KeyBackend, KeyRef, KeyVersion, Outcome, PublicKey, Result, SecretBytes, SignPayload,
@@ -44,9 +46,25 @@ pub struct KeyManagerBuilder {
     retry: Option<RetryPolicy>,
     timeout: Option<Duration>,
     cache_ttl: Option<Duration>,
+    breaker: Option<BreakerPolicy>,
+    rate_limit: Option<RateLimitPolicy>,
 }
 
 impl KeyManagerBuilder {
+    /// Circuit breaker (default [`BreakerPolicy::default`]: open after 5 consecutive
+    /// failures, trial after 60 s); `None` disables it.
+    pub fn circuit_breaker(mut self, policy: Option<BreakerPolicy>) -> Self {
+        self.breaker = policy;
+        self
+    }
+
+    /// Per-key signature rate limit; off unless set here (`KeyManager::from_env` in the
+    /// `keymgr` facade sets the documented default of 100 per minute).
+    pub fn rate_limit(mut self, policy: Option<RateLimitPolicy>) -> Self {
+        self.rate_limit = policy;
+        self
+    }
+
     /// Where audit records go (default: `tracing` only).
     pub fn audit(mut self, sink: Arc<dyn AuditSink>) -> Self {
         self.audit = sink;
@@ -83,11 +101,17 @@ impl KeyManagerBuilder {
         if let Some(limit) = self.timeout {
             stack = Arc::new(Timeout::new(stack, limit));
         }
+        if let Some(policy) = self.breaker {
+            stack = Arc::new(CircuitBreaker::new(stack, policy));
+        }
         if let Some(policy) = self.retry {
             stack = Arc::new(Retry::new(stack, policy));
         }
         if let Some(ttl) = self.cache_ttl {
             stack = Arc::new(Cached::with_ttl(stack, ttl));
+        }
+        if let Some(policy) = self.rate_limit {
+            stack = Arc::new(RateLimit::new(stack, policy));
         }
         KeyManager {
             backend: stack,
@@ -112,7 +136,8 @@ pub struct Rotation {
 }
 
 impl KeyManager {
-    /// Starts building a manager over `backend` (retry, timeout and cache on by default).
+    /// Starts building a manager over `backend` (timeout, breaker, retry and public key
+    /// cache on by default; rate limit off).
     pub fn builder(backend: Arc<dyn KeyBackend>) -> KeyManagerBuilder {
         KeyManagerBuilder {
             backend,
@@ -121,6 +146,8 @@ impl KeyManager {
             retry: Some(RetryPolicy::default()),
             timeout: Some(Duration::from_secs(10)),
             cache_ttl: Some(Cached::<Arc<dyn KeyBackend>>::DEFAULT_TTL),
+            breaker: Some(BreakerPolicy::default()),
+            rate_limit: None,
         }
     }
 

@@ -32,6 +32,36 @@ pub fn encode_base58check(prefix: &[u8], payload: &[u8]) -> String {
         .into_string()
 }
 
+/// Decodes a base58check string in the XRPL alphabet whose payload starts with `prefix`,
+/// returning the bytes after the prefix (the inverse of [`encode_base58check`]).
+///
+/// `field` names the input in errors; errors never echo the input.
+pub fn decode_base58check(field: &str, prefix: &[u8], s: &str) -> Result<Vec<u8>> {
+    let bytes = bs58::decode(s)
+        .with_alphabet(bs58::Alphabet::RIPPLE)
+        .with_check(None)
+        .into_vec()
+        .map_err(|e| {
+            Error::invalid_input(
+                field,
+                format!(
+                    "not a base58check string in the XRPL alphabet ({})",
+                    redact_bs58(&e)
+                ),
+            )
+        })?;
+    match bytes.strip_prefix(prefix) {
+        Some(payload) => Ok(payload.to_vec()),
+        None => Err(Error::invalid_input(
+            field,
+            format!(
+                "wrong version prefix: expected {}",
+                hex::encode_upper(prefix)
+            ),
+        )),
+    }
+}
+
 /// The classic account id of a public key: RIPEMD-160(SHA-256(public key)).
 ///
 /// `public_key` is in XRPL form: 33-byte compressed secp256k1, or `0xED ‖ 32 bytes`.
@@ -126,6 +156,31 @@ mod tests {
         let pk = hex::decode("0330E7FC9D56BB25D6893BA3F317AE5BCF33B3291BD63DB32654A313222F7FD020")
             .unwrap();
         assert_eq!(classic_address(&pk), "rHb9CJAWyB4rj91VRWn96DkukG4bwdtyTh");
+    }
+
+    #[test]
+    fn base58check_round_trip() {
+        // XRPL docs (channel_verify example): the account public key
+        // aB44YfzW24VDEJQ2UuLPV2PvqcPCSoLnL7y5M1EzhdW4LnK5xMS3 (version byte 0x23).
+        let pk = decode_base58check(
+            "public key",
+            &[0x23],
+            "aB44YfzW24VDEJQ2UuLPV2PvqcPCSoLnL7y5M1EzhdW4LnK5xMS3",
+        )
+        .unwrap();
+        assert_eq!(
+            hex::encode_upper(&pk),
+            "023693F15967AE357D0327974AD46FE3C127113B1110D6044FD41E723689F81CC6"
+        );
+        assert_eq!(
+            encode_base58check(&[0x23], &pk),
+            "aB44YfzW24VDEJQ2UuLPV2PvqcPCSoLnL7y5M1EzhdW4LnK5xMS3"
+        );
+        let e = decode_base58check("public key", &[0x23], "rHb9CJAWyB4rj91VRWn96DkukG4bwdtyTh")
+            .unwrap_err();
+        assert!(e.to_string().contains("prefix"), "{e}");
+        let corrupted = "aB44YfzW24VDEJQ2UuLPV2PvqcPCSoLnL7y5M1EzhdW4LnK5xMS4";
+        assert!(decode_base58check("x", &[0x23], corrupted).is_err());
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! Layers and KeyManager behaviour, driven through fault injection on the env backend.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use keymgr_core::layer::{Cached, Retry, RetryPolicy, Timeout};
+use keymgr_core::layer::{
+    BreakerPolicy, BreakerState, Cached, CircuitBreaker, Failover, RateLimit, RateLimitPolicy,
+    Retry, RetryPolicy, Timeout,
+};
 use keymgr_core::{
-    AuditEvent, AuditRecord, AuditSink, Error, ErrorKind, KeyBackend, KeyManager, KeyRef,
-    Outcome, SignPayload,
+    AuditEvent, AuditRecord, AuditSink, Error, ErrorKind, HealthStatus, KeyBackend, KeyManager,
+    KeyRef, Outcome, SignPayload,
 };
 use keymgr_env::EnvBackend;
 use keymgr_testkit::fault::{Fault, Faulty};
@@ -145,9 +149,15 @@ async fn key_manager_audits_sign_requests_and_outcomes() {
         key: "evm".into(),
         detail: "policy".into(),
     });
-    manager.sign(&KeyRef::new("evm"), &payload).await.unwrap_err();
     manager
-        .sign(&KeyRef::new("evm"), &SignPayload::message(b"secret business data".to_vec()))
+        .sign(&KeyRef::new("evm"), &payload)
+        .await
+        .unwrap_err();
+    manager
+        .sign(
+            &KeyRef::new("evm"),
+            &SignPayload::message(b"secret business data".to_vec()),
+        )
         .await
         .unwrap_err();
 
@@ -184,7 +194,11 @@ async fn key_manager_refuses_to_sign_when_audit_fails() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unavailable);
-    assert_eq!(inner.sign_calls(), 0, "nothing is signed without an audit record");
+    assert_eq!(
+        inner.sign_calls(),
+        0,
+        "nothing is signed without an audit record"
+    );
 }
 
 #[tokio::test]
@@ -195,7 +209,9 @@ async fn key_manager_never_returns_a_signature_that_does_not_verify() {
     ] {
         let inner = faulty();
         let sink = Arc::new(MemorySink::default());
-        let manager = KeyManager::builder(inner.clone()).audit(sink.clone()).build();
+        let manager = KeyManager::builder(inner.clone())
+            .audit(sink.clone())
+            .build();
         inner.inject(Fault::CorruptSignature);
         let e = manager.sign(&KeyRef::new(key), &payload).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
@@ -204,4 +220,167 @@ async fn key_manager_never_returns_a_signature_that_does_not_verify() {
         assert_eq!(last.event, AuditEvent::SignFailure);
         assert_eq!(last.error_kind, Some(ErrorKind::Integrity));
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limit_refuses_over_the_limit_per_key_and_refills() {
+    let inner = faulty();
+    let limited = RateLimit::new(
+        inner.clone(),
+        RateLimitPolicy {
+            limit: 3,
+            per: Duration::from_secs(60),
+        },
+    );
+    let evm = KeyRef::new("evm");
+    let p = SignPayload::Prehash([1; 32]);
+    for _ in 0..3 {
+        limited.sign(&evm, &p).await.unwrap();
+    }
+    let e = limited.sign(&evm, &p).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::RateLimited);
+    assert!(!e.is_retryable());
+    assert!(
+        e.to_string().contains("evm") && e.to_string().contains("3"),
+        "{e}"
+    );
+    let Error::RateLimited { retry_after, .. } = e else {
+        unreachable!()
+    };
+    assert!(retry_after <= Duration::from_secs(20) && retry_after > Duration::ZERO);
+    assert_eq!(
+        inner.sign_calls(),
+        3,
+        "refused calls never reach the backend"
+    );
+    // Another key has its own budget.
+    limited
+        .sign(&KeyRef::new("xrp"), &SignPayload::message(vec![1]))
+        .await
+        .unwrap();
+    // One permit every 20 s.
+    tokio::time::advance(Duration::from_secs(21)).await;
+    limited.sign(&evm, &p).await.unwrap();
+    assert!(limited.sign(&evm, &p).await.is_err());
+}
+
+#[tokio::test]
+async fn rate_limited_signing_is_audited() {
+    let sink = Arc::new(MemorySink::default());
+    let manager = KeyManager::builder(faulty())
+        .audit(sink.clone())
+        .rate_limit(Some(RateLimitPolicy {
+            limit: 1,
+            per: Duration::from_secs(60),
+        }))
+        .build();
+    let p = SignPayload::Prehash([1; 32]);
+    manager.sign(&KeyRef::new("evm"), &p).await.unwrap();
+    let e = manager.sign(&KeyRef::new("evm"), &p).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::RateLimited);
+    let last = sink.records.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(last.event, AuditEvent::RateLimited);
+    assert_eq!(last.outcome, Outcome::Denied);
+}
+
+#[tokio::test(start_paused = true)]
+async fn breaker_opens_fails_fast_then_half_opens() {
+    let inner = faulty();
+    let breaker = CircuitBreaker::new(inner.clone(), BreakerPolicy::default());
+    let k = KeyRef::new("evm");
+    let p = SignPayload::Prehash([1; 32]);
+    // Caller mistakes do not count.
+    for _ in 0..10 {
+        breaker
+            .sign(&k, &SignPayload::message(vec![1]))
+            .await
+            .unwrap_err();
+    }
+    assert_eq!(breaker.state(), BreakerState::Closed);
+    inner.fail_next(5, unavailable);
+    for _ in 0..5 {
+        breaker.sign(&k, &p).await.unwrap_err();
+    }
+    assert_eq!(breaker.state(), BreakerState::Open);
+    let calls = inner.sign_calls();
+    let e = breaker.sign(&k, &p).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable);
+    assert!(e.to_string().contains("circuit open"), "{e}");
+    assert_eq!(
+        inner.sign_calls(),
+        calls,
+        "open breaker does not call the backend"
+    );
+    let health = breaker.health().await;
+    assert_eq!(health.status, HealthStatus::Unhealthy);
+    assert!(health.detail.unwrap().contains("breaker open"));
+
+    tokio::time::advance(Duration::from_secs(61)).await;
+    assert_eq!(breaker.state(), BreakerState::HalfOpen);
+    // A failed trial re-opens at once.
+    inner.fail_next(1, unavailable);
+    breaker.sign(&k, &p).await.unwrap_err();
+    assert_eq!(breaker.state(), BreakerState::Open);
+    tokio::time::advance(Duration::from_secs(61)).await;
+    breaker.sign(&k, &p).await.unwrap();
+    assert_eq!(breaker.state(), BreakerState::Closed);
+    assert_eq!(breaker.health().await.status, HealthStatus::Healthy);
+}
+
+#[tokio::test]
+async fn failover_moves_on_for_outages_only_and_requires_the_same_key() {
+    let key = k256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+    let same = || {
+        Arc::new(Faulty::new(
+            EnvBackend::new().with_secp256k1_key("evm", key.clone()),
+        ))
+    };
+    let (primary, secondary) = (same(), same());
+    let failover = Failover::new(vec![primary.clone(), secondary.clone()]).unwrap();
+    let k = KeyRef::new("evm");
+    let p = SignPayload::Prehash([4; 32]);
+    failover.sign(&k, &p).await.unwrap();
+    assert_eq!((primary.sign_calls(), secondary.sign_calls()), (1, 0));
+
+    primary.fail_next(1, unavailable); // the primary's public_key lookup fails: move on
+    failover.sign(&k, &p).await.unwrap();
+    assert_eq!(secondary.sign_calls(), 1);
+
+    primary.fail_next(1, || Error::not_found("evm", "gone"));
+    let e = failover.sign(&k, &p).await.unwrap_err();
+    assert_eq!(
+        e.kind(),
+        ErrorKind::NotFound,
+        "permanent errors are not failed over"
+    );
+
+    // A member holding a different key is refused, not used.
+    let impostor = Arc::new(Faulty::new(EnvBackend::generate()));
+    let down = faulty();
+    down.fail_next(10, unavailable);
+    let f = Failover::new(vec![primary.clone(), impostor.clone()]).unwrap();
+    f.public_key(&k).await.unwrap();
+    primary.fail_next(1, unavailable);
+    let e = f.sign(&k, &p).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
+    assert_eq!(impostor.sign_calls(), 0);
+
+    // Health: aggregate and per member.
+    let f = Failover::new(vec![
+        Arc::new(CircuitBreaker::new(
+            down.clone(),
+            BreakerPolicy {
+                failure_threshold: 1,
+                open_for: Duration::from_secs(60),
+            },
+        )),
+        secondary.clone(),
+    ])
+    .unwrap();
+    f.sign(&k, &p).await.unwrap();
+    let h = f.health().await;
+    assert_eq!(h.status, HealthStatus::Degraded);
+    assert_eq!(h.components.len(), 2);
+    assert_eq!(h.components[0].status, HealthStatus::Unhealthy);
+    assert!(Failover::new(vec![]).is_err());
 }

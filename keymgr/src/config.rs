@@ -4,7 +4,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keymgr_core::layer::RetryPolicy;
+use keymgr_core::layer::{BreakerPolicy, RateLimitPolicy, RetryPolicy};
 use keymgr_core::{Error, KeyBackend, KeyManager, Result};
 
 /// Selects the provider.
@@ -17,6 +17,12 @@ pub const KEYMGR_RETRY_BASE_MS: &str = "KEYMGR_RETRY_BASE_MS";
 pub const KEYMGR_TIMEOUT_MS: &str = "KEYMGR_TIMEOUT_MS";
 /// Public key cache TTL in seconds (default 3600; 0 disables).
 pub const KEYMGR_PUBLIC_KEY_CACHE_SECS: &str = "KEYMGR_PUBLIC_KEY_CACHE_SECS";
+/// Signatures per minute per key (default 100; 0 disables).
+pub const KEYMGR_RATE_LIMIT_PER_MINUTE: &str = "KEYMGR_RATE_LIMIT_PER_MINUTE";
+/// Consecutive failures that open the circuit breaker (default 5; 0 disables).
+pub const KEYMGR_BREAKER_FAILURES: &str = "KEYMGR_BREAKER_FAILURES";
+/// Seconds the breaker stays open before a trial call (default 60).
+pub const KEYMGR_BREAKER_OPEN_SECS: &str = "KEYMGR_BREAKER_OPEN_SECS";
 /// Who is acting, recorded in audit entries.
 pub const KEYMGR_ACTOR: &str = "KEYMGR_ACTOR";
 
@@ -92,6 +98,10 @@ pub struct Settings {
     pub timeout: Option<Duration>,
     /// Public key cache TTL; `None` when `KEYMGR_PUBLIC_KEY_CACHE_SECS=0`.
     pub public_key_cache: Option<Duration>,
+    /// Per-key signature rate limit; `None` when `KEYMGR_RATE_LIMIT_PER_MINUTE=0`.
+    pub rate_limit: Option<RateLimitPolicy>,
+    /// Circuit breaker; `None` when `KEYMGR_BREAKER_FAILURES=0`.
+    pub breaker: Option<BreakerPolicy>,
     /// Actor recorded in audit entries.
     pub actor: Option<String>,
 }
@@ -131,11 +141,34 @@ impl Settings {
                 Some(s) => Some(Duration::from_secs(s)),
                 None => Some(Duration::from_secs(3600)),
             };
+        let rate_limit = match parse_num::<u32>(
+            var,
+            KEYMGR_RATE_LIMIT_PER_MINUTE,
+            "signatures per minute per key, e.g. 100",
+        )? {
+            Some(0) => None,
+            Some(n) => Some(RateLimitPolicy {
+                limit: n,
+                per: Duration::from_secs(60),
+            }),
+            None => Some(RateLimitPolicy::default()),
+        };
+        let open_for = parse_num::<u64>(var, KEYMGR_BREAKER_OPEN_SECS, "seconds, e.g. 60")?;
+        let breaker =
+            match parse_num::<u32>(var, KEYMGR_BREAKER_FAILURES, "consecutive failures, e.g. 5")? {
+                Some(0) => None,
+                n => Some(BreakerPolicy {
+                    failure_threshold: n.unwrap_or(5),
+                    open_for: Duration::from_secs(open_for.unwrap_or(60)),
+                }),
+            };
         Ok(Self {
             backend,
             retry,
             timeout,
             public_key_cache,
+            rate_limit,
+            breaker,
             actor: non_empty(var, KEYMGR_ACTOR),
         })
     }
@@ -201,7 +234,9 @@ pub async fn manager_from_vars(
     let mut builder = KeyManager::builder(backend)
         .retry(settings.retry)
         .timeout(settings.timeout)
-        .public_key_cache(settings.public_key_cache);
+        .public_key_cache(settings.public_key_cache)
+        .rate_limit(settings.rate_limit)
+        .circuit_breaker(settings.breaker);
     if let Some(actor) = settings.actor {
         builder = builder.actor(actor);
     }

@@ -33,8 +33,14 @@ async fn unknown_and_uncompiled_backends_are_named() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config);
     let msg = e.to_string();
-    assert!(msg.contains("KEY_BACKEND") && msg.contains("vault"), "{msg}");
-    assert!(msg.contains("env, aws-kms, gcp-kms, azure-kv, hsm"), "{msg}");
+    assert!(
+        msg.contains("KEY_BACKEND") && msg.contains("vault"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("env, aws-kms, gcp-kms, azure-kv, hsm"),
+        "{msg}"
+    );
 
     for (backend, feature) in [("gcp-kms", "gcp"), ("azure-kv", "azure")] {
         let e = manager_from_vars(&vars(&[("KEY_BACKEND", backend)]))
@@ -42,7 +48,10 @@ async fn unknown_and_uncompiled_backends_are_named() {
             .unwrap_err();
         let msg = e.to_string();
         assert_eq!(e.kind(), ErrorKind::Config);
-        assert!(msg.contains("KEY_BACKEND") && msg.contains(backend), "{msg}");
+        assert!(
+            msg.contains("KEY_BACKEND") && msg.contains(backend),
+            "{msg}"
+        );
         assert!(msg.contains(&format!("feature `{feature}`")), "{msg}");
     }
 }
@@ -54,6 +63,9 @@ fn malformed_layer_settings_name_their_variable() {
         "KEYMGR_RETRY_BASE_MS",
         "KEYMGR_TIMEOUT_MS",
         "KEYMGR_PUBLIC_KEY_CACHE_SECS",
+        "KEYMGR_RATE_LIMIT_PER_MINUTE",
+        "KEYMGR_BREAKER_FAILURES",
+        "KEYMGR_BREAKER_OPEN_SECS",
     ] {
         let e = Settings::from_vars(&vars(&[(var, "ten")])).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Config);
