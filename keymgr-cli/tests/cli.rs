@@ -1,0 +1,128 @@
+//! The `keymgr` binary: text and `--json` output, exit codes, and errors that name what
+//! was wrong without echoing secrets.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Output};
+
+use k256::ecdsa::signature::hazmat::PrehashVerifier as _;
+
+const KEY: &str = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+const ED_SEED: &str = "sEdSKaCy2JT7JaM7v95H9SxkhP9wS2r";
+
+fn keymgr(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keymgr"));
+    cmd.args(args);
+    for var in [
+        "KEY_BACKEND",
+        "EVM_PRIVATE_KEY",
+        "XRP_SEED",
+        "KEYMGR_AUDIT_PATH",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run keymgr")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.trim().lines().count(), 1, "one JSON object: {stdout}");
+    serde_json::from_str(stdout.trim()).expect("valid JSON")
+}
+
+#[test]
+fn demo_needs_no_configuration() {
+    let out = keymgr(&["demo"], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = keymgr(&["demo", "--json"], &[]);
+    assert!(out.status.success());
+    let v = json(&out);
+    assert_eq!(v["backend"], "env");
+}
+
+#[test]
+fn public_key_and_sign_verify_independently() {
+    let env = [("EVM_PRIVATE_KEY", KEY), ("XRP_SEED", ED_SEED)];
+    let out = keymgr(&["public-key", "--key", "evm", "--json"], &env);
+    assert!(out.status.success());
+    let pk = json(&out);
+    assert_eq!(pk["algorithm"], "secp256k1");
+    let pk_bytes = hex::decode(pk["public_key"].as_str().unwrap()).unwrap();
+    let vk = k256::ecdsa::VerifyingKey::from_sec1_bytes(&pk_bytes).unwrap();
+
+    let digest = "11".repeat(32);
+    let out = keymgr(&["sign", "--key", "evm", "--digest", &digest, "--json"], &env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sig = json(&out);
+    let sig = k256::ecdsa::Signature::from_slice(
+        &hex::decode(sig["signature"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    vk.verify_prehash(&hex::decode(&digest).unwrap(), &sig).unwrap();
+
+    let out = keymgr(&["public-key", "--key", "xrp", "--json"], &env);
+    let pk = json(&out);
+    assert_eq!(
+        pk["public_key"],
+        "01fa53fa5a7e77798f882ece20b1abc00bb358a9e55a202d0d0676bd0ce37a63"
+    );
+    let msg = hex::encode(b"hello");
+    let out = keymgr(&["sign", "--key", "xrp", "--message", &msg, "--json"], &env);
+    assert!(out.status.success());
+    let sig: [u8; 64] = hex::decode(json(&out)["signature"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(
+        &hex::decode(pk["public_key"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    )
+    .unwrap();
+    vk.verify_strict(b"hello", &ed25519_dalek::Signature::from_bytes(&sig))
+        .unwrap();
+}
+
+#[test]
+fn errors_are_json_objects_with_kind_and_never_echo_secrets() {
+    let bad_key = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f3623";
+    let out = keymgr(
+        &["public-key", "--key", "evm", "--json"],
+        &[("EVM_PRIVATE_KEY", bad_key)],
+    );
+    assert!(!out.status.success());
+    let v = json(&out);
+    assert_eq!(v["error"]["kind"], "config");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("EVM_PRIVATE_KEY"), "{msg}");
+    assert!(!msg.contains(&bad_key[2..]), "secret echoed: {msg}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(&bad_key[2..]));
+
+    let env = [("EVM_PRIVATE_KEY", KEY)];
+    let out = keymgr(&["sign", "--key", "evm", "--digest", "abcd", "--json"], &env);
+    let v = json(&out);
+    assert_eq!(v["error"]["kind"], "invalid_input");
+    assert!(v["error"]["message"].as_str().unwrap().contains("32 bytes"));
+
+    let out = keymgr(&["sign", "--key", "nope", "--digest", &"00".repeat(32)], &env);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("nope") && stderr.contains("not found"), "{stderr}");
+    assert!(!stderr.contains(&KEY[2..]));
+
+    let out = keymgr(&["public-key", "--json", "--key", "evm"], &[("KEY_BACKEND", "vault")]);
+    let v = json(&out);
+    assert!(v["error"]["message"].as_str().unwrap().contains("KEY_BACKEND"));
+}
+
+#[test]
+fn health_reports_the_backend() {
+    let out = keymgr(&["health", "--json"], &[("EVM_PRIVATE_KEY", KEY)]);
+    assert!(out.status.success());
+    let v = json(&out);
+    assert_eq!(v["backend"], "env");
+    assert_eq!(v["status"], "healthy");
+}
