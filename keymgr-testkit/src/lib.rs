@@ -2,6 +2,8 @@
 //!
 //! - [`conformance`]: one suite every backend runs, so adding a backend means adding one
 //!   test file that calls [`conformance::run`].
+//! - `xrp` (cargo feature `xrp`): the XRP claim signer suite, `xrp::run`, for every
+//!   backend with an Ed25519 or secp256k1 key.
 //! - [`fault`]: a wrapper backend that injects errors, latency and corrupted signatures.
 //! - [`skip_or_fail`]: how tests that need an external component (SoftHSM2, moto)
 //!   behave when it is missing: fail under `cargo xtask test`, skip loudly elsewhere.
@@ -11,6 +13,8 @@
 
 pub mod conformance;
 pub mod fault;
+#[cfg(feature = "xrp")]
+pub mod xrp;
 
 /// Environment variable `cargo xtask test` sets so that tests needing provisioned
 /// components fail instead of skipping when those are missing.
