@@ -10,6 +10,8 @@ use std::process::Command;
 
 use anyhow::{Context as _, Result, bail};
 
+mod moto;
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = workspace_root()?;
@@ -53,9 +55,11 @@ struct TestEnv {
 }
 
 fn provision(root: &Path) -> Result<TestEnv> {
-    let env = TestEnv::default();
+    let mut env = TestEnv::default();
     // Provider provisioning (SoftHSM2 tokens, moto's server) registers here.
-    let _ = root;
+    let moto = moto::start(root).context("starting moto's KMS server")?;
+    env.vars.extend(moto.env());
+    env.services.push(Box::new(moto));
     Ok(env)
 }
 

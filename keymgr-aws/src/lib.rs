@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+
+mod backend;
+mod config;
+mod error;
+
+pub use backend::{
+    AwsKmsBackend, MAX_MESSAGE_BYTES, TAG_CREATED, TAG_LOGICAL_KEY, TAG_PREVIOUS, TAG_VERSION,
+};
+pub use config::{
+    AWS_ENDPOINT_URL, AWS_KMS_EVM_KEY_ID, AWS_KMS_XRP_KEY_ID, AWS_REGION, AwsKmsConfig,
+    DEFAULT_EVM_KEY, DEFAULT_XRP_KEY,
+};
+/// The AWS SDK crates this backend is built on, for callers that build their own client.
+pub mod deps {
+    pub use aws_config;
+    pub use aws_sdk_kms;
+}

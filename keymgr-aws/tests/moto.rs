@@ -1,0 +1,815 @@
+//! keymgr-aws against moto's KMS server, through the real AWS SDK client.
+//!
+//! `cargo xtask test` starts two servers (see `xtask/src/moto.rs`): moto patched by
+//! `keymgr-testkit/moto/kms_server.py` to honour `MessageType=DIGEST`, serve Ed25519
+//! keys and refuse disabled keys (`AWS_ENDPOINT_URL`), and plain moto
+//! (`KEYMGR_MOTO_PLAIN_ENDPOINT_URL`). Every signature is checked with k256 or
+//! ed25519-dalek from the public key KMS reported, independently of keymgr.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use aws_sdk_kms::Client;
+use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType, MessageType, SigningAlgorithmSpec, Tag};
+use ed25519_dalek::Verifier as _;
+use k256::ecdsa::signature::hazmat::PrehashVerifier as _;
+use keymgr_aws::{
+    AwsKmsBackend, AwsKmsConfig, TAG_CREATED, TAG_LOGICAL_KEY, TAG_PREVIOUS, TAG_VERSION,
+};
+use keymgr_core::{
+    EncryptionContext, ErrorKind, KeyAlgorithm, KeyBackend, KeyManager, KeyRef, PublicKey,
+    RawSignature, SignPayload, VersionState, finish_signature,
+};
+use keymgr_testkit::conformance::{self, SuiteKeys};
+use rand_core::RngCore as _;
+use sha2::Digest as _;
+
+const REGION: &str = "us-east-1";
+
+fn endpoint_var(var: &str) -> Option<String> {
+    let endpoint = std::env::var(var).ok().filter(|v| !v.is_empty());
+    if endpoint.is_none() {
+        keymgr_testkit::skip_or_fail(
+            &format!("moto's KMS server ({var})"),
+            "`cargo xtask test` installs moto[server] into target/keymgr-test and starts it",
+        );
+    }
+    endpoint
+}
+
+/// The DIGEST-honouring server, or `None` (test skipped) outside `cargo xtask test`.
+fn moto() -> Option<String> {
+    endpoint_var("AWS_ENDPOINT_URL")
+}
+
+fn client(endpoint: &str) -> Client {
+    let conf = aws_sdk_kms::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(
+            "keymgr-test",
+            "keymgr-test",
+            None,
+            None,
+            "keymgr-tests",
+        ))
+        .build();
+    Client::from_conf(conf)
+}
+
+fn suffix() -> String {
+    let mut b = [0u8; 6];
+    rand_core::OsRng.fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+struct Created {
+    key_id: String,
+    arn: String,
+    alias: String,
+    alias_arn: String,
+}
+
+async fn create_key(
+    client: &Client,
+    spec: KeySpec,
+    usage: KeyUsageType,
+    purpose: &str,
+    tags: &[(&str, &str)],
+) -> Created {
+    let meta = client
+        .create_key()
+        .key_spec(spec)
+        .key_usage(usage)
+        .description(format!("keymgr test: {purpose}"))
+        .set_tags(Some(
+            tags.iter()
+                .map(|(k, v)| Tag::builder().tag_key(*k).tag_value(*v).build().unwrap())
+                .collect(),
+        ))
+        .send()
+        .await
+        .expect("CreateKey")
+        .key_metadata
+        .expect("metadata");
+    let alias = format!("alias/keymgr-test/{purpose}-{}", suffix());
+    client
+        .create_alias()
+        .alias_name(&alias)
+        .target_key_id(meta.key_id())
+        .send()
+        .await
+        .expect("CreateAlias");
+    let arn = meta.arn().unwrap().to_owned();
+    let alias_arn = format!("{}:{alias}", arn.split(":key/").next().unwrap());
+    Created {
+        key_id: meta.key_id().to_owned(),
+        arn,
+        alias,
+        alias_arn,
+    }
+}
+
+fn backend(client: &Client, keys: &[(&str, &str)]) -> AwsKmsBackend {
+    AwsKmsBackend::from_client(
+        client.clone(),
+        keys.iter()
+            .map(|(n, id)| ((*n).to_owned(), (*id).to_owned()))
+            .collect::<BTreeMap<_, _>>(),
+    )
+}
+
+fn k256_key(pk: &PublicKey) -> k256::ecdsa::VerifyingKey {
+    k256::ecdsa::VerifyingKey::from_sec1_bytes(&pk.to_bytes()).unwrap()
+}
+
+fn k256_verifies(pk: &PublicKey, prehash: &[u8; 32], sig: &keymgr_core::Signature) -> bool {
+    let sig = k256::ecdsa::Signature::from_slice(&sig.to_bytes()).unwrap();
+    k256_key(pk).verify_prehash(prehash, &sig).is_ok()
+}
+
+fn random32() -> [u8; 32] {
+    let mut b = [0u8; 32];
+    rand_core::OsRng.fill_bytes(&mut b);
+    b
+}
+
+fn missing() -> KeyRef {
+    KeyRef::new(format!("alias/keymgr-test/no-such-key-{}", suffix()))
+}
+
+#[tokio::test]
+async fn secp256k1_conformance_by_key_id_arn_alias_and_alias_arn() {
+    let Some(endpoint) = moto() else { return };
+    let client = client(&endpoint);
+    let key = create_key(
+        &client,
+        KeySpec::EccSecgP256K1,
+        KeyUsageType::SignVerify,
+        "evm",
+        &[],
+    )
+    .await;
+    let mut public_keys = Vec::new();
+    for identifier in [&key.key_id, &key.arn, &key.alias, &key.alias_arn] {
+        // Configured under a logical name, as AWS_KMS_EVM_KEY_ID would be...
+        let b: Arc<dyn KeyBackend> = Arc::new(backend(&client, &[("evm", identifier)]));
+        let keys = SuiteKeys {
+            secp256k1: Some(KeyRef::new("evm")),
+            ed25519: None,
+            missing: missing(),
+        };
+        conformance::run(b.clone(), &keys).await;
+        public_keys.push(b.public_key(&KeyRef::new("evm")).await.unwrap());
+        // ...and passed to KMS directly as the key's name.
+        let direct: Arc<dyn KeyBackend> = Arc::new(backend(&client, &[]));
+        conformance::secp256k1_signatures(&*direct, &KeyRef::new(identifier.as_str())).await;
+    }
+    assert!(public_keys.windows(2).all(|w| w[0] == w[1]));
+}
+
+#[tokio::test]
+async fn ed25519_keys_sign_raw_messages() {
+    let Some(endpoint) = moto() else { return };
+    let client = client(&endpoint);
+    let key = create_key(
+        &client,
+        KeySpec::EccNistEdwards25519,
+        KeyUsageType::SignVerify,
+        "xrp",
+        &[],
+    )
+    .await;
+    let b = backend(&client, &[("xrp", &key.alias)]);
+    let xrp = KeyRef::new("xrp");
+    let pk = b.public_key(&xrp).await.unwrap();
+    assert_eq!(pk.algorithm(), KeyAlgorithm::Ed25519);
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&pk.to_bytes().try_into().unwrap()).unwrap();
+    // 44 bytes is an XRPL payment-channel claim; 4096 is AWS's limit for Sign.
+    for len in [1usize, 44, 255, 1024, 4096] {
+        let mut msg = vec![0u8; len];
+        rand_core::OsRng.fill_bytes(&mut msg);
+        let sig = b
+            .sign(&xrp, &SignPayload::message(msg.clone()))
+            .await
+            .unwrap();
+        let sig = ed25519_dalek::Signature::from_bytes(&sig.to_bytes());
+        vk.verify_strict(&msg, &sig)
+            .unwrap_or_else(|_| panic!("{len}-byte message: Ed25519 signature does not verify"));
+        msg[0] ^= 1;
+        assert!(vk.verify(&msg, &sig).is_err());
+    }
+    for len in [0usize, 4097] {
+        let e = b
+            .sign(&xrp, &SignPayload::message(vec![1u8; len]))
+            .await
+            .expect_err("outside AWS's 1..=4096 byte limit");
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("xrp") && text.contains("4096") && text.contains(&len.to_string()),
+            "{text}"
+        );
+    }
+    conformance::payload_mismatch(&b, &xrp, KeyAlgorithm::Ed25519).await;
+    conformance::missing_key(&b, &missing()).await;
+    conformance::health(&b).await;
+}
+
+#[tokio::test]
+async fn rotation_moves_the_alias_tags_history_and_disables_the_old_key() {
+    let Some(endpoint) = moto() else { return };
+    let client = client(&endpoint);
+    let v1 = create_key(
+        &client,
+        KeySpec::EccSecgP256K1,
+        KeyUsageType::SignVerify,
+        "rotate",
+        &[("team", "payments")],
+    )
+    .await;
+    let aws = Arc::new(backend(&client, &[("evm", &v1.alias)]));
+    let manager = KeyManager::builder(aws.clone()).build();
+    let evm = KeyRef::new("evm");
+
+    let h1 = random32();
+    let pk1 = manager.public_key(&evm).await.unwrap();
+    let sig1 = manager.sign(&evm, &SignPayload::Prehash(h1)).await.unwrap();
+    assert!(k256_verifies(&pk1, &h1, &sig1));
+
+    let rotation = manager.rotate("evm").await.unwrap();
+    let previous = rotation.previous.clone().expect("the previous version");
+    assert_eq!(previous.key.version(), Some(v1.key_id.as_str()));
+    assert_eq!(rotation.previous_public_key.as_ref(), Some(&pk1));
+    let v2_id = rotation.current.key.version().unwrap().to_owned();
+    assert_ne!(v2_id, v1.key_id);
+    assert_ne!(
+        rotation.current_public_key, pk1,
+        "a new key, so a new public key"
+    );
+
+    // The alias moved in KMS itself.
+    let target = client
+        .describe_key()
+        .key_id(&v1.alias)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(target.key_metadata.unwrap().key_id(), v2_id);
+
+    // The current name signs with the new key; the old version still signs (overlap).
+    let h2 = random32();
+    let sig2 = manager.sign(&evm, &SignPayload::Prehash(h2)).await.unwrap();
+    assert!(k256_verifies(&rotation.current_public_key, &h2, &sig2));
+    assert!(!k256_verifies(&pk1, &h2, &sig2));
+    let old = KeyRef::versioned("evm", v1.key_id.as_str());
+    let h3 = random32();
+    let sig3 = manager.sign(&old, &SignPayload::Prehash(h3)).await.unwrap();
+    assert!(k256_verifies(&pk1, &h3, &sig3));
+
+    // Tags tell the history, read back from KMS.
+    let tags = |id: String| {
+        let client = client.clone();
+        async move {
+            client
+                .list_resource_tags()
+                .key_id(id)
+                .send()
+                .await
+                .unwrap()
+                .tags()
+                .iter()
+                .map(|t| (t.tag_key().to_owned(), t.tag_value().to_owned()))
+                .collect::<BTreeMap<_, _>>()
+        }
+    };
+    let t2 = tags(v2_id.clone()).await;
+    assert_eq!(t2.get(TAG_LOGICAL_KEY), Some(&v1.alias));
+    assert_eq!(t2.get(TAG_VERSION).map(String::as_str), Some("2"));
+    assert_eq!(t2.get(TAG_PREVIOUS), Some(&v1.key_id));
+    assert!(
+        t2.get(TAG_CREATED)
+            .is_some_and(|c| c.ends_with('Z') && c.contains('T')),
+        "{t2:?}"
+    );
+    assert_eq!(
+        t2.get("team").map(String::as_str),
+        Some("payments"),
+        "user tags are copied"
+    );
+    let t1 = tags(v1.key_id.clone()).await;
+    assert_eq!(t1.get(TAG_VERSION).map(String::as_str), Some("1"));
+    assert_eq!(t1.get(TAG_LOGICAL_KEY), Some(&v1.alias));
+    let new_meta = client
+        .describe_key()
+        .key_id(&v2_id)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(new_meta.key_spec(), Some(&KeySpec::EccSecgP256K1));
+    assert_eq!(new_meta.key_usage(), Some(&KeyUsageType::SignVerify));
+
+    // A fresh backend (another process) reads the same history from KMS.
+    let other = backend(&client, &[("evm", &v1.alias)]);
+    let versions = other.list_versions("evm").await.unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[0].key.version(), Some(v1.key_id.as_str()));
+    assert_eq!(versions[1].key.version(), Some(v2_id.as_str()));
+    assert!(!versions[0].current && versions[1].current);
+    assert!(versions.iter().all(|v| v.state == VersionState::Enabled));
+    assert!(
+        versions
+            .iter()
+            .all(|v| v.algorithm == KeyAlgorithm::Secp256k1)
+    );
+    assert_eq!(versions[0].backend_id, v1.arn);
+
+    // The current version cannot be disabled; the old one is disabled, never deleted.
+    let e = manager
+        .disable_version(&KeyRef::versioned("evm", v2_id.as_str()))
+        .await
+        .expect_err("current version");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    manager.disable_version(&old).await.unwrap();
+    let old_meta = client
+        .describe_key()
+        .key_id(&v1.key_id)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(old_meta.key_state(), Some(&KeyState::Disabled));
+    assert!(old_meta.deletion_date().is_none());
+
+    // Refused by keymgr's own state, by a fresh backend (KMS key state) and by the server.
+    for b in [&*aws, &other] {
+        let e = b
+            .sign(&old, &SignPayload::Prehash(random32()))
+            .await
+            .expect_err("disabled");
+        assert_eq!(e.kind(), ErrorKind::AccessDenied, "{e}");
+        assert!(e.to_string().contains(&v1.key_id), "{e}");
+    }
+    let direct = client
+        .sign()
+        .key_id(&v1.key_id)
+        .message(Blob::new(random32().to_vec()))
+        .message_type(MessageType::Digest)
+        .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+        .send()
+        .await
+        .expect_err("the launcher makes moto refuse disabled keys");
+    assert_eq!(
+        aws_sdk_kms::error::ProvideErrorMetadata::code(&direct),
+        Some("DisabledException")
+    );
+
+    // Old signatures still verify (independently, with the old public key).
+    assert!(k256_verifies(&pk1, &h1, &sig1));
+    assert!(k256_verifies(&pk1, &h3, &sig3));
+    // The backend still serves the old version's public key it knows.
+    assert_eq!(aws.public_key(&old).await.unwrap(), pk1);
+
+    let versions = other.list_versions("evm").await.unwrap();
+    assert_eq!(versions[0].state, VersionState::Disabled);
+    assert_eq!(versions[1].state, VersionState::Enabled);
+
+    // A second rotation extends the chain.
+    let third = manager.rotate("evm").await.unwrap();
+    let versions = other.list_versions("evm").await.unwrap();
+    assert_eq!(versions.len(), 3);
+    assert_eq!(versions[2].key, third.current.key);
+    assert_eq!(
+        tags(third.current.key.version().unwrap().to_owned())
+            .await
+            .get(TAG_VERSION)
+            .map(String::as_str),
+        Some("3")
+    );
+
+    // A version must belong to the logical key: another key's id is not a version of it.
+    let stranger = create_key(
+        &client,
+        KeySpec::EccSecgP256K1,
+        KeyUsageType::SignVerify,
+        "stranger",
+        &[],
+    )
+    .await;
+    let e = aws
+        .sign(
+            &KeyRef::versioned("evm", stranger.key_id.as_str()),
+            &SignPayload::Prehash(random32()),
+        )
+        .await
+        .expect_err("not a version of evm");
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().contains(&stranger.key_id), "{e}");
+}
+
+#[tokio::test]
+async fn rotation_needs_an_alias_and_a_signing_key() {
+    let Some(endpoint) = moto() else { return };
+    let client = client(&endpoint);
+    let key = create_key(
+        &client,
+        KeySpec::EccSecgP256K1,
+        KeyUsageType::SignVerify,
+        "by-id",
+        &[],
+    )
+    .await;
+    let b = backend(&client, &[("evm", &key.key_id)]);
+    let e = b
+        .create_version("evm")
+        .await
+        .expect_err("key id, not alias");
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert!(e.to_string().contains("alias"), "{e}");
+    // A key named by id has exactly one version: itself.
+    let versions = b.list_versions("evm").await.unwrap();
+    assert_eq!(versions.len(), 1);
+    assert!(versions[0].current);
+
+    let sym = create_key(
+        &client,
+        KeySpec::SymmetricDefault,
+        KeyUsageType::EncryptDecrypt,
+        "kek-rot",
+        &[],
+    )
+    .await;
+    let b = backend(&client, &[("kek", &sym.alias)]);
+    let e = b.create_version("kek").await.expect_err("symmetric");
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert!(e.to_string().contains("automatic key rotation"), "{e}");
+}
+
+#[tokio::test]
+async fn data_keys_round_trip_with_encryption_context() {
+    let Some(endpoint) = moto() else { return };
+    let client = client(&endpoint);
+    let kek = create_key(
+        &client,
+        KeySpec::SymmetricDefault,
+        KeyUsageType::EncryptDecrypt,
+        "kek",
+        &[],
+    )
+    .await;
+    let b = backend(&client, &[("kek", &kek.alias)]);
+    let key = KeyRef::new("kek");
+    let ctx: EncryptionContext = [
+        ("tenant".to_owned(), "acme".to_owned()),
+        ("purpose".to_owned(), "claims".to_owned()),
+    ]
+    .into_iter()
+    .collect();
+
+    let dk = b.generate_data_key(&key, &ctx).await.unwrap();
+    assert_eq!(dk.plaintext.len(), 32);
+    assert!(!dk.ciphertext.is_empty());
+    let debug = format!("{dk:?}");
+    let hex: String = dk
+        .plaintext
+        .expose()
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect();
+    assert!(
+        !debug.contains(&hex) && debug.contains("REDACTED"),
+        "{debug}"
+    );
+    let unwrapped = b.decrypt(&key, &dk.ciphertext, &ctx).await.unwrap();
+    assert_eq!(unwrapped.expose(), dk.plaintext.expose());
+    // Also through an explicit version (the alias's current key id).
+    let unwrapped = b
+        .decrypt(
+            &KeyRef::versioned("kek", kek.key_id.as_str()),
+            &dk.ciphertext,
+            &ctx,
+        )
+        .await
+        .unwrap();
+    assert_eq!(unwrapped.expose(), dk.plaintext.expose());
+
+    let mut wrong = ctx.clone();
+    wrong.insert("tenant".into(), "globex".into());
+    for bad in [wrong, EncryptionContext::new()] {
+        let e = b
+            .decrypt(&key, &dk.ciphertext, &bad)
+            .await
+            .expect_err("wrong context");
+        assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
+        assert!(
+            e.to_string().contains("kek") && e.to_string().contains("InvalidCiphertextException"),
+            "{e}"
+        );
+        assert!(!e.is_retryable());
+    }
+
+    let ciphertext = b.encrypt(&key, b"channel secret", &ctx).await.unwrap();
+    assert!(!ciphertext.windows(14).any(|w| w == b"channel secret"));
+    assert_eq!(
+        b.decrypt(&key, &ciphertext, &ctx).await.unwrap().expose(),
+        b"channel secret"
+    );
+    let e = b
+        .encrypt(&key, &vec![0u8; 4097], &ctx)
+        .await
+        .expect_err("too large");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+
+    // A ciphertext made by a key that is not a version of `kek` is refused.
+    let other = create_key(
+        &client,
+        KeySpec::SymmetricDefault,
+        KeyUsageType::EncryptDecrypt,
+        "other-kek",
+        &[],
+    )
+    .await;
+    let b2 = backend(&client, &[("kek", &kek.alias), ("other", &other.alias)]);
+    let foreign = b2.encrypt(&KeyRef::new("other"), b"x", &ctx).await.unwrap();
+    let e = b2
+        .decrypt(&key, &foreign, &ctx)
+        .await
+        .expect_err("foreign ciphertext");
+    assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
+
+    // Signing keys do not encrypt.
+    let signer = create_key(
+        &client,
+        KeySpec::EccSecgP256K1,
+        KeyUsageType::SignVerify,
+        "not-kek",
+        &[],
+    )
+    .await;
+    let e = b2
+        .encrypt(&KeyRef::new(signer.alias.as_str()), b"x", &ctx)
+        .await
+        .expect_err("signing key");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains(&signer.alias), "{e}");
+}
+
+#[tokio::test]
+async fn unusable_keys_are_typed_errors_naming_the_key() {
+    let Some(endpoint) = moto() else { return };
+    let client = client(&endpoint);
+    let p256 = create_key(
+        &client,
+        KeySpec::EccNistP256,
+        KeyUsageType::SignVerify,
+        "p256",
+        &[],
+    )
+    .await;
+    let rsa = create_key(
+        &client,
+        KeySpec::Rsa2048,
+        KeyUsageType::EncryptDecrypt,
+        "rsa",
+        &[],
+    )
+    .await;
+    let sym = create_key(
+        &client,
+        KeySpec::SymmetricDefault,
+        KeyUsageType::EncryptDecrypt,
+        "sym",
+        &[],
+    )
+    .await;
+    let disabled = create_key(
+        &client,
+        KeySpec::EccSecgP256K1,
+        KeyUsageType::SignVerify,
+        "disabled",
+        &[],
+    )
+    .await;
+    client
+        .disable_key()
+        .key_id(&disabled.key_id)
+        .send()
+        .await
+        .unwrap();
+    let b = backend(
+        &client,
+        &[
+            ("wrong-spec", &p256.alias),
+            ("wrong-usage", &rsa.alias),
+            ("symmetric", &sym.alias),
+            ("disabled", &disabled.alias),
+        ],
+    );
+    let payload = SignPayload::Prehash(random32());
+    let cases = [
+        ("wrong-spec", ErrorKind::InvalidInput, "ECC_NIST_P256"),
+        ("wrong-usage", ErrorKind::InvalidInput, "ENCRYPT_DECRYPT"),
+        (
+            "symmetric",
+            ErrorKind::InvalidInput,
+            "UnsupportedOperationException",
+        ),
+        ("disabled", ErrorKind::AccessDenied, "DisabledException"),
+    ];
+    for (name, kind, mentions) in cases {
+        for e in [
+            b.public_key(&KeyRef::new(name)).await.expect_err(name),
+            b.sign(&KeyRef::new(name), &payload).await.expect_err(name),
+        ] {
+            assert_eq!(e.kind(), kind, "{name}: {e}");
+            let text = e.to_string();
+            assert!(
+                text.contains(name),
+                "{name}: error does not name the key: {text}"
+            );
+            assert!(
+                text.contains(mentions),
+                "{name}: error does not say what is wrong: {text}"
+            );
+            assert!(!e.is_retryable(), "{name}");
+        }
+    }
+
+    // Missing keys: NotFound with the key's name and the AWS request id.
+    let gone = missing();
+    let e = b.sign(&gone, &payload).await.expect_err("missing");
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains(gone.name()) && text.contains("NotFoundException"),
+        "{text}"
+    );
+    assert!(
+        text.contains("AWS request id ") && !text.contains("no AWS request id"),
+        "{text}"
+    );
+
+    // A health check reports the disabled key by name.
+    let report = b.health().await;
+    assert_eq!(report.status, keymgr_core::HealthStatus::Unhealthy);
+    assert!(
+        report.detail.as_deref().unwrap_or("").contains("disabled"),
+        "{report:?}"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_endpoint_is_unavailable_and_retryable() {
+    // Needs no server: nothing listens on port 9 of loopback.
+    let client = Client::from_conf(
+        aws_sdk_kms::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url("http://127.0.0.1:9")
+            .credentials_provider(Credentials::new("k", "s", None, None, "test"))
+            .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
+            .build(),
+    );
+    let b = backend(&client, &[("evm", "alias/evm")]);
+    let e = b
+        .public_key(&KeyRef::new("evm"))
+        .await
+        .expect_err("unreachable");
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert!(e.is_retryable());
+    assert!(
+        e.to_string().contains("evm") && e.to_string().contains("GetPublicKey"),
+        "{e}"
+    );
+    let report = b.health().await;
+    assert_eq!(report.status, keymgr_core::HealthStatus::Unhealthy);
+}
+
+#[tokio::test]
+async fn connects_from_environment_variables() {
+    let Some(endpoint) = moto() else { return };
+    let client = client(&endpoint);
+    let evm = create_key(
+        &client,
+        KeySpec::EccSecgP256K1,
+        KeyUsageType::SignVerify,
+        "env-evm",
+        &[],
+    )
+    .await;
+    let xrp = create_key(
+        &client,
+        KeySpec::EccNistEdwards25519,
+        KeyUsageType::SignVerify,
+        "env-xrp",
+        &[],
+    )
+    .await;
+    let vars: BTreeMap<&str, String> = [
+        ("AWS_REGION", REGION.to_owned()),
+        ("AWS_ENDPOINT_URL", endpoint.clone()),
+        ("AWS_KMS_EVM_KEY_ID", evm.alias_arn.clone()),
+        ("AWS_KMS_XRP_KEY_ID", xrp.key_id.clone()),
+    ]
+    .into_iter()
+    .collect();
+    let config = AwsKmsConfig::from_vars(|n| vars.get(n).cloned()).unwrap();
+    // Credentials come from the SDK chain (xtask exports fake ones for moto).
+    let b = AwsKmsBackend::connect(config).await.unwrap();
+    assert!(format!("{b:?}").contains("us-east-1"));
+    let report = b.health().await;
+    assert_eq!(
+        report.status,
+        keymgr_core::HealthStatus::Healthy,
+        "{report:?}"
+    );
+    let h = random32();
+    let sig = b
+        .sign(&KeyRef::new("evm"), &SignPayload::Prehash(h))
+        .await
+        .unwrap();
+    assert!(k256_verifies(
+        &b.public_key(&KeyRef::new("evm")).await.unwrap(),
+        &h,
+        &sig
+    ));
+    let sig = b
+        .sign(
+            &KeyRef::new("xrp"),
+            &SignPayload::message(b"claim".to_vec()),
+        )
+        .await
+        .unwrap();
+    let pk = b.public_key(&KeyRef::new("xrp")).await.unwrap();
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&pk.to_bytes().try_into().unwrap()).unwrap();
+    vk.verify_strict(
+        b"claim",
+        &ed25519_dalek::Signature::from_bytes(&sig.to_bytes()),
+    )
+    .unwrap();
+}
+
+/// Plain moto 5.2.5 ignores `MessageType=DIGEST` and signs SHA-256(digest): keymgr's
+/// verify-after-sign must turn that into an integrity error, never a signature.
+#[tokio::test]
+async fn plain_moto_wrong_digest_signature_is_an_integrity_error() {
+    let Some(endpoint) = endpoint_var("KEYMGR_MOTO_PLAIN_ENDPOINT_URL") else {
+        return;
+    };
+    let client = client(&endpoint);
+    let key = create_key(
+        &client,
+        KeySpec::EccSecgP256K1,
+        KeyUsageType::SignVerify,
+        "plain",
+        &[],
+    )
+    .await;
+    let b = backend(&client, &[("evm", &key.alias)]);
+    let evm = KeyRef::new("evm");
+    let prehash = random32();
+    let payload = SignPayload::Prehash(prehash);
+
+    let e = b
+        .sign(&evm, &payload)
+        .await
+        .expect_err("a signature over the wrong hash");
+    assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
+    assert!(
+        e.to_string().contains("evm") && e.to_string().contains("does not verify"),
+        "{e}"
+    );
+    assert!(!e.is_retryable());
+
+    // Show what moto did: the DER it returns verifies over SHA-256(prehash) with k256,
+    // not over the prehash, and core's finish_signature refuses exactly that.
+    let pk = b.public_key(&evm).await.unwrap();
+    let out = client
+        .sign()
+        .key_id(&key.key_id)
+        .message(Blob::new(prehash.to_vec()))
+        .message_type(MessageType::Digest)
+        .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+        .send()
+        .await
+        .unwrap();
+    let der = out.signature().unwrap().as_ref().to_vec();
+    let sig = k256::ecdsa::Signature::from_der(&der).unwrap();
+    let sig = sig.normalize_s().unwrap_or(sig);
+    let rehashed: [u8; 32] = sha2::Sha256::digest(prehash).into();
+    assert!(
+        k256_key(&pk).verify_prehash(&rehashed, &sig).is_ok(),
+        "moto signs SHA-256(digest)"
+    );
+    assert!(k256_key(&pk).verify_prehash(&prehash, &sig).is_err());
+    let e = finish_signature("evm", &pk, &payload, RawSignature::EcdsaDer(&der)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
+}
