@@ -1,0 +1,19 @@
+#![doc = include_str!("../README.md")]
+
+mod checkpoint;
+pub mod config;
+mod entry;
+mod export;
+mod log;
+pub mod redact;
+pub mod segment;
+pub mod time;
+mod verify;
+mod writer;
+
+pub use checkpoint::Checkpoint;
+pub use config::{AuditConfig, Durability, FailurePolicy, HmacKeySource};
+pub use entry::{ChainKey, Entry, GENESIS_HASH, LOG_BACKEND, events};
+pub use export::{ExportReport, TimeRange, export};
+pub use log::{AuditLog, AuditStatus, Head, sink_from_vars};
+pub use verify::{Anchor, BreakReason, BrokenLink, CHECKPOINT_WINDOW, Verifier, VerifyReport};

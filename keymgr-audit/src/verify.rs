@@ -1,0 +1,671 @@
+//! Verification: walks segments in order and reports the first broken link.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::fs;
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+
+use keymgr_core::{PublicKey, Result};
+use serde::Serialize;
+
+use crate::entry::{GENESIS_HASH, events};
+use crate::{ChainKey, Checkpoint, Entry, segment};
+
+/// How far back (in entries) a checkpoint may refer; the writer never exceeds it.
+pub const CHECKPOINT_WINDOW: u64 = 4096;
+
+/// Why verification stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum BreakReason {
+    /// The line is not a well-formed entry.
+    Malformed {
+        /// Parser message.
+        detail: String,
+    },
+    /// The line parses but is not byte-for-byte the canonical encoding of its content.
+    NotCanonical,
+    /// The stored hash is not the hash of the entry.
+    HashMismatch {
+        /// The hash in the line.
+        stated: String,
+        /// The recomputed hash.
+        computed: String,
+    },
+    /// An entry is missing, duplicated or out of order.
+    SeqGap {
+        /// The sequence number that should come next.
+        expected: u64,
+        /// The one found.
+        found: u64,
+    },
+    /// `prev` does not match the previous entry's hash.
+    PrevMismatch {
+        /// Hash of the previous entry.
+        expected: String,
+        /// `prev` in this entry.
+        found: String,
+    },
+    /// A timestamp earlier than the previous entry's.
+    TimeWentBackwards {
+        /// Previous entry's time.
+        previous_ms: u64,
+        /// This entry's time.
+        ts_ms: u64,
+    },
+    /// The final line has no newline: a torn write or a truncated file.
+    TruncatedLine,
+    /// The log starts after seq 1 and no retention checkpoint accounts for the rest.
+    UnanchoredStart {
+        /// The first sequence number present.
+        first_seq: u64,
+    },
+    /// A checkpoint entry does not check out.
+    BadCheckpoint {
+        /// What is wrong.
+        detail: String,
+    },
+    /// The log ends before an entry the verifier was told to expect.
+    MissingTail {
+        /// Last sequence number present (0 if none).
+        last_seq: u64,
+        /// The expected one.
+        expected_seq: u64,
+    },
+    /// The entry at the expected sequence number has a different hash.
+    AnchorMismatch {
+        /// The expected hash.
+        expected: String,
+        /// The hash found.
+        found: String,
+    },
+    /// A file could not be read.
+    Io {
+        /// The error.
+        detail: String,
+    },
+}
+
+impl fmt::Display for BreakReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BreakReason::Malformed { detail } => write!(f, "malformed entry: {detail}"),
+            BreakReason::NotCanonical => {
+                f.write_str("line is not the canonical encoding of its entry (edited)")
+            }
+            BreakReason::HashMismatch { stated, computed } => write!(
+                f,
+                "hash mismatch: entry says {stated}, content hashes to {computed} (edited, or wrong HMAC key/mode)"
+            ),
+            BreakReason::SeqGap { expected, found } => write!(
+                f,
+                "expected seq {expected}, found {found} (entries deleted, inserted or reordered)"
+            ),
+            BreakReason::PrevMismatch { expected, found } => write!(
+                f,
+                "prev is {found} but the previous entry's hash is {expected} (chain broken)"
+            ),
+            BreakReason::TimeWentBackwards { previous_ms, ts_ms } => write!(
+                f,
+                "timestamp {ts_ms} is earlier than the previous entry's {previous_ms}"
+            ),
+            BreakReason::TruncatedLine => {
+                f.write_str("final line is incomplete (truncated file or torn write)")
+            }
+            BreakReason::UnanchoredStart { first_seq } => write!(
+                f,
+                "log starts at seq {first_seq}; entries before it are missing and no retention checkpoint accounts for them"
+            ),
+            BreakReason::BadCheckpoint { detail } => write!(f, "bad checkpoint: {detail}"),
+            BreakReason::MissingTail {
+                last_seq,
+                expected_seq,
+            } => write!(
+                f,
+                "log ends at seq {last_seq} but seq {expected_seq} was expected (entries truncated)"
+            ),
+            BreakReason::AnchorMismatch { expected, found } => write!(
+                f,
+                "expected hash {expected} at this seq, found {found} (log rewritten)"
+            ),
+            BreakReason::Io { detail } => write!(f, "cannot read: {detail}"),
+        }
+    }
+}
+
+/// The first broken link found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BrokenLink {
+    /// Sequence number of the first entry that does not verify (for a malformed or
+    /// missing entry: the one that should have been there).
+    pub seq: u64,
+    /// The file, when the break is in one.
+    pub file: Option<PathBuf>,
+    /// 1-based line number in that file (0 when not about a line).
+    pub line: u64,
+    /// Why.
+    pub reason: BreakReason,
+}
+
+impl fmt::Display for BrokenLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "seq {}: {}", self.seq, self.reason)?;
+        if let Some(file) = &self.file {
+            write!(f, " ({}:{})", file.display(), self.line)?;
+        }
+        Ok(())
+    }
+}
+
+/// A point the log must contain: typically from a checkpoint kept outside the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    /// Sequence number.
+    pub seq: u64,
+    /// Its hash (hex), if known.
+    pub hash: Option<String>,
+}
+
+impl Anchor {
+    /// Parses `SEQ` or `SEQ:HASH`.
+    pub fn parse(s: &str) -> Result<Self> {
+        let (seq, hash) = match s.split_once(':') {
+            Some((s, h)) => (s, Some(h.trim().to_ascii_lowercase())),
+            None => (s, None),
+        };
+        let seq = seq.trim().parse().map_err(|_| {
+            keymgr_core::Error::invalid_input("anchor", format!("{s:?}: expected SEQ or SEQ:HASH"))
+        })?;
+        if hash
+            .as_ref()
+            .is_some_and(|h| h.len() != 64 || hex::decode(h).is_err())
+        {
+            return Err(keymgr_core::Error::invalid_input(
+                "anchor",
+                format!("{s:?}: HASH must be 64 hex characters"),
+            ));
+        }
+        Ok(Self { seq, hash })
+    }
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// Segment files read.
+    pub files: usize,
+    /// Entries that verified.
+    pub entries: u64,
+    /// First sequence number present.
+    pub first_seq: Option<u64>,
+    /// Last sequence number that verified.
+    pub last_seq: Option<u64>,
+    /// Its hash.
+    pub last_hash: Option<String>,
+    /// Checkpoint entries whose signature verified with their embedded key.
+    pub checkpoints: u64,
+    /// The last checkpoint signed by one of the trusted keys: (seq, hash) it vouches for.
+    pub last_trusted_checkpoint: Option<(u64, String)>,
+    /// `sha256` or `hmac-sha256`.
+    pub mode: &'static str,
+    /// The first broken link, if any.
+    pub broken: Option<BrokenLink>,
+}
+
+impl VerifyReport {
+    /// Whether the whole log verified.
+    pub fn is_ok(&self) -> bool {
+        self.broken.is_none()
+    }
+}
+
+/// Verifies logs: chain links, hashes (plain or keyed), canonical form, checkpoints.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    key: ChainKey,
+    trusted: Vec<PublicKey>,
+    anchor: Option<Anchor>,
+}
+
+impl Default for Verifier {
+    fn default() -> Self {
+        Self::new(ChainKey::sha256())
+    }
+}
+
+impl Verifier {
+    /// A verifier for chains hashed with `key`.
+    pub fn new(key: ChainKey) -> Self {
+        Self {
+            key,
+            trusted: Vec::new(),
+            anchor: None,
+        }
+    }
+
+    /// Public keys whose checkpoints are trusted (reported in
+    /// [`VerifyReport::last_trusted_checkpoint`]).
+    pub fn trust(mut self, key: PublicKey) -> Self {
+        self.trusted.push(key);
+        self
+    }
+
+    /// Requires the log to reach `anchor` (detects truncation at a line boundary, which a
+    /// chain alone cannot see).
+    pub fn anchor(mut self, anchor: Anchor) -> Self {
+        self.anchor = Some(anchor);
+        self
+    }
+
+    /// Verifies the segments of a log: each path is a log directory or a segment file.
+    /// Files are ordered by the first sequence number in their names.
+    pub fn verify_paths<P: AsRef<Path>>(&self, paths: &[P]) -> Result<VerifyReport> {
+        let files = collect_files(paths)?;
+        let mut chain = Chain::new(self);
+        for file in &files {
+            if !chain.feed_file(file) {
+                break;
+            }
+        }
+        Ok(chain.finish(files.len()))
+    }
+
+    /// Verifies a sequence of lines (as read from one or more files, without `\n`).
+    /// `complete` says whether the last line ended with a newline.
+    pub fn verify_lines<'a>(
+        &self,
+        lines: impl IntoIterator<Item = &'a [u8]>,
+        complete: bool,
+    ) -> VerifyReport {
+        let mut chain = Chain::new(self);
+        let mut iter = lines.into_iter().peekable();
+        let mut n = 0;
+        while let Some(line) = iter.next() {
+            n += 1;
+            if iter.peek().is_none() && !complete {
+                chain.fail(None, n, BreakReason::TruncatedLine);
+                break;
+            }
+            if chain.push(line, None, n).is_none() {
+                break;
+            }
+        }
+        chain.finish(0)
+    }
+}
+
+/// Segment files named by `paths` (directories expand to their segments), in seq order.
+pub(crate) fn collect_files<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<(u64, PathBuf)> = Vec::new();
+    for p in paths {
+        let p = p.as_ref();
+        if p.is_dir() {
+            files.extend(segment::list(p)?.into_iter().map(|s| (s.first_seq, s.path)));
+        } else {
+            let seq = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(segment::parse_name)
+                .unwrap_or(u64::MAX);
+            files.push((seq, p.to_path_buf()));
+        }
+    }
+    // Stable: files without a segment name keep the order they were given in, last.
+    files.sort_by_key(|(seq, _)| *seq);
+    Ok(files.into_iter().map(|(_, p)| p).collect())
+}
+
+/// Incremental chain verification state.
+pub(crate) struct Chain<'v> {
+    v: &'v Verifier,
+    last: Option<(u64, String, u64)>,
+    first_seq: Option<u64>,
+    unanchored: Option<(u64, String)>,
+    recent: VecDeque<(u64, String)>,
+    entries: u64,
+    checkpoints: u64,
+    trusted_checkpoint: Option<(u64, String)>,
+    anchor_seen: bool,
+    /// The first seq the log should start at (from the first segment's file name).
+    start_seq: Option<u64>,
+    broken: Option<BrokenLink>,
+}
+
+impl<'v> Chain<'v> {
+    pub(crate) fn new(v: &'v Verifier) -> Self {
+        Self {
+            v,
+            last: None,
+            first_seq: None,
+            unanchored: None,
+            recent: VecDeque::new(),
+            entries: 0,
+            checkpoints: 0,
+            trusted_checkpoint: None,
+            anchor_seen: false,
+            start_seq: None,
+            broken: None,
+        }
+    }
+
+    fn expected_seq(&self) -> u64 {
+        self.last
+            .as_ref()
+            .map_or(self.start_seq.unwrap_or(1), |(s, _, _)| s + 1)
+    }
+
+    fn fail(&mut self, file: Option<&Path>, line: u64, reason: BreakReason) {
+        let seq = self.expected_seq();
+        self.fail_at(seq, file, line, reason);
+    }
+
+    fn fail_at(&mut self, seq: u64, file: Option<&Path>, line: u64, reason: BreakReason) {
+        if self.broken.is_none() {
+            self.broken = Some(BrokenLink {
+                seq,
+                file: file.map(Path::to_path_buf),
+                line,
+                reason,
+            });
+        }
+    }
+
+    /// Reads a whole file; false once the chain is broken.
+    pub(crate) fn feed_file(&mut self, path: &Path) -> bool {
+        self.feed_file_with(path, &mut |_, _| {})
+    }
+
+    /// Like [`feed_file`](Self::feed_file), calling `on_entry` with each verified entry
+    /// and its line.
+    pub(crate) fn feed_file_with(
+        &mut self,
+        path: &Path,
+        on_entry: &mut dyn FnMut(&Entry, &[u8]),
+    ) -> bool {
+        if self.last.is_none() && self.start_seq.is_none() {
+            // A segment's name says where it starts: deleting or moving its first
+            // entries is reported at that seq.
+            self.start_seq = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(segment::parse_name);
+        }
+        let f = match fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) => {
+                self.fail(
+                    Some(path),
+                    0,
+                    BreakReason::Io {
+                        detail: format!("{}: {e}", path.display()),
+                    },
+                );
+                return false;
+            }
+        };
+        let mut reader = BufReader::with_capacity(1 << 20, f);
+        let mut buf = Vec::with_capacity(1024);
+        let mut n = 0u64;
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) => {
+                    self.fail(
+                        Some(path),
+                        n + 1,
+                        BreakReason::Io {
+                            detail: format!("{}: {e}", path.display()),
+                        },
+                    );
+                    return false;
+                }
+            }
+            n += 1;
+            if buf.last() != Some(&b'\n') {
+                self.fail(Some(path), n, BreakReason::TruncatedLine);
+                return false;
+            }
+            buf.pop();
+            match self.push(&buf, Some(path), n) {
+                Some(entry) => on_entry(&entry, &buf),
+                None => return false,
+            }
+        }
+    }
+
+    /// Checks one line; returns the entry, or `None` once the chain is broken.
+    pub(crate) fn push(&mut self, line: &[u8], file: Option<&Path>, n: u64) -> Option<Entry> {
+        if self.broken.is_some() {
+            return None;
+        }
+        let entry = match Entry::parse(line) {
+            Ok(e) => e,
+            Err(detail) => {
+                self.fail(file, n, BreakReason::Malformed { detail });
+                return None;
+            }
+        };
+        let computed = hex::encode(self.v.key.digest(&entry.canonical_body()));
+        // Sequence and link first: a deleted or reordered entry is reported as such.
+        match &self.last {
+            None => {
+                self.first_seq = Some(entry.seq);
+                let expected = self.start_seq.unwrap_or(1).max(1);
+                if entry.seq == 0 || (self.start_seq.is_some() && entry.seq != expected) {
+                    self.fail(
+                        file,
+                        n,
+                        BreakReason::SeqGap {
+                            expected,
+                            found: entry.seq,
+                        },
+                    );
+                    return None;
+                }
+                if entry.seq == 1 {
+                    if entry.prev != GENESIS_HASH {
+                        self.fail(
+                            file,
+                            n,
+                            BreakReason::PrevMismatch {
+                                expected: GENESIS_HASH.into(),
+                                found: entry.prev.clone(),
+                            },
+                        );
+                        return None;
+                    }
+                } else {
+                    self.unanchored = Some((entry.seq, entry.prev.clone()));
+                }
+            }
+            Some((seq, hash, ts)) => {
+                if entry.seq != seq + 1 {
+                    self.fail(
+                        file,
+                        n,
+                        BreakReason::SeqGap {
+                            expected: seq + 1,
+                            found: entry.seq,
+                        },
+                    );
+                    return None;
+                }
+                if &entry.prev != hash {
+                    let expected = hash.clone();
+                    self.fail(
+                        file,
+                        n,
+                        BreakReason::PrevMismatch {
+                            expected,
+                            found: entry.prev.clone(),
+                        },
+                    );
+                    return None;
+                }
+                if entry.ts_ms < *ts {
+                    let previous_ms = *ts;
+                    self.fail(
+                        file,
+                        n,
+                        BreakReason::TimeWentBackwards {
+                            previous_ms,
+                            ts_ms: entry.ts_ms,
+                        },
+                    );
+                    return None;
+                }
+            }
+        }
+        if computed != entry.hash {
+            self.fail(
+                file,
+                n,
+                BreakReason::HashMismatch {
+                    stated: entry.hash.clone(),
+                    computed,
+                },
+            );
+            return None;
+        }
+        if entry.canonical_line() != line {
+            self.fail(file, n, BreakReason::NotCanonical);
+            return None;
+        }
+        if entry.event == events::CHECKPOINT
+            && let Err(detail) = self.check_checkpoint(&entry)
+        {
+            self.fail(file, n, BreakReason::BadCheckpoint { detail });
+            return None;
+        }
+        if entry.event == events::RETENTION {
+            self.check_retention(&entry);
+        }
+        if let Some(a) = &self.v.anchor
+            && a.seq == entry.seq
+        {
+            self.anchor_seen = true;
+            if let Some(h) = &a.hash
+                && h != &entry.hash
+            {
+                let expected = h.clone();
+                self.fail(
+                    file,
+                    n,
+                    BreakReason::AnchorMismatch {
+                        expected,
+                        found: entry.hash.clone(),
+                    },
+                );
+                return None;
+            }
+        }
+        self.recent.push_back((entry.seq, entry.hash.clone()));
+        if self.recent.len() as u64 > CHECKPOINT_WINDOW + 1 {
+            self.recent.pop_front();
+        }
+        self.last = Some((entry.seq, entry.hash.clone(), entry.ts_ms));
+        self.entries += 1;
+        Some(entry)
+    }
+
+    fn check_checkpoint(&mut self, entry: &Entry) -> std::result::Result<(), String> {
+        let cp = Checkpoint::from_entry(entry)?;
+        let known = self
+            .recent
+            .iter()
+            .find(|(s, _)| *s == cp.seq)
+            .map(|(_, h)| h.as_str());
+        match known {
+            Some(h) if h == cp.hash => {}
+            Some(h) => {
+                return Err(format!(
+                    "vouches for hash {} at seq {}, but that entry's hash is {h}",
+                    cp.hash, cp.seq
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "refers to seq {}, which is not among the {CHECKPOINT_WINDOW} entries before it",
+                    cp.seq
+                ));
+            }
+        }
+        let embedded = cp.embedded_public_key().map_err(|e| e.to_string())?;
+        cp.verify(&embedded).map_err(|e| e.to_string())?;
+        self.checkpoints += 1;
+        if self.v.trusted.contains(&embedded) {
+            self.trusted_checkpoint = Some((cp.seq, cp.hash));
+        }
+        Ok(())
+    }
+
+    fn check_retention(&mut self, entry: &Entry) {
+        let through = entry
+            .details
+            .get("pruned_through_seq")
+            .and_then(|s| s.parse::<u64>().ok());
+        let hash = entry.details.get("pruned_through_hash");
+        if let (Some((first, prev)), Some(through), Some(hash)) = (&self.unanchored, through, hash)
+            && through + 1 == *first
+            && hash == prev
+        {
+            self.unanchored = None;
+        }
+    }
+
+    /// Head of the verified chain: (seq, hash, ts_ms).
+    pub(crate) fn head(&self) -> Option<&(u64, String, u64)> {
+        self.last.as_ref()
+    }
+
+    pub(crate) fn broken(&self) -> Option<&BrokenLink> {
+        self.broken.as_ref()
+    }
+
+    pub(crate) fn finish(mut self, files: usize) -> VerifyReport {
+        if self.broken.is_none()
+            && let Some((first, _)) = &self.unanchored
+        {
+            let first = *first;
+            self.fail_at(
+                first,
+                None,
+                0,
+                BreakReason::UnanchoredStart { first_seq: first },
+            );
+        }
+        if self.broken.is_none()
+            && let Some(a) = &self.v.anchor
+            && !self.anchor_seen
+        {
+            let last_seq = self.last.as_ref().map_or(0, |(s, _, _)| *s);
+            let expected_seq = a.seq;
+            if expected_seq > last_seq {
+                self.fail_at(
+                    last_seq + 1,
+                    None,
+                    0,
+                    BreakReason::MissingTail {
+                        last_seq,
+                        expected_seq,
+                    },
+                );
+            }
+        }
+        VerifyReport {
+            files,
+            entries: self.entries,
+            first_seq: self.first_seq,
+            last_seq: self.last.as_ref().map(|(s, _, _)| *s),
+            last_hash: self.last.map(|(_, h, _)| h),
+            checkpoints: self.checkpoints,
+            last_trusted_checkpoint: self.trusted_checkpoint,
+            mode: self.v.key.mode(),
+            broken: self.broken,
+        }
+    }
+}

@@ -1,0 +1,719 @@
+//! The writer thread: owns the active segment and the chain head, seals entries and
+//! commits them in groups (one `write` + one `fdatasync` for everything that arrived
+//! while the previous commit was on disk).
+//!
+//! It is an OS thread rather than a tokio task because fsync blocks: callers await a
+//! oneshot acknowledgement, so the async runtime never waits on the disk.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use keymgr_core::{Error, Result};
+use tokio::sync::oneshot;
+
+use crate::config::{Durability, FailurePolicy};
+use crate::entry::{GENESIS_HASH, LOG_BACKEND, events};
+use crate::segment::{self, io_error};
+use crate::verify::{CHECKPOINT_WINDOW, Chain};
+use crate::{ChainKey, Entry, Verifier, time};
+
+/// Most messages taken into one commit group.
+const MAX_BATCH: usize = 4096;
+/// Buffered mode: longest time written data stays without fsync.
+const BUFFERED_SYNC: Duration = Duration::from_millis(100);
+/// How often a failing writer probes the disk again when nobody is writing.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A record on its way to the log (already redacted).
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub ts_ms: u64,
+    pub backend: String,
+    pub event: String,
+    pub key: String,
+    pub key_version: Option<String>,
+    pub payload_sha256: Option<String>,
+    pub actor: Option<String>,
+    pub outcome: String,
+    pub error_kind: Option<String>,
+    pub details: BTreeMap<String, String>,
+    /// For checkpoints: the seq they vouch for (must stay within the verifier's window).
+    pub refers_to: Option<u64>,
+}
+
+impl Pending {
+    pub(crate) fn internal(event: &str, outcome: &str, details: BTreeMap<String, String>) -> Self {
+        Self {
+            ts_ms: time::now_ms(),
+            backend: LOG_BACKEND.to_owned(),
+            event: event.to_owned(),
+            key: String::new(),
+            key_version: None,
+            payload_sha256: None,
+            actor: None,
+            outcome: outcome.to_owned(),
+            error_kind: None,
+            details,
+            refers_to: None,
+        }
+    }
+}
+
+/// Chain position: last sequence number, its hash and time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// Sequence number of the last entry (0 for an empty log).
+    pub seq: u64,
+    /// Its hash ([`crate::GENESIS_HASH`] for an empty log).
+    pub hash: String,
+    /// Its timestamp.
+    pub ts_ms: u64,
+}
+
+pub(crate) type Ack = oneshot::Sender<Result<Head>>;
+
+pub(crate) enum Msg {
+    Append {
+        entry: Box<Pending>,
+        ack: Option<Ack>,
+    },
+    Flush {
+        ack: Ack,
+    },
+    Retention {
+        now_ms: u64,
+        ack: oneshot::Sender<Result<usize>>,
+    },
+    InjectFailures(u32),
+}
+
+/// State shared between the writer and the handles.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub failing: Mutex<Option<String>>,
+    pub written: AtomicU64,
+    pub lost: AtomicU64,
+    pub io_errors: AtomicU64,
+    pub commits: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn failing(&self) -> Option<String> {
+        self.failing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_failing(&self, v: Option<String>) {
+        *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = v;
+    }
+}
+
+/// Settings the writer needs.
+pub(crate) struct WriterConfig {
+    pub dir: PathBuf,
+    pub node: String,
+    pub key: ChainKey,
+    pub durability: Durability,
+    pub on_failure: FailurePolicy,
+    pub retention: Option<Duration>,
+    pub segment_max_bytes: u64,
+    pub segment_daily: bool,
+}
+
+pub(crate) struct Writer {
+    cfg: WriterConfig,
+    shared: Arc<Shared>,
+    file: Option<File>,
+    seg_path: PathBuf,
+    seg_day: u64,
+    /// Bytes of the active segment that are committed.
+    durable_len: u64,
+    /// A failed commit may have left bytes past `durable_len`.
+    needs_truncate: bool,
+    durable: Head,
+    next: Head,
+    buf: Vec<u8>,
+    /// Staged entries: caller to answer, position, and whether a failure loses an
+    /// entry nobody else hears about (buffered records, fail-open).
+    acks: Vec<(Option<Ack>, Head, bool)>,
+    /// Entries lost to I/O errors and not yet reported by an AUDIT_GAP entry.
+    lost: u64,
+    last_error: Option<String>,
+    gap_staged: u64,
+    dirty_since: Option<Instant>,
+    inject: u32,
+}
+
+/// What recovery found.
+pub(crate) struct Recovered {
+    pub head: Head,
+    pub active: Option<(PathBuf, u64)>,
+    pub torn_bytes: u64,
+}
+
+/// Finds the last valid entry, saves and cuts a torn tail, drops empty trailing segments.
+///
+/// A tail is torn (a crash during an unacknowledged write) when nothing after the first
+/// bad line is a valid entry; if a valid entry follows a bad one, the segment was damaged
+/// or edited, and opening fails instead of destroying evidence.
+pub(crate) fn recover(dir: &Path, key: &ChainKey) -> Result<Recovered> {
+    let mut torn_bytes = 0;
+    let verifier = Verifier::new(key.clone());
+    loop {
+        let segments = segment::list(dir)?;
+        let Some(last) = segments.last() else {
+            return Ok(Recovered {
+                head: Head {
+                    seq: 0,
+                    hash: GENESIS_HASH.to_owned(),
+                    ts_ms: 0,
+                },
+                active: None,
+                torn_bytes,
+            });
+        };
+        let path = &last.path;
+        let data = fs::read(path).map_err(|e| io_error("read", path, e))?;
+        let mut chain = Chain::new(&verifier);
+        let mut valid_len = 0usize;
+        let mut pos = 0usize;
+        let mut n = 0u64;
+        let mut first_seq = None;
+        while pos < data.len() {
+            let Some(nl) = data[pos..].iter().position(|b| *b == b'\n') else {
+                break;
+            };
+            n += 1;
+            let line = &data[pos..pos + nl];
+            match chain.push(line, Some(path), n) {
+                Some(e) => {
+                    first_seq.get_or_insert(e.seq);
+                    pos += nl + 1;
+                    valid_len = pos;
+                }
+                None => break,
+            }
+        }
+        if let Some(fs) = first_seq
+            && fs != last.first_seq
+        {
+            return Err(Error::integrity(
+                path.display().to_string(),
+                format!(
+                    "segment name says it starts at seq {} but its first entry is seq {fs}; run `keymgr audit verify`",
+                    last.first_seq
+                ),
+            ));
+        }
+        if valid_len < data.len() {
+            // Is anything after the valid prefix a genuine entry? Then this is damage.
+            let rest = &data[valid_len..];
+            // Complete lines only: the piece after the last newline is torn by definition.
+            let mut complete: Vec<&[u8]> = rest.split(|b| *b == b'\n').collect();
+            complete.pop();
+            let later_valid = complete
+                .iter()
+                .filter_map(|l| Entry::parse(l).ok())
+                .any(|e| hex::encode(key.digest(&e.canonical_body())) == e.hash);
+            let first_bad_is_complete = rest.contains(&b'\n');
+            if later_valid {
+                let reason = chain
+                    .broken()
+                    .map_or_else(|| "damaged".to_owned(), ToString::to_string);
+                return Err(Error::integrity(
+                    path.display().to_string(),
+                    format!(
+                        "audit log damaged before its end ({reason}); refusing to append. Run `keymgr audit verify`, then move the damaged segment aside"
+                    ),
+                ));
+            }
+            // Keep the torn bytes for forensics, then cut them off.
+            let torn_path = path.with_extension(format!("jsonl.torn-{}", time::now_ms()));
+            fs::write(&torn_path, rest)
+                .map_err(|e| io_error("save torn tail to", &torn_path, e))?;
+            let f = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| io_error("open", path, e))?;
+            f.set_len(valid_len as u64)
+                .and_then(|()| f.sync_all())
+                .map_err(|e| io_error("truncate torn tail of", path, e))?;
+            torn_bytes += rest.len() as u64;
+            tracing::warn!(
+                target: "keymgr::audit",
+                segment = %path.display(),
+                torn_bytes = rest.len(),
+                complete_line = first_bad_is_complete,
+                saved_to = %torn_path.display(),
+                "audit log: removed an unacknowledged torn tail left by a crash"
+            );
+        }
+        if valid_len == 0 {
+            fs::remove_file(path).map_err(|e| io_error("remove empty segment", path, e))?;
+            segment::sync_dir(dir)?;
+            continue;
+        }
+        let (seq, hash, ts_ms) = chain
+            .head()
+            .cloned()
+            .ok_or_else(|| Error::integrity(path.display().to_string(), "no entries"))?;
+        return Ok(Recovered {
+            head: Head { seq, hash, ts_ms },
+            active: Some((path.clone(), valid_len as u64)),
+            torn_bytes,
+        });
+    }
+}
+
+impl Writer {
+    pub(crate) fn new(cfg: WriterConfig, shared: Arc<Shared>, rec: Recovered) -> Result<Self> {
+        let mut w = Self {
+            cfg,
+            shared,
+            file: None,
+            seg_path: PathBuf::new(),
+            seg_day: 0,
+            durable_len: 0,
+            needs_truncate: false,
+            durable: rec.head.clone(),
+            next: rec.head,
+            buf: Vec::with_capacity(64 * 1024),
+            acks: Vec::new(),
+            lost: 0,
+            last_error: None,
+            gap_staged: 0,
+            dirty_since: None,
+            inject: 0,
+        };
+        if let Some((path, len)) = rec.active {
+            let file = OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(|e| io_error("open", &path, e))?;
+            w.file = Some(file);
+            w.seg_path = path;
+            w.durable_len = len;
+            w.seg_day = time::day_of(w.durable.ts_ms);
+        }
+        Ok(w)
+    }
+
+    pub(crate) fn run(mut self, rx: Receiver<Msg>) {
+        if let Err(e) = self.retention(time::now_ms()) {
+            tracing::warn!(target: "keymgr::audit", error = %e, "audit log retention failed");
+        }
+        loop {
+            let wait = if let Some(since) = self.dirty_since {
+                Some(BUFFERED_SYNC.saturating_sub(since.elapsed()))
+            } else if self.lost > 0 {
+                Some(PROBE_INTERVAL)
+            } else {
+                None
+            };
+            let first = match wait {
+                Some(t) => match rx.recv_timeout(t) {
+                    Ok(m) => m,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.idle();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+                None => match rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => break,
+                },
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
+            self.process(batch);
+        }
+        self.commit();
+        self.sync_now();
+    }
+
+    fn idle(&mut self) {
+        if self.lost > 0 && self.buf.is_empty() {
+            self.stage_gap();
+            self.commit();
+        }
+        self.sync_now();
+    }
+
+    fn process(&mut self, batch: Vec<Msg>) {
+        let mut flushes = Vec::new();
+        for msg in batch {
+            match msg {
+                Msg::Append { entry, ack } => self.append(*entry, ack),
+                Msg::Flush { ack } => flushes.push(ack),
+                Msg::Retention { now_ms, ack } => {
+                    self.commit();
+                    let _ = ack.send(self.retention(now_ms));
+                }
+                Msg::InjectFailures(n) => {
+                    self.commit();
+                    self.inject += n;
+                }
+            }
+        }
+        self.commit();
+        if !flushes.is_empty() {
+            self.sync_now();
+            for ack in flushes {
+                let _ = ack.send(match self.shared.failing() {
+                    Some(e) => Err(Error::unavailable("audit-log", e, None)),
+                    None => Ok(self.durable.clone()),
+                });
+            }
+        }
+    }
+
+    fn must_roll(&self, ts_ms: u64, line_len: usize) -> bool {
+        if self.file.is_none() {
+            return true;
+        }
+        let size = self.durable_len + self.buf.len() as u64;
+        (self.cfg.segment_daily && time::day_of(ts_ms) != self.seg_day)
+            || (size > 0 && size + line_len as u64 > self.cfg.segment_max_bytes)
+    }
+
+    fn seal(&self, p: &Pending, ts_ms: u64) -> (Entry, Vec<u8>) {
+        let mut e = Entry {
+            seq: self.next.seq + 1,
+            ts_ms,
+            time: time::format_rfc3339(ts_ms),
+            node: self.cfg.node.clone(),
+            backend: p.backend.clone(),
+            event: p.event.clone(),
+            key: p.key.clone(),
+            key_version: p.key_version.clone(),
+            payload_sha256: p.payload_sha256.clone(),
+            actor: p.actor.clone(),
+            outcome: p.outcome.clone(),
+            error_kind: p.error_kind.clone(),
+            details: p.details.clone(),
+            prev: self.next.hash.clone(),
+            hash: String::new(),
+        };
+        let line = e.seal(&self.cfg.key);
+        (e, line)
+    }
+
+    fn push(&mut self, e: Entry, line: Vec<u8>, ack: Option<Ack>, is_gap: bool) {
+        self.buf.extend_from_slice(&line);
+        self.next = Head {
+            seq: e.seq,
+            hash: e.hash,
+            ts_ms: e.ts_ms,
+        };
+        let lost_if_failed =
+            !is_gap && (ack.is_none() || self.cfg.on_failure == FailurePolicy::FailOpen);
+        self.acks.push((ack, self.next.clone(), lost_if_failed));
+    }
+
+    fn stage_gap(&mut self) {
+        let details = BTreeMap::from([
+            ("lost_entries".to_owned(), self.lost.to_string()),
+            (
+                "error".to_owned(),
+                self.last_error.clone().unwrap_or_default(),
+            ),
+        ]);
+        let p = Pending::internal(events::GAP, "failure", details);
+        let ts = p.ts_ms.max(self.next.ts_ms);
+        if self.file.is_none() || self.must_roll(ts, 0) {
+            // The gap entry goes first in whatever segment comes next.
+            if self.roll(ts).is_err() {
+                return;
+            }
+        }
+        let (e, line) = self.seal(&p, ts);
+        self.gap_staged = self.lost;
+        self.push(e, line, None, true);
+    }
+
+    fn append(&mut self, p: Pending, ack: Option<Ack>) {
+        if let Some(r) = p.refers_to
+            && self.next.seq.saturating_sub(r) >= CHECKPOINT_WINDOW
+        {
+            if let Some(a) = ack {
+                let _ = a.send(Err(Error::unavailable(
+                    "audit-log",
+                    format!(
+                        "checkpoint for seq {r} came too late (head is {})",
+                        self.next.seq
+                    ),
+                    None,
+                )));
+            }
+            return;
+        }
+        if self.lost > 0 && self.buf.is_empty() {
+            self.stage_gap();
+        }
+        let ts = p.ts_ms.max(self.next.ts_ms);
+        let (mut e, mut line) = self.seal(&p, ts);
+        if self.must_roll(ts, line.len()) {
+            self.commit();
+            if let Err(err) = self.roll(ts) {
+                self.fail_one(ack, err);
+                return;
+            }
+            // A failed commit resets the head: seal again against the current one.
+            if self.lost > 0 && self.buf.is_empty() {
+                self.stage_gap();
+            }
+            (e, line) = self.seal(&p, ts);
+        }
+        self.push(e, line, ack, false);
+    }
+
+    fn fail_one(&mut self, ack: Option<Ack>, err: Error) {
+        let lost = ack.is_none() || self.cfg.on_failure == FailurePolicy::FailOpen;
+        self.note_failure(&err.to_string(), u64::from(lost));
+        if let Some(a) = ack {
+            let _ = a.send(Err(err));
+        }
+    }
+
+    /// Records an I/O failure: counts lost entries, marks the log failing, raises the alarm.
+    fn note_failure(&mut self, msg: &str, lost: u64) {
+        self.shared.io_errors.fetch_add(1, Ordering::Relaxed);
+        self.lost += lost;
+        self.shared.lost.fetch_add(lost, Ordering::Relaxed);
+        self.last_error = Some(msg.to_owned());
+        self.shared.set_failing(Some(msg.to_owned()));
+        tracing::error!(
+            target: "keymgr::audit",
+            alarm = true,
+            policy = ?self.cfg.on_failure,
+            lost_entries = lost,
+            error = %msg,
+            "AUDIT LOG WRITE FAILED: entries are not being recorded"
+        );
+    }
+
+    fn roll(&mut self, ts_ms: u64) -> Result<()> {
+        self.sync_now();
+        // Never leave a half-written batch behind in the segment being closed.
+        if self.needs_truncate
+            && let Some(f) = self.file.as_mut()
+        {
+            f.set_len(self.durable_len)
+                .and_then(|()| f.sync_data())
+                .map_err(|e| io_error("truncate", &self.seg_path, e))?;
+            self.needs_truncate = false;
+        }
+        let path = self
+            .cfg
+            .dir
+            .join(segment::file_name(self.next.seq + 1, ts_ms));
+        let file = if self.inject > 0 {
+            self.inject -= 1;
+            Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "no space left on device (injected)",
+            ))
+        } else {
+            OpenOptions::new().create_new(true).append(true).open(&path)
+        }
+        .map_err(|e| io_error("create segment", &path, e))?;
+        segment::sync_dir(&self.cfg.dir)?;
+        self.file = Some(file);
+        self.seg_path = path;
+        self.seg_day = time::day_of(ts_ms);
+        self.durable_len = 0;
+        self.needs_truncate = false;
+        if let Err(e) = self.retention(ts_ms.max(time::now_ms())) {
+            tracing::warn!(target: "keymgr::audit", error = %e, "audit log retention failed");
+        }
+        Ok(())
+    }
+
+    fn write_buf(&mut self) -> io::Result<()> {
+        let durable = self.cfg.durability == Durability::Durable;
+        let Some(file) = self.file.as_mut() else {
+            return Err(io::Error::other("no active segment"));
+        };
+        if self.needs_truncate {
+            file.set_len(self.durable_len)?;
+            file.sync_data()?;
+            self.needs_truncate = false;
+        }
+        if self.inject > 0 {
+            self.inject -= 1;
+            // Like a disk that fills up mid-write: half the bytes land, then ENOSPC.
+            self.needs_truncate = true;
+            file.write_all(&self.buf[..self.buf.len() / 2])?;
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "no space left on device (injected)",
+            ));
+        }
+        self.needs_truncate = true;
+        file.write_all(&self.buf)?;
+        if durable {
+            file.sync_data()?;
+            self.shared.commits.fetch_add(1, Ordering::Relaxed);
+        } else if self.dirty_since.is_none() {
+            self.dirty_since = Some(Instant::now());
+        }
+        self.needs_truncate = false;
+        Ok(())
+    }
+
+    /// Writes (and in durable mode fsyncs) the staged entries and answers their callers.
+    fn commit(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let result = self.write_buf();
+        let acks = std::mem::take(&mut self.acks);
+        match result {
+            Ok(()) => {
+                self.durable_len += self.buf.len() as u64;
+                self.durable = self.next.clone();
+                self.shared
+                    .written
+                    .fetch_add(acks.len() as u64, Ordering::Relaxed);
+                if self.gap_staged > 0 {
+                    self.lost -= self.gap_staged.min(self.lost);
+                    self.gap_staged = 0;
+                }
+                if self.lost == 0 && self.shared.failing().is_some() {
+                    self.shared.set_failing(None);
+                    tracing::warn!(target: "keymgr::audit", "audit log is writable again");
+                }
+                for (ack, head, _) in acks {
+                    if let Some(a) = ack {
+                        let _ = a.send(Ok(head));
+                    }
+                }
+            }
+            Err(e) => {
+                let err = io_error("append to", &self.seg_path, e);
+                let msg = err.to_string();
+                // Best effort now; write_buf retries the cut before the next append.
+                if let Some(f) = self.file.as_mut()
+                    && f.set_len(self.durable_len)
+                        .and_then(|()| f.sync_data())
+                        .is_ok()
+                {
+                    self.needs_truncate = false;
+                }
+                self.next = self.durable.clone();
+                self.gap_staged = 0;
+                let lost = acks.iter().filter(|(_, _, l)| *l).count() as u64;
+                self.note_failure(&msg, lost);
+                let mut first = Some(err);
+                for (ack, _, _) in acks {
+                    if let Some(a) = ack {
+                        let e = first
+                            .take()
+                            .unwrap_or_else(|| Error::unavailable("audit-log", msg.clone(), None));
+                        let _ = a.send(Err(e));
+                    }
+                }
+            }
+        }
+        self.buf.clear();
+    }
+
+    fn sync_now(&mut self) {
+        if self.dirty_since.take().is_some()
+            && let Some(f) = self.file.as_mut()
+        {
+            match f.sync_data() {
+                Ok(()) => {
+                    self.shared.commits.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    let msg = io_error("fsync", &self.seg_path, e).to_string();
+                    self.note_failure(&msg, 0);
+                }
+            }
+        }
+    }
+
+    /// Removes whole segments older than the retention period, after durably recording
+    /// an AUDIT_RETENTION entry that anchors the remaining chain. Never touches the
+    /// active segment.
+    fn retention(&mut self, now_ms: u64) -> Result<usize> {
+        let Some(keep) = self.cfg.retention else {
+            return Ok(0);
+        };
+        let cutoff = now_ms.saturating_sub(u64::try_from(keep.as_millis()).unwrap_or(u64::MAX));
+        let segments = segment::list(&self.cfg.dir)?;
+        let mut prune = Vec::new();
+        let mut through: Option<(u64, String)> = None;
+        for pair in segments.windows(2) {
+            // Everything in a segment is older than the next segment's first entry.
+            let Some(line) = segment::first_line(&pair[1].path)? else {
+                break;
+            };
+            let Ok(next) = Entry::parse(&line) else {
+                break;
+            };
+            if next.ts_ms >= cutoff || pair[0].path == self.seg_path {
+                break;
+            }
+            prune.push(pair[0].path.clone());
+            through = Some((next.seq - 1, next.prev));
+        }
+        let Some((seq, hash)) = through else {
+            return Ok(0);
+        };
+        if self.file.is_none() {
+            return Ok(0);
+        }
+        let details = BTreeMap::from([
+            ("pruned_through_seq".to_owned(), seq.to_string()),
+            ("pruned_through_hash".to_owned(), hash),
+            ("pruned_segments".to_owned(), prune.len().to_string()),
+            ("cutoff".to_owned(), time::format_rfc3339(cutoff)),
+        ]);
+        let p = Pending::internal(events::RETENTION, "success", details);
+        let ts = p.ts_ms.max(self.next.ts_ms);
+        let (e, line) = self.seal(&p, ts);
+        let (tx, mut rx) = oneshot::channel();
+        self.push(e, line, Some(tx), false);
+        self.commit();
+        // Buffered mode: the anchor must be on disk before anything is deleted.
+        self.sync_now();
+        match rx.try_recv() {
+            Ok(Ok(_)) if self.shared.failing().is_none() => {}
+            Ok(Err(e)) => return Err(e),
+            _ => {
+                return Err(Error::unavailable(
+                    "audit-log",
+                    "retention checkpoint was not written; no segment removed",
+                    None,
+                ));
+            }
+        }
+        for path in &prune {
+            fs::remove_file(path).map_err(|e| io_error("remove old segment", path, e))?;
+        }
+        segment::sync_dir(&self.cfg.dir)?;
+        tracing::info!(
+            target: "keymgr::audit",
+            removed = prune.len(),
+            pruned_through_seq = seq,
+            "audit log retention removed old segments"
+        );
+        Ok(prune.len())
+    }
+}
