@@ -221,6 +221,33 @@ async fn ed25519_keys_sign_raw_messages() {
     conformance::health(&b).await;
 }
 
+/// The shared XRP claim suite (keymgr-testkit feature `xrp`) with an Ed25519 and a
+/// secp256k1 KMS key, found by key id, ARN, alias and alias ARN, directly and behind a
+/// KeyManager.
+#[tokio::test]
+async fn xrp_claim_suite_with_kms_keys() {
+    let Some(endpoint) = moto() else { return };
+    let client = client(&endpoint);
+    for spec in [KeySpec::EccNistEdwards25519, KeySpec::EccSecgP256K1] {
+        let key = create_key(
+            &client,
+            spec.clone(),
+            KeyUsageType::SignVerify,
+            "xrp-suite",
+            &[],
+        )
+        .await;
+        for identifier in [&key.key_id, &key.arn, &key.alias, &key.alias_arn] {
+            let b: Arc<dyn KeyBackend> = Arc::new(backend(&client, &[("xrp", identifier)]));
+            keymgr_testkit::xrp::run(b.clone(), KeyRef::new("xrp")).await;
+            if identifier == &key.alias {
+                let manager: Arc<dyn KeyBackend> = Arc::new(KeyManager::builder(b).build());
+                keymgr_testkit::xrp::run(manager, KeyRef::new("xrp")).await;
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn rotation_moves_the_alias_tags_history_and_disables_the_old_key() {
     let Some(endpoint) = moto() else { return };
