@@ -30,6 +30,9 @@ enum Command {
     Sign(cmd::keys::SignArgs),
     /// Check the configured backend's health.
     Health,
+    /// XRP Ledger payment-channel claims: public key, address, sign, verify.
+    #[command(subcommand)]
+    Xrp(cmd::xrp::XrpCommand),
 }
 
 async fn dispatch(command: Command, ctx: &Context) -> anyhow::Result<Output> {
@@ -38,6 +41,7 @@ async fn dispatch(command: Command, ctx: &Context) -> anyhow::Result<Output> {
         Command::PublicKey(args) => cmd::keys::public_key(args, ctx).await,
         Command::Sign(args) => cmd::keys::sign(args, ctx).await,
         Command::Health => cmd::keys::health(ctx).await,
+        Command::Xrp(c) => cmd::xrp::run(c, ctx).await,
     }
 }
 

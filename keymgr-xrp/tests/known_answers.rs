@@ -78,10 +78,13 @@ fn xrpl_docs_channel_verify() {
     let public_key = "aB44YfzW24VDEJQ2UuLPV2PvqcPCSoLnL7y5M1EzhdW4LnK5xMS3";
     assert!(try_verify_claim(channel, "1000000", signature, public_key).unwrap());
     let hex_key = XrplPublicKey::parse(public_key).unwrap();
+    // XRPL docs, "Use Payment Channels" tutorial, example values: the channel's public
+    // key in hex, and the payer's address (the key is the payer's master key).
     assert_eq!(
         hex_key.to_string(),
         "023693F15967AE357D0327974AD46FE3C127113B1110D6044FD41E723689F81CC6"
     );
+    assert_eq!(hex_key.classic_address(), "rN7n7otQDd6FczFgLdSqtcsAUxDkw6fzRH");
     assert!(verify_claim(
         channel,
         1_000_000u64,

@@ -2,3 +2,4 @@
 
 pub(crate) mod demo;
 pub(crate) mod keys;
+pub(crate) mod xrp;
