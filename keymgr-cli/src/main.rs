@@ -30,6 +30,9 @@ enum Command {
     Sign(cmd::keys::SignArgs),
     /// Check the configured backend's health.
     Health,
+    /// Audit log: verify the hash chain, export a time range.
+    #[command(subcommand)]
+    Audit(cmd::audit::AuditCommand),
     /// XRP Ledger payment-channel claims: public key, address, sign, verify.
     #[command(subcommand)]
     Xrp(cmd::xrp::XrpCommand),
@@ -41,6 +44,7 @@ async fn dispatch(command: Command, ctx: &Context) -> anyhow::Result<Output> {
         Command::PublicKey(args) => cmd::keys::public_key(args, ctx).await,
         Command::Sign(args) => cmd::keys::sign(args, ctx).await,
         Command::Health => cmd::keys::health(ctx).await,
+        Command::Audit(c) => cmd::audit::run(c, ctx).await,
         Command::Xrp(c) => cmd::xrp::run(c, ctx).await,
     }
 }

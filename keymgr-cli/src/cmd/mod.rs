@@ -1,5 +1,6 @@
 //! One module per command group.
 
+pub(crate) mod audit;
 pub(crate) mod demo;
 pub(crate) mod keys;
 pub(crate) mod xrp;
