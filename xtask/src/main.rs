@@ -11,6 +11,7 @@ use std::process::Command;
 use anyhow::{Context as _, Result, bail};
 
 mod moto;
+mod softhsm;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -57,6 +58,7 @@ struct TestEnv {
 fn provision(root: &Path) -> Result<TestEnv> {
     let mut env = TestEnv::default();
     // Provider provisioning (SoftHSM2 tokens, moto's server) registers here.
+    env.vars.extend(softhsm::provision(root).context("provisioning SoftHSM2")?);
     let moto = moto::start(root).context("starting moto's KMS server")?;
     env.vars.extend(moto.env());
     env.services.push(Box::new(moto));

@@ -1,0 +1,580 @@
+//! [`HsmBackend`]: the [`KeyBackend`] over a PKCS#11 token.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
+use cryptoki::session::Session;
+use keymgr_core::{
+    Error, HealthReport, KeyAlgorithm, KeyBackend, KeyRef, KeyVersion, PublicKey, RawSignature,
+    Result, SignPayload, Signature, finish_signature,
+};
+use rand_core::RngCore as _;
+
+use crate::config::{HSM_SLOT_ID, HSM_TOKEN_LABEL, HsmConfig, TokenSelector};
+use crate::error::{self, BACKEND, Phase, Subject};
+use crate::keys::{self, FoundKey};
+use crate::pool::{self, Failure, Library, SessionPool, Token, lock};
+use crate::rotation;
+
+/// Signs with secp256k1 and Ed25519 key pairs held in a PKCS#11 token.
+///
+/// - Keys are found by `CKA_LABEL`; logical names map to labels through
+///   [`HsmConfig::keys`] (`evm` → `HSM_EVM_KEY_LABEL`, `xrp` → `HSM_XRP_KEY_LABEL`), any
+///   other name is used as the label itself.
+/// - Versions: the label itself is version `0` (a key made outside keymgr), and
+///   rotation creates `<label>.v1`, `<label>.v2`, ...; the unversioned name resolves to
+///   the highest version present. See [`create_version`](KeyBackend::create_version).
+/// - Calls run on tokio's blocking thread pool with a session from a bounded pool.
+///
+/// `Debug` shows the module, token and key labels, never the PIN.
+#[derive(Clone)]
+pub struct HsmBackend {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: HsmConfig,
+    pub(crate) pool: Arc<SessionPool>,
+    /// label → resolved key pair.
+    keys: Mutex<HashMap<String, Cached<FoundKey>>>,
+    /// logical name → label of its current (highest) version.
+    current: Mutex<HashMap<String, Cached<String>>>,
+}
+
+#[derive(Clone)]
+struct Cached<T> {
+    value: T,
+    epoch: u64,
+    at: Instant,
+}
+
+impl fmt::Debug for HsmBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.inner.config;
+        f.debug_struct("HsmBackend")
+            .field("library_path", &c.library_path)
+            .field("token", &self.inner.pool.token.label)
+            .field("slot", &self.inner.pool.token.slot_id())
+            .field("keys", &c.keys)
+            .field("pool_size", &self.inner.pool.size())
+            .field("pin", &c.pin)
+            .finish()
+    }
+}
+
+enum StartFailure {
+    /// No token matches the selector (yet): retried, then a configuration error.
+    NoToken(String),
+    Failure(Failure),
+}
+
+impl From<Failure> for StartFailure {
+    fn from(f: Failure) -> Self {
+        StartFailure::Failure(f)
+    }
+}
+
+impl From<CkError> for StartFailure {
+    fn from(e: CkError) -> Self {
+        StartFailure::Failure(e.into())
+    }
+}
+
+impl HsmBackend {
+    /// Loads the module, finds the token, logs in and prepares the session pool.
+    ///
+    /// Transient start-up failures — what concurrent `C_Login`s on one token produce
+    /// (`CKR_GENERAL_ERROR`, `CKR_SLOT_ID_INVALID`, the token briefly missing) — are
+    /// retried with backoff for [`HsmConfig::startup_timeout`]; a wrong PIN, a missing
+    /// module or a label mismatch fail at once.
+    pub async fn connect(config: HsmConfig) -> Result<Self> {
+        tokio::task::spawn_blocking(move || Self::connect_blocking(config))
+            .await
+            .map_err(|e| Error::backend(BACKEND, format!("start-up task failed: {e}"), None))?
+    }
+
+    /// [`HsmConfig::from_env`] + [`connect`](Self::connect).
+    pub async fn from_env() -> Result<Self> {
+        Self::connect(HsmConfig::from_env()?).await
+    }
+
+    /// [`HsmConfig::from_vars`] + [`connect`](Self::connect). The variables are read
+    /// before the returned future first runs.
+    pub fn from_vars(
+        var: impl Fn(&str) -> Option<String>,
+    ) -> impl Future<Output = Result<Self>> + Send + 'static {
+        let config = HsmConfig::from_vars(var);
+        async move { Self::connect(config?).await }
+    }
+
+    fn connect_blocking(config: HsmConfig) -> Result<Self> {
+        let started = Instant::now();
+        let deadline = started + config.startup_timeout;
+        let mut delay = Duration::from_millis(20);
+        let mut attempt = 0u32;
+        let token = loop {
+            attempt += 1;
+            let failure = match start(&config) {
+                Ok(token) => break token,
+                Err(f) => f,
+            };
+            let transient = match &failure {
+                StartFailure::NoToken(_) => true,
+                StartFailure::Failure(Failure::Pkcs11(e, _)) => error::is_startup_transient(e),
+                StartFailure::Failure(Failure::Other(_)) => false,
+            };
+            if !transient || Instant::now() + delay > deadline {
+                let waited = if attempt > 1 {
+                    format!(" (after {attempt} attempts in {:.1?})", started.elapsed())
+                } else {
+                    String::new()
+                };
+                return Err(match failure {
+                    StartFailure::NoToken(detail) => Error::config(
+                        selector_variable(&config.token),
+                        "a token that is present in the module",
+                        format!("{detail}{waited}"),
+                    ),
+                    StartFailure::Failure(Failure::Other(e)) => e,
+                    StartFailure::Failure(Failure::Pkcs11(e, _)) => {
+                        let subject = config.token.to_string();
+                        match error::map(e, Phase::Startup, Subject::token(&subject)) {
+                            Error::Unavailable {
+                                backend,
+                                detail,
+                                source,
+                            } => Error::Unavailable {
+                                backend,
+                                detail: format!("{detail}{waited}"),
+                                source,
+                            },
+                            other => other,
+                        }
+                    }
+                });
+            }
+            let code = match &failure {
+                StartFailure::NoToken(d) => d.clone(),
+                StartFailure::Failure(Failure::Pkcs11(e, _)) => {
+                    error::rv(e).map(error::ckr_name).unwrap_or_default()
+                }
+                StartFailure::Failure(Failure::Other(e)) => e.to_string(),
+            };
+            tracing::debug!(attempt, %code, token = %config.token, "HSM start-up failed transiently; retrying");
+            let jitter = u64::from(rand_core::OsRng.next_u32()) % (delay.as_millis() as u64 + 1);
+            std::thread::sleep(delay + Duration::from_millis(jitter));
+            delay = (delay * 2).min(Duration::from_millis(500));
+        };
+        let pool = Arc::new(SessionPool::new(token, config.pool_size));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                pool,
+                keys: Mutex::new(HashMap::new()),
+                current: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &HsmConfig {
+        &self.inner.config
+    }
+
+    /// The label of the token in use.
+    pub fn token_label(&self) -> &str {
+        &self.inner.pool.token.label
+    }
+
+    /// The slot id of the token in use (SoftHSM2 assigns large, non-zero ids).
+    pub fn slot_id(&self) -> u64 {
+        self.inner.pool.token.slot_id()
+    }
+
+    /// Creates a new logical key: a key pair labelled `<name>.v1` (or `<label>.v1` when
+    /// `name` is configured to a label), private key sensitive and non-extractable.
+    /// Fails if any version of `name` exists already.
+    pub async fn create_key(&self, name: &str, algorithm: KeyAlgorithm) -> Result<KeyVersion> {
+        let inner = self.inner.clone();
+        let owned = name.to_owned();
+        let result = self
+            .inner
+            .pool
+            .run(move |s, _| rotation::create_key(&inner, s, &owned, algorithm))
+            .await;
+        self.inner.forget_name(name);
+        result.map_err(|f| self.inner.map_failure(f, &KeyRef::new(name)))
+    }
+
+    /// Deletes one version for good (private and public key objects and keymgr's
+    /// marker). Rotation never calls this directly for versions it still keeps.
+    pub async fn delete_version(&self, key: &KeyRef) -> Result<()> {
+        let inner = self.inner.clone();
+        let owned = key.clone();
+        let result = self
+            .inner
+            .pool
+            .run(move |s, _| rotation::delete_version(&inner, s, &owned))
+            .await;
+        self.inner.forget_name(key.name());
+        result.map_err(|f| self.inner.map_failure(f, key))
+    }
+}
+
+fn selector_variable(selector: &TokenSelector) -> String {
+    match selector {
+        TokenSelector::Label(_) => HSM_TOKEN_LABEL.to_owned(),
+        TokenSelector::SlotId(_) => HSM_SLOT_ID.to_owned(),
+        TokenSelector::SlotAndLabel(..) => format!("{HSM_SLOT_ID} / {HSM_TOKEN_LABEL}"),
+    }
+}
+
+/// One start-up attempt. On failure every handle is dropped, so a module nobody else
+/// in the process uses is finalized and the next attempt re-initializes it (SoftHSM2
+/// reads its token directory at `C_Initialize`).
+fn start(config: &HsmConfig) -> std::result::Result<Arc<Token>, StartFailure> {
+    let lib = Library::get(&config.library_path)?;
+    let Some(slot) = pool::find_slot(&lib, &config.token)? else {
+        return Err(StartFailure::NoToken(format!(
+            "no {} in {}; tokens present: [{}]",
+            config.token,
+            config.library_path.display(),
+            pool::token_labels(&lib).join(", ")
+        )));
+    };
+    if let TokenSelector::SlotAndLabel(id, want) = &config.token {
+        let have = pool::token_label(&lib, slot)?;
+        if &have != want {
+            return Err(Failure::Other(Error::config(
+                format!("{HSM_SLOT_ID} / {HSM_TOKEN_LABEL}"),
+                "a slot id and token label that name the same token",
+                format!("slot {id} holds token {have:?}, not {want:?}"),
+            ))
+            .into());
+        }
+    }
+    Ok(Token::get(&lib, slot, &config.pin)?)
+}
+
+pub(crate) fn mechanism(algorithm: KeyAlgorithm) -> Mechanism<'static> {
+    match algorithm {
+        KeyAlgorithm::Secp256k1 => Mechanism::Ecdsa,
+        _ => Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure)),
+    }
+}
+
+impl Inner {
+    pub(crate) fn map_failure(&self, f: Failure, key: &KeyRef) -> Error {
+        match f {
+            Failure::Other(e) => e,
+            Failure::Pkcs11(e, label) => {
+                let name = key.to_string();
+                error::map(
+                    e,
+                    Phase::Operation,
+                    Subject {
+                        key: &name,
+                        label: label.as_deref(),
+                    },
+                )
+            }
+        }
+    }
+
+    /// The label of `key`: an explicit version's label, or the current version's.
+    pub(crate) fn label_of(
+        &self,
+        s: &Session,
+        epoch: u64,
+        key: &KeyRef,
+    ) -> std::result::Result<String, Failure> {
+        let base = self.config.base_label(key.name());
+        if let Some(v) = key.version() {
+            return Ok(rotation::versioned_label(base, v)?);
+        }
+        if let Some(c) = lock(&self.current).get(key.name())
+            && self.fresh(c, epoch)
+        {
+            return Ok(c.value.clone());
+        }
+        let mut versions = rotation::list_labels(s, base)?;
+        if versions.is_empty() {
+            // Private objects are invisible when logged out behind our back.
+            self.pool.token.ensure_login(true)?;
+            versions = rotation::list_labels(s, base)?;
+        }
+        let Some((_, label)) = versions.pop() else {
+            return Err(self.not_found(key, base).into());
+        };
+        lock(&self.current).insert(
+            key.name().to_owned(),
+            Cached {
+                value: label.clone(),
+                epoch,
+                at: Instant::now(),
+            },
+        );
+        Ok(label)
+    }
+
+    fn not_found(&self, key: &KeyRef, label: &str) -> Error {
+        let configured = self
+            .config
+            .variable_for(key.name())
+            .map(|v| format!(" (configured by {v})"))
+            .unwrap_or_default();
+        let versions = if key.version().is_none() {
+            format!(" or {label:?}.v<N>")
+        } else {
+            String::new()
+        };
+        Error::not_found(
+            key.to_string(),
+            format!(
+                "no private key labelled {label:?}{versions}{configured} on token {:?}",
+                self.pool.token.label
+            ),
+        )
+    }
+
+    fn fresh<T>(&self, c: &Cached<T>, epoch: u64) -> bool {
+        c.epoch == epoch && c.at.elapsed() < self.config.key_cache_ttl
+    }
+
+    /// The key pair behind `key`, from the cache or the token.
+    pub(crate) fn resolve(
+        &self,
+        s: &Session,
+        epoch: u64,
+        key: &KeyRef,
+    ) -> std::result::Result<FoundKey, Failure> {
+        let label = self.label_of(s, epoch, key)?;
+        if let Some(c) = lock(&self.keys).get(&label)
+            && self.fresh(c, epoch)
+        {
+            return Ok(c.value.clone());
+        }
+        let name = key.to_string();
+        let found = match keys::find(s, &name, &label)? {
+            Some(k) => k,
+            None => {
+                self.pool.token.ensure_login(true)?;
+                keys::find(s, &name, &label)?.ok_or_else(|| self.not_found(key, &label))?
+            }
+        };
+        lock(&self.keys).insert(
+            label,
+            Cached {
+                value: found.clone(),
+                epoch,
+                at: Instant::now(),
+            },
+        );
+        Ok(found)
+    }
+
+    pub(crate) fn forget_label(&self, label: &str) {
+        lock(&self.keys).remove(label);
+    }
+
+    pub(crate) fn forget_name(&self, name: &str) {
+        let base = self.config.base_label(name).to_owned();
+        lock(&self.current).remove(name);
+        lock(&self.keys).retain(|label, _| rotation::parse_version(&base, label).is_none());
+    }
+
+    fn sign_blocking(
+        &self,
+        s: &Session,
+        epoch: u64,
+        key: &KeyRef,
+        payload: &SignPayload,
+    ) -> std::result::Result<Signature, Failure> {
+        let name = key.to_string();
+        let mut retried = false;
+        loop {
+            let found = self.resolve(s, epoch, key)?;
+            payload.check_algorithm(found.algorithm(), &name)?;
+            if let Some(d) = found.disabled {
+                return Err(Error::AccessDenied {
+                    key: name,
+                    detail: format!("version {:?} is disabled: {}", found.label, d.describe()),
+                }
+                .into());
+            }
+            let algorithm = found.algorithm();
+            let raw = match s.sign(&mechanism(algorithm), found.private, payload.as_bytes()) {
+                Ok(raw) => raw,
+                Err(e) if !retried && error::is_stale_handle(&e) => {
+                    // Handles change when the module is re-initialized or the key was
+                    // replaced: look the label up again, once.
+                    retried = true;
+                    self.forget_label(&found.label);
+                    lock(&self.current).remove(key.name());
+                    self.pool.token.ensure_login(true)?;
+                    continue;
+                }
+                Err(e) => {
+                    if matches!(error::rv(&e), Some(RvError::KeyFunctionNotPermitted)) {
+                        self.forget_label(&found.label);
+                    }
+                    return Err(Failure::Pkcs11(e, Some(found.label)));
+                }
+            };
+            let raw_sig = match algorithm {
+                KeyAlgorithm::Secp256k1 => RawSignature::EcdsaRaw(&raw),
+                _ => RawSignature::Ed25519(&raw),
+            };
+            match finish_signature(&name, &found.public, payload, raw_sig) {
+                Ok(sig) => return Ok(sig),
+                Err(e) if !retried => {
+                    // The cached public key may belong to a key that was replaced under
+                    // the same label: read it again before calling this an integrity error.
+                    tracing::warn!(key = %name, label = %found.label, "signature did not verify; re-reading the key once: {e}");
+                    retried = true;
+                    self.forget_label(&found.label);
+                    lock(&self.current).remove(key.name());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl KeyBackend for HsmBackend {
+    fn name(&self) -> &str {
+        BACKEND
+    }
+
+    async fn public_key(&self, key: &KeyRef) -> Result<PublicKey> {
+        let inner = self.inner.clone();
+        let k = key.clone();
+        self.inner
+            .pool
+            .run(move |s, epoch| inner.resolve(s, epoch, &k).map(|f| f.public))
+            .await
+            .map_err(|f| self.inner.map_failure(f, key))
+    }
+
+    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature> {
+        let inner = self.inner.clone();
+        let k = key.clone();
+        let p = payload.clone();
+        self.inner
+            .pool
+            .run(move |s, epoch| inner.sign_blocking(s, epoch, &k, &p))
+            .await
+            .map_err(|f| self.inner.map_failure(f, key))
+    }
+
+    async fn health(&self) -> HealthReport {
+        let started = Instant::now();
+        let inner = self.inner.clone();
+        let names: Vec<String> = self.inner.config.keys.keys().cloned().collect();
+        let result = self
+            .inner
+            .pool
+            .run(move |s, epoch| {
+                s.get_session_info()?;
+                Ok(names
+                    .iter()
+                    .map(|n| {
+                        let key = KeyRef::new(n.as_str());
+                        match inner.resolve(s, epoch, &key) {
+                            Ok(k) if k.disabled.is_none() => {
+                                (true, format!("{n}: {} key {:?}", k.algorithm(), k.label))
+                            }
+                            Ok(k) => (false, format!("{n}: {:?} is disabled", k.label)),
+                            Err(f) => (false, format!("{n}: {}", inner.map_failure(f, &key))),
+                        }
+                    })
+                    .collect::<Vec<_>>())
+            })
+            .await;
+        let token = format!(
+            "token {:?} (slot {}), pool {} session(s), {} idle",
+            self.inner.pool.token.label,
+            self.inner.pool.token.slot_id(),
+            self.inner.pool.size(),
+            self.inner.pool.idle_sessions()
+        );
+        match result {
+            Ok(keys) => {
+                let ok = keys.iter().all(|(ok, _)| *ok);
+                let detail = format!(
+                    "{token}; {}",
+                    keys.into_iter()
+                        .map(|(_, d)| d)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                );
+                if ok {
+                    HealthReport::healthy(BACKEND, started.elapsed()).with_detail(detail)
+                } else {
+                    HealthReport::unhealthy(BACKEND, started.elapsed(), detail)
+                }
+            }
+            Err(f) => HealthReport::unhealthy(
+                BACKEND,
+                started.elapsed(),
+                format!(
+                    "{token}: {}",
+                    self.inner
+                        .map_failure(f, &KeyRef::new(self.inner.pool.token.label.as_str()))
+                ),
+            ),
+        }
+    }
+
+    async fn list_versions(&self, name: &str) -> Result<Vec<KeyVersion>> {
+        let inner = self.inner.clone();
+        let owned = name.to_owned();
+        self.inner
+            .pool
+            .run(move |s, _| rotation::list_versions(&inner, s, &owned))
+            .await
+            .map_err(|f| self.inner.map_failure(f, &KeyRef::new(name)))
+    }
+
+    /// Generates `<label>.v<N+1>` (`C_GenerateKeyPair`, private key sensitive and
+    /// non-extractable, same curve as the current version), makes it current, then keeps
+    /// the newest [`HsmConfig::keep_versions`] versions and deletes older ones that
+    /// keymgr created, logging a warning for each. The original, unversioned label is
+    /// never deleted.
+    async fn create_version(&self, name: &str) -> Result<KeyVersion> {
+        let inner = self.inner.clone();
+        let owned = name.to_owned();
+        let result = self
+            .inner
+            .pool
+            .run(move |s, epoch| rotation::create_version(&inner, s, epoch, &owned))
+            .await;
+        self.inner.forget_name(name);
+        result.map_err(|f| self.inner.map_failure(f, &KeyRef::new(name)))
+    }
+
+    /// Sets `CKA_SIGN=false` on the version's private key; where the token refuses,
+    /// stores keymgr's disabled-marker object instead, which this backend honours.
+    async fn disable_version(&self, key: &KeyRef) -> Result<()> {
+        let inner = self.inner.clone();
+        let owned = key.clone();
+        let result = self
+            .inner
+            .pool
+            .run(move |s, _| rotation::disable_version(&inner, s, &owned))
+            .await;
+        self.inner.forget_name(key.name());
+        result.map_err(|f| self.inner.map_failure(f, key))
+    }
+
+    fn invalidate(&self, name: &str) {
+        self.inner.forget_name(name);
+    }
+}

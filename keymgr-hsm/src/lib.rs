@@ -1,0 +1,17 @@
+#![doc = include_str!("../README.md")]
+//!
+//! See [`rotation`] for the versioned label scheme.
+
+mod backend;
+mod config;
+mod error;
+mod keys;
+mod pool;
+pub mod rotation;
+
+pub use backend::HsmBackend;
+pub use config::{
+    DEFAULT_EVM_KEY, DEFAULT_KEEP_VERSIONS, DEFAULT_XRP_KEY, HSM_EVM_KEY_LABEL, HSM_KEEP_VERSIONS,
+    HSM_PIN, HSM_PKCS11_LIBRARY_PATH, HSM_POOL_SIZE, HSM_SLOT_ID, HSM_TOKEN_LABEL,
+    HSM_XRP_KEY_LABEL, HsmConfig, Pin, TokenSelector,
+};

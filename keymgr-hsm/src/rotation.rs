@@ -1,0 +1,477 @@
+//! Key versions on a PKCS#11 token.
+//!
+//! # Label scheme
+//!
+//! A logical key with base label `L` (its configured label, e.g. `evm-settlement`) has
+//! these versions:
+//!
+//! | version | `CKA_LABEL` | made by |
+//! |---|---|---|
+//! | `0` | `L` | anyone (pkcs11-tool, the vendor's tools): the original key |
+//! | `1`, `2`, ... | `L.v1`, `L.v2`, ... | [`KeyBackend::create_version`](keymgr_core::KeyBackend::create_version), [`HsmBackend::create_key`](crate::HsmBackend::create_key) |
+//!
+//! The unversioned name resolves to the highest version present. Version numbers are
+//! decimal without leading zeros. Rotation keeps the newest
+//! [`keep_versions`](crate::HsmConfig::keep_versions) (default 5) and only then deletes
+//! the oldest versions keymgr created, with a warning; version `0` is never deleted.
+//!
+//! Disabling sets `CKA_SIGN=false` on the private key; a token that refuses that change
+//! gets a marker instead: a private token `CKO_DATA` object with `CKA_APPLICATION`
+//! `keymgr` and `CKA_LABEL` `keymgr.disabled:<version label>`, which this backend honours.
+
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
+use cryptoki::session::Session;
+use keymgr_core::{Error, KeyAlgorithm, KeyRef, KeyVersion, VersionState};
+use rand_core::RngCore as _;
+
+use crate::backend::Inner;
+use crate::error::{self, BACKEND};
+use crate::keys::{self, MARKER_APPLICATION, MARKER_PREFIX};
+use crate::pool::Failure;
+
+/// The version number `label` has under `base`, if it is one of its versions.
+pub(crate) fn parse_version(base: &str, label: &str) -> Option<u32> {
+    if label == base {
+        return Some(0);
+    }
+    let digits = label.strip_prefix(base)?.strip_prefix(".v")?;
+    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The label of version `version` (as the caller spelled it) of `base`.
+pub(crate) fn versioned_label(base: &str, version: &str) -> Result<String, Error> {
+    let canonical = version == "0"
+        || (!version.starts_with('0') && version.bytes().all(|b| b.is_ascii_digit()));
+    match version.parse::<u32>() {
+        Ok(n) if canonical => Ok(label_for(base, n)),
+        _ => Err(Error::invalid_input(
+            "version",
+            format!(
+                "{version:?} is not an HSM key version: versions are numbers without leading \
+                 zeros (0 = the original label {base:?}, 1 = {:?}, 2 = {:?}, ...)",
+                label_for(base, 1),
+                label_for(base, 2)
+            ),
+        )),
+    }
+}
+
+fn label_for(base: &str, n: u32) -> String {
+    if n == 0 {
+        base.to_owned()
+    } else {
+        format!("{base}.v{n}")
+    }
+}
+
+/// `(version, label)` of every private key that is a version of `base`, oldest first.
+pub(crate) fn list_labels(s: &Session, base: &str) -> Result<Vec<(u32, String)>, Failure> {
+    let wrap = |e: CkError| Failure::Pkcs11(e, Some(base.to_owned()));
+    let handles = s
+        .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)])
+        .map_err(wrap)?;
+    let mut versions = Vec::new();
+    for h in handles {
+        let attrs = match s.get_attributes(h, &[AttributeType::Label]) {
+            Ok(a) => a,
+            // Deleted by someone else between the search and now.
+            Err(e) if error::is_stale_handle(&e) => continue,
+            Err(e) => return Err(wrap(e)),
+        };
+        for a in attrs {
+            if let Attribute::Label(bytes) = a
+                && let Ok(label) = String::from_utf8(bytes)
+                && let Some(n) = parse_version(base, &label)
+            {
+                versions.push((n, label));
+            }
+        }
+    }
+    versions.sort();
+    versions.dedup();
+    Ok(versions)
+}
+
+fn not_found(inner: &Inner, name: &str, base: &str) -> Error {
+    Error::not_found(
+        name,
+        format!(
+            "no private key labelled {base:?} or {base:?}.v<N> on token {:?}",
+            inner.pool.token.label
+        ),
+    )
+}
+
+pub(crate) fn list_versions(
+    inner: &Inner,
+    s: &Session,
+    name: &str,
+) -> Result<Vec<KeyVersion>, Failure> {
+    let base = inner.config.base_label(name).to_owned();
+    let mut labels = list_labels(s, &base)?;
+    if labels.is_empty() {
+        inner.pool.token.ensure_login(true)?;
+        labels = list_labels(s, &base)?;
+    }
+    if labels.is_empty() {
+        return Err(not_found(inner, name, &base).into());
+    }
+    let last = labels.len() - 1;
+    let mut out = Vec::with_capacity(labels.len());
+    for (i, (n, label)) in labels.into_iter().enumerate() {
+        let key = KeyRef::versioned(name, n.to_string());
+        let found = keys::find(s, &key.to_string(), &label)?
+            .ok_or_else(|| not_found(inner, name, &label))?;
+        out.push(KeyVersion {
+            key,
+            backend_id: label,
+            algorithm: found.algorithm(),
+            state: if found.disabled.is_some() {
+                VersionState::Disabled
+            } else {
+                VersionState::Enabled
+            },
+            created_at_ms: None,
+            current: i == last,
+        });
+    }
+    Ok(out)
+}
+
+/// `C_GenerateKeyPair` under `label`: token objects, private key private, sensitive,
+/// non-extractable and able to sign; both halves share a random `CKA_ID`. The first of
+/// `params` the token accepts is used.
+fn generate(
+    s: &Session,
+    algorithm: KeyAlgorithm,
+    params: &[Vec<u8>],
+    label: &str,
+) -> Result<(ObjectHandle, ObjectHandle), CkError> {
+    let mechanism = match algorithm {
+        KeyAlgorithm::Secp256k1 => Mechanism::EccKeyPairGen,
+        _ => Mechanism::EccEdwardsKeyPairGen,
+    };
+    let mut id = [0u8; 16];
+    rand_core::OsRng.fill_bytes(&mut id);
+    let mut last = None;
+    for p in params {
+        let public = [
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Verify(true),
+            Attribute::EcParams(p.clone()),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(id.to_vec()),
+        ];
+        let private = [
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(id.to_vec()),
+        ];
+        match s.generate_key_pair(&mechanism, &public, &private) {
+            Ok(pair) => return Ok(pair),
+            Err(
+                e @ CkError::Pkcs11(
+                    RvError::AttributeValueInvalid
+                    | RvError::CurveNotSupported
+                    | RvError::DomainParamsInvalid
+                    | RvError::TemplateInconsistent,
+                    _,
+                ),
+            ) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or(CkError::InvalidValue))
+}
+
+/// Generates a pair under `label` and checks that nobody else did at the same moment.
+fn generate_unique(
+    s: &Session,
+    key: &str,
+    algorithm: KeyAlgorithm,
+    params: &[Vec<u8>],
+    label: &str,
+) -> Result<keys::FoundKey, Failure> {
+    let wrap = |e: CkError| Failure::Pkcs11(e, Some(label.to_owned()));
+    let (public, private) = generate(s, algorithm, params, label).map_err(wrap)?;
+    let privs = keys::private_keys(s, label).map_err(wrap)?;
+    if privs.len() > 1 {
+        for h in [private, public] {
+            if let Err(e) = s.destroy_object(h) {
+                tracing::warn!(%label, "could not remove the key pair keymgr just made: {e}");
+            }
+        }
+        return Err(Error::unavailable(
+            BACKEND,
+            format!(
+                "another process created {label:?} for {key} at the same moment; keymgr \
+                 removed its own copy: list the versions and retry"
+            ),
+            None,
+        )
+        .into());
+    }
+    keys::find(s, key, label)?.ok_or_else(|| {
+        Error::integrity(
+            key,
+            format!("the key pair {label:?} vanished right after creation"),
+        )
+        .into()
+    })
+}
+
+fn now_ms() -> Option<u64> {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| u64::try_from(d.as_millis()).ok())
+}
+
+pub(crate) fn create_key(
+    inner: &Inner,
+    s: &Session,
+    name: &str,
+    algorithm: KeyAlgorithm,
+) -> Result<KeyVersion, Failure> {
+    let base = inner.config.base_label(name).to_owned();
+    crate::config::validate_label(&base)
+        .map_err(|reason| Error::invalid_input("key name", reason))?;
+    let existing = list_labels(s, &base)?;
+    if let Some((n, label)) = existing.last() {
+        return Err(Error::invalid_input(
+            "key name",
+            format!(
+                "key {name} already exists (version {n}, label {label:?}); use create_version \
+                 to rotate it"
+            ),
+        )
+        .into());
+    }
+    let label = label_for(&base, 1);
+    let found = generate_unique(
+        s,
+        name,
+        algorithm,
+        &keys::named_curve_params(algorithm),
+        &label,
+    )?;
+    tracing::info!(key = name, %label, %algorithm, "created HSM key");
+    Ok(KeyVersion {
+        key: KeyRef::versioned(name, "1"),
+        backend_id: label,
+        algorithm: found.algorithm(),
+        state: VersionState::Enabled,
+        created_at_ms: now_ms(),
+        current: true,
+    })
+}
+
+pub(crate) fn create_version(
+    inner: &Inner,
+    s: &Session,
+    epoch: u64,
+    name: &str,
+) -> Result<KeyVersion, Failure> {
+    // Read the current version from the token, not the cache: another process may
+    // have rotated since.
+    inner.forget_name(name);
+    let current = inner.resolve(s, epoch, &KeyRef::new(name))?;
+    let base = inner.config.base_label(name).to_owned();
+    let n = parse_version(&base, &current.label).unwrap_or(0);
+    let label = label_for(&base, n + 1);
+    let found = generate_unique(
+        s,
+        name,
+        current.algorithm(),
+        std::slice::from_ref(&current.ec_params),
+        &label,
+    )?;
+    tracing::info!(key = name, old = %current.label, new = %label, "created HSM key version");
+    if let Err(e) = prune(inner, s, name, &base) {
+        tracing::warn!(key = name, "pruning old HSM key versions failed: {e:?}");
+    }
+    Ok(KeyVersion {
+        key: KeyRef::versioned(name, (n + 1).to_string()),
+        backend_id: label,
+        algorithm: found.algorithm(),
+        state: VersionState::Enabled,
+        created_at_ms: now_ms(),
+        current: true,
+    })
+}
+
+/// Deletes the oldest keymgr-made versions beyond `keep_versions`, with a warning each.
+fn prune(inner: &Inner, s: &Session, name: &str, base: &str) -> Result<(), Failure> {
+    let keep = inner.config.keep_versions;
+    let versions = list_labels(s, base)?;
+    let excess = versions.len().saturating_sub(keep);
+    for (n, label) in versions.iter().take(excess) {
+        if *n == 0 {
+            continue; // the original key was not made by keymgr: never deleted
+        }
+        destroy_label(s, label)?;
+        inner.forget_label(label);
+        tracing::warn!(
+            event = "key_version_deleted",
+            key = name,
+            %label,
+            version = n,
+            keep,
+            "deleted HSM key version {label:?} of {name}: rotation keeps only the newest {keep} versions"
+        );
+    }
+    Ok(())
+}
+
+fn destroy_label(s: &Session, label: &str) -> Result<usize, Failure> {
+    let wrap = |e: CkError| Failure::Pkcs11(e, Some(label.to_owned()));
+    let mut objects = keys::private_keys(s, label).map_err(wrap)?;
+    objects.extend(keys::public_keys(s, label).map_err(wrap)?);
+    objects.extend(keys::markers(s, label).map_err(wrap)?);
+    for h in &objects {
+        match s.destroy_object(*h) {
+            Ok(()) => {}
+            Err(e) if error::is_stale_handle(&e) => {} // gone already
+            Err(e) => return Err(wrap(e)),
+        }
+    }
+    Ok(objects.len())
+}
+
+fn explicit_label(inner: &Inner, key: &KeyRef, operation: &str) -> Result<String, Failure> {
+    let Some(version) = key.version() else {
+        return Err(Error::invalid_input(
+            "key",
+            format!(
+                "{operation} needs an explicit version ({}@<version>); keymgr never applies it \
+                 to whatever version is current",
+                key.name()
+            ),
+        )
+        .into());
+    };
+    Ok(versioned_label(
+        inner.config.base_label(key.name()),
+        version,
+    )?)
+}
+
+pub(crate) fn disable_version(inner: &Inner, s: &Session, key: &KeyRef) -> Result<(), Failure> {
+    let label = explicit_label(inner, key, "disable_version")?;
+    let wrap = |e: CkError| Failure::Pkcs11(e, Some(label.clone()));
+    let name = key.to_string();
+    let private = match keys::private_keys(s, &label).map_err(wrap)?.as_slice() {
+        [] => {
+            return Err(Error::not_found(
+                name,
+                format!(
+                    "no private key labelled {label:?} on token {:?}",
+                    inner.pool.token.label
+                ),
+            )
+            .into());
+        }
+        [one] => *one,
+        many => return Err(keys::collision(&name, &label, many.len(), "private key").into()),
+    };
+    let sign_cleared = match s.update_attributes(private, &[Attribute::Sign(false)]) {
+        Ok(()) => s
+            .get_attributes(private, &[AttributeType::Sign])
+            .map_err(wrap)?
+            .iter()
+            .any(|a| matches!(a, Attribute::Sign(false))),
+        Err(CkError::Pkcs11(
+            RvError::AttributeReadOnly
+            | RvError::ActionProhibited
+            | RvError::AttributeValueInvalid
+            | RvError::AttributeTypeInvalid
+            | RvError::TemplateInconsistent,
+            _,
+        )) => false,
+        Err(e) => return Err(wrap(e)),
+    };
+    if !sign_cleared && keys::markers(s, &label).map_err(wrap)?.is_empty() {
+        s.create_object(&[
+            Attribute::Class(ObjectClass::DATA),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Application(MARKER_APPLICATION.to_vec()),
+            Attribute::Label(format!("{MARKER_PREFIX}{label}").into_bytes()),
+            Attribute::Value(b"disabled by keymgr".to_vec()),
+        ])
+        .map_err(wrap)?;
+    }
+    inner.forget_label(&label);
+    tracing::info!(
+        key = %name,
+        %label,
+        how = if sign_cleared { "CKA_SIGN=false" } else { "keymgr marker object" },
+        "disabled HSM key version"
+    );
+    Ok(())
+}
+
+pub(crate) fn delete_version(inner: &Inner, s: &Session, key: &KeyRef) -> Result<(), Failure> {
+    let label = explicit_label(inner, key, "delete_version")?;
+    if keys::private_keys(s, &label)
+        .map_err(|e| Failure::Pkcs11(e, Some(label.clone())))?
+        .is_empty()
+    {
+        return Err(Error::not_found(
+            key.to_string(),
+            format!(
+                "no private key labelled {label:?} on token {:?}",
+                inner.pool.token.label
+            ),
+        )
+        .into());
+    }
+    let n = destroy_label(s, &label)?;
+    inner.forget_label(&label);
+    tracing::warn!(event = "key_version_deleted", key = %key, %label, objects = n, "deleted HSM key version");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_scheme() {
+        assert_eq!(parse_version("evm", "evm"), Some(0));
+        assert_eq!(parse_version("evm", "evm.v1"), Some(1));
+        assert_eq!(parse_version("evm", "evm.v42"), Some(42));
+        for not in [
+            "evm.v",
+            "evm.v0",
+            "evm.v01",
+            "evm.v1x",
+            "evm2",
+            "evm.x1",
+            "ev",
+            "evm.v1.v2",
+        ] {
+            assert_eq!(parse_version("evm", not), None, "{not}");
+        }
+        // A base that itself looks versioned still works.
+        assert_eq!(parse_version("a.v3", "a.v3.v1"), Some(1));
+        assert_eq!(versioned_label("evm", "0").unwrap(), "evm");
+        assert_eq!(versioned_label("evm", "7").unwrap(), "evm.v7");
+        for bad in ["latest", "", "+1", "01", "-1", "99999999999"] {
+            assert!(versioned_label("evm", bad).is_err(), "{bad}");
+        }
+        let e = versioned_label("evm", "latest").unwrap_err();
+        assert_eq!(e.kind(), keymgr_core::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("evm.v1"), "{e}");
+    }
+}
