@@ -201,6 +201,12 @@ pub async fn backend_from_vars(
     match kind {
         #[cfg(feature = "env")]
         BackendKind::Env => Ok(Arc::new(keymgr_env::EnvBackend::from_vars(var)?)),
+        #[cfg(feature = "hsm")]
+        BackendKind::Hsm => Ok(Arc::new(keymgr_hsm::HsmBackend::from_vars(var).await?)),
+        #[cfg(feature = "aws")]
+        BackendKind::AwsKms => Ok(Arc::new(
+            keymgr_aws::AwsKmsBackend::connect(keymgr_aws::AwsKmsConfig::from_vars(var)?).await?,
+        )),
         #[allow(unreachable_patterns)]
         other => {
             let _ = var;
@@ -221,7 +227,11 @@ pub async fn backend_from_vars(
 }
 
 fn compiled_backends() -> Vec<&'static str> {
-    let all: &[(&str, bool)] = &[("env", cfg!(feature = "env"))];
+    let all: &[(&str, bool)] = &[
+        ("env", cfg!(feature = "env")),
+        ("hsm", cfg!(feature = "hsm")),
+        ("aws-kms", cfg!(feature = "aws")),
+    ];
     all.iter().filter(|(_, on)| *on).map(|(n, _)| *n).collect()
 }
 

@@ -1,7 +1,7 @@
 //! keymgr: sign and encrypt with keys that never leave a KMS or HSM.
 //!
 //! This facade re-exports [`keymgr_core`] and, behind cargo features, the providers
-//! (`env` by default; `hsm`, `aws` as they are enabled). [`FromEnv`] builds a
+//! (`env` by default; `hsm` for PKCS#11, `aws` for AWS KMS). [`FromEnv`] builds a
 //! [`KeyManager`] from the environment variables documented in `.env.example`.
 //!
 //! ```no_run
@@ -20,3 +20,11 @@ pub use keymgr_core::*;
 /// The env (development) provider.
 #[cfg(feature = "env")]
 pub use keymgr_env as env;
+
+/// The PKCS#11 HSM provider.
+#[cfg(feature = "hsm")]
+pub use keymgr_hsm as hsm;
+
+/// The AWS KMS provider.
+#[cfg(feature = "aws")]
+pub use keymgr_aws as aws;

@@ -95,3 +95,37 @@ async fn env_backend_variables_are_checked() {
         .unwrap_err();
     assert!(e.to_string().contains("XRP_SEED"), "{e}");
 }
+
+#[cfg(feature = "hsm")]
+#[tokio::test]
+async fn hsm_backend_variables_are_checked() {
+    let e = manager_from_vars(&vars(&[("KEY_BACKEND", "hsm")]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    assert!(e.to_string().contains("HSM_PKCS11_LIBRARY_PATH"), "{e}");
+    let e = manager_from_vars(&vars(&[
+        ("KEY_BACKEND", "hsm"),
+        ("HSM_PKCS11_LIBRARY_PATH", "/nonexistent/libpkcs11.so"),
+        ("HSM_SLOT_ID", "not-a-number"),
+        ("HSM_PIN", "123456"),
+        ("HSM_EVM_KEY_LABEL", "evm"),
+    ]))
+    .await
+    .unwrap_err();
+    assert!(!e.to_string().contains("123456"), "PIN echoed: {e}");
+}
+
+#[cfg(feature = "aws")]
+#[tokio::test]
+async fn aws_backend_variables_are_checked() {
+    let e = manager_from_vars(&vars(&[("KEY_BACKEND", "aws-kms")]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    let msg = e.to_string();
+    assert!(
+        msg.contains("AWS_KMS_EVM_KEY_ID") || msg.contains("AWS_REGION"),
+        "{msg}"
+    );
+}
