@@ -69,8 +69,14 @@ impl fmt::Debug for HsmBackend {
 }
 
 enum StartFailure {
-    /// No token matches the selector (yet): retried, then a configuration error.
-    NoToken(String),
+    /// No token matches the selector (yet): retried, then a configuration error. While
+    /// another process rewrites a SoftHSM2 token, it can be missing or read with an
+    /// empty label.
+    NoToken {
+        variable: String,
+        expected: &'static str,
+        detail: String,
+    },
     Failure(Failure),
 }
 
@@ -125,7 +131,7 @@ impl HsmBackend {
                 Err(f) => f,
             };
             let transient = match &failure {
-                StartFailure::NoToken(_) => true,
+                StartFailure::NoToken { .. } => true,
                 StartFailure::Failure(Failure::Pkcs11(e, _)) => error::is_startup_transient(e),
                 StartFailure::Failure(Failure::Other(_)) => false,
             };
@@ -136,11 +142,11 @@ impl HsmBackend {
                     String::new()
                 };
                 return Err(match failure {
-                    StartFailure::NoToken(detail) => Error::config(
-                        selector_variable(&config.token),
-                        "a token that is present in the module",
-                        format!("{detail}{waited}"),
-                    ),
+                    StartFailure::NoToken {
+                        variable,
+                        expected,
+                        detail,
+                    } => Error::config(variable, expected, format!("{detail}{waited}")),
                     StartFailure::Failure(Failure::Other(e)) => e,
                     StartFailure::Failure(Failure::Pkcs11(e, _)) => {
                         let subject = config.token.to_string();
@@ -160,7 +166,7 @@ impl HsmBackend {
                 });
             }
             let code = match &failure {
-                StartFailure::NoToken(d) => d.clone(),
+                StartFailure::NoToken { detail, .. } => detail.clone(),
                 StartFailure::Failure(Failure::Pkcs11(e, _)) => {
                     error::rv(e).map(error::ckr_name).unwrap_or_default()
                 }
@@ -206,7 +212,7 @@ impl HsmBackend {
         let result = self
             .inner
             .pool
-            .run(move |s, _| rotation::create_key(&inner, s, &owned, algorithm))
+            .change_once(move |s, _| rotation::create_key(&inner, s, &owned, algorithm))
             .await;
         self.inner.forget_name(name);
         result.map_err(|f| self.inner.map_failure(f, &KeyRef::new(name)))
@@ -220,7 +226,7 @@ impl HsmBackend {
         let result = self
             .inner
             .pool
-            .run(move |s, _| rotation::delete_version(&inner, s, &owned))
+            .change_once(move |s, _| rotation::delete_version(&inner, s, &owned))
             .await;
         self.inner.forget_name(key.name());
         result.map_err(|f| self.inner.map_failure(f, key))
@@ -241,25 +247,33 @@ fn selector_variable(selector: &TokenSelector) -> String {
 fn start(config: &HsmConfig) -> std::result::Result<Arc<Token>, StartFailure> {
     let lib = Library::get(&config.library_path)?;
     let Some(slot) = pool::find_slot(&lib, &config.token)? else {
-        return Err(StartFailure::NoToken(format!(
-            "no {} in {}; tokens present: [{}]",
-            config.token,
-            config.library_path.display(),
-            pool::token_labels(&lib).join(", ")
-        )));
+        return Err(StartFailure::NoToken {
+            variable: selector_variable(&config.token),
+            expected: "a token that is present in the module",
+            detail: format!(
+                "no {} in {}; tokens present: [{}]",
+                config.token,
+                config.library_path.display(),
+                pool::token_labels(&lib).join(", ")
+            ),
+        });
     };
-    if let TokenSelector::SlotAndLabel(id, want) = &config.token {
-        let have = pool::token_label(&lib, slot)?;
-        if &have != want {
-            return Err(Failure::Other(Error::config(
-                format!("{HSM_SLOT_ID} / {HSM_TOKEN_LABEL}"),
-                "a slot id and token label that name the same token",
-                format!("slot {id} holds token {have:?}, not {want:?}"),
-            ))
-            .into());
+    let label = match &config.token {
+        TokenSelector::SlotAndLabel(id, want) => {
+            let have = pool::token_label(&lib, slot)?;
+            if &have != want {
+                return Err(StartFailure::NoToken {
+                    variable: format!("{HSM_SLOT_ID} / {HSM_TOKEN_LABEL}"),
+                    expected: "a slot id and token label that name the same token",
+                    detail: format!("slot {id} holds token {have:?}, not {want:?}"),
+                });
+            }
+            Some(want.as_str())
         }
-    }
-    Ok(Token::get(&lib, slot, &config.pin)?)
+        TokenSelector::Label(want) => Some(want.as_str()),
+        TokenSelector::SlotId(_) => None,
+    };
+    Ok(Token::get(&lib, slot, &config.pin, label)?)
 }
 
 pub(crate) fn mechanism(algorithm: KeyAlgorithm) -> Mechanism<'static> {
@@ -554,7 +568,7 @@ impl KeyBackend for HsmBackend {
         let result = self
             .inner
             .pool
-            .run(move |s, epoch| rotation::create_version(&inner, s, epoch, &owned))
+            .change_once(move |s, epoch| rotation::create_version(&inner, s, epoch, &owned))
             .await;
         self.inner.forget_name(name);
         result.map_err(|f| self.inner.map_failure(f, &KeyRef::new(name)))
@@ -568,7 +582,7 @@ impl KeyBackend for HsmBackend {
         let result = self
             .inner
             .pool
-            .run(move |s, _| rotation::disable_version(&inner, s, &owned))
+            .change(move |s, _| rotation::disable_version(&inner, s, &owned))
             .await;
         self.inner.forget_name(key.name());
         result.map_err(|f| self.inner.map_failure(f, key))

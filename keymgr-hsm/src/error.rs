@@ -104,6 +104,17 @@ pub(crate) fn is_startup_transient(e: &CkError) -> bool {
     )
 }
 
+fn is_login_step(f: Function) -> bool {
+    matches!(
+        f,
+        Function::Login
+            | Function::OpenSession
+            | Function::GetSlotList
+            | Function::GetTokenInfo
+            | Function::GetSessionInfo
+    )
+}
+
 /// `C_Sign` for `Function::Sign`.
 pub(crate) fn function_name(f: Function) -> String {
     format!("C_{f:?}")
@@ -203,7 +214,11 @@ pub(crate) fn map(e: CkError, phase: Phase, subject: Subject<'_>) -> Error {
         | RvError::OperationActive
         | RvError::MutexBad
         | RvError::CantLock => unavailable("transient HSM failure"),
-        RvError::GeneralError | RvError::SlotIdInvalid if phase == Phase::Startup => {
+        // What concurrent C_Logins on one token produce (SoftHSM2 rewrites its token
+        // file on login): transient at start-up and whenever keymgr logs in again.
+        RvError::GeneralError | RvError::SlotIdInvalid
+            if phase == Phase::Startup || is_login_step(function) =>
+        {
             unavailable("the token is busy or being rewritten (another process logging in?)")
         }
         _ => Error::backend(

@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, RwLock, Weak};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -103,8 +103,20 @@ impl Library {
             )
         })?;
         let mut registry = lock(&LIBRARIES);
-        if let Some(lib) = registry.get(&canonical).and_then(Weak::upgrade) {
-            return Ok(lib);
+        loop {
+            match registry.get(&canonical) {
+                None => break,
+                Some(weak) => match weak.upgrade() {
+                    Some(lib) => return Ok(lib),
+                    // The last user is dropping it and will C_Finalize: initializing
+                    // again before that would leave us with a finalized module.
+                    None => {
+                        drop(registry);
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                        registry = lock(&LIBRARIES);
+                    }
+                },
+            }
         }
         let ctx = Pkcs11::new(&canonical).map_err(|e| {
             Error::config(
@@ -190,6 +202,8 @@ pub(crate) struct Token {
     pub(crate) label: String,
     pin: Pin,
     login: Mutex<LoginState>,
+    /// Held shared by reads and signatures, exclusively by object changes.
+    changes: RwLock<()>,
 }
 
 impl std::fmt::Debug for Token {
@@ -208,7 +222,13 @@ impl Token {
     /// PKCS#11 login state is per process and token: a second login with another PIN
     /// would be answered `CKR_USER_ALREADY_LOGGED_IN` whatever the PIN, so a PIN that
     /// differs from the one this process logged in with is refused here.
-    pub(crate) fn get(lib: &Arc<Library>, slot: Slot, pin: &Pin) -> Result<Arc<Token>, Failure> {
+    /// `label` is the token's label when the caller already knows it (selected by label).
+    pub(crate) fn get(
+        lib: &Arc<Library>,
+        slot: Slot,
+        pin: &Pin,
+        label: Option<&str>,
+    ) -> Result<Arc<Token>, Failure> {
         let mut tokens = lock(&lib.tokens);
         if let Some(token) = tokens.get(&slot.id()).and_then(Weak::upgrade) {
             if !token.pin.matches(pin) {
@@ -221,7 +241,14 @@ impl Token {
             }
             return Ok(token);
         }
-        let label = token_label(lib, slot)?;
+        let label = match label {
+            Some(l) => l.to_owned(),
+            None => match token_label(lib, slot)? {
+                // Only used in messages when the token was selected by slot id.
+                l if l.is_empty() => format!("(unlabelled token in slot {})", slot.id()),
+                l => l,
+            },
+        };
         let token = Arc::new(Token {
             lib: lib.clone(),
             slot: AtomicU64::new(slot.id()),
@@ -231,6 +258,7 @@ impl Token {
                 anchor: None,
                 epoch: lib.epoch(),
             }),
+            changes: RwLock::new(()),
         });
         token.ensure_login(false)?;
         tokens.insert(slot.id(), Arc::downgrade(&token));
@@ -352,6 +380,22 @@ pub(crate) fn token_labels(lib: &Library) -> Vec<String> {
         .collect()
 }
 
+/// What a pooled call does to the token's objects.
+#[derive(Debug, Clone, Copy)]
+enum Call {
+    /// Reads attributes, searches, signs: may be repeated after recovery.
+    Read,
+    /// Changes objects idempotently (e.g. `CKA_SIGN=false`).
+    Change,
+    /// Creates or destroys objects: never repeated.
+    ChangeOnce,
+}
+
+enum Guard<'a> {
+    Read(#[allow(dead_code)] std::sync::RwLockReadGuard<'a, ()>),
+    Write(#[allow(dead_code)] std::sync::RwLockWriteGuard<'a, ()>),
+}
+
 struct Idle {
     session: Session,
     epoch: u64,
@@ -394,10 +438,38 @@ impl SessionPool {
         lock(&self.idle).len()
     }
 
-    /// Runs `op` with a pooled session on the blocking thread pool. If the session or
-    /// login went stale, recovers (re-initialize, re-login, new session) and runs `op`
-    /// once more.
+    /// Runs `op` (which only reads or signs) with a pooled session on the blocking
+    /// thread pool. If the session or login went stale, recovers (re-initialize,
+    /// re-login, new session) and runs `op` once more.
     pub(crate) async fn run<T, F>(self: &Arc<Self>, op: F) -> Result<T, Failure>
+    where
+        T: Send + 'static,
+        F: FnMut(&Session, u64) -> Result<T, Failure> + Send + 'static,
+    {
+        self.run_with(op, Call::Read).await
+    }
+
+    /// Like [`run`](Self::run) for an idempotent change to token objects.
+    pub(crate) async fn change<T, F>(self: &Arc<Self>, op: F) -> Result<T, Failure>
+    where
+        T: Send + 'static,
+        F: FnMut(&Session, u64) -> Result<T, Failure> + Send + 'static,
+    {
+        self.run_with(op, Call::Change).await
+    }
+
+    /// Like [`change`](Self::change) for changes that must not run twice (creating or
+    /// deleting objects): after a stale session it recovers for the next call and
+    /// returns the (retryable) error instead of repeating `op`.
+    pub(crate) async fn change_once<T, F>(self: &Arc<Self>, op: F) -> Result<T, Failure>
+    where
+        T: Send + 'static,
+        F: FnMut(&Session, u64) -> Result<T, Failure> + Send + 'static,
+    {
+        self.run_with(op, Call::ChangeOnce).await
+    }
+
+    async fn run_with<T, F>(self: &Arc<Self>, op: F, call: Call) -> Result<T, Failure>
     where
         T: Send + 'static,
         F: FnMut(&Session, u64) -> Result<T, Failure> + Send + 'static,
@@ -410,7 +482,22 @@ impl SessionPool {
         let pool = self.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            pool.run_blocking(op)
+            // Object changes exclude every other call on the token in this process:
+            // modules differ in how well they cope otherwise (SoftHSM2 2.6 answers
+            // CKR_GENERAL_ERROR to concurrent C_GenerateKeyPair calls, and object
+            // searches that overlap a change can miss objects). Changes are rare.
+            let _guard = match call {
+                Call::Read => {
+                    Guard::Read(pool.token.changes.read().unwrap_or_else(|p| p.into_inner()))
+                }
+                Call::Change | Call::ChangeOnce => Guard::Write(
+                    pool.token
+                        .changes
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner()),
+                ),
+            };
+            pool.run_blocking(op, !matches!(call, Call::ChangeOnce))
         })
         .await
         .map_err(|e| {
@@ -422,7 +509,7 @@ impl SessionPool {
         })?
     }
 
-    fn run_blocking<T, F>(&self, mut op: F) -> Result<T, Failure>
+    fn run_blocking<T, F>(&self, mut op: F, repeat: bool) -> Result<T, Failure>
     where
         F: FnMut(&Session, u64) -> Result<T, Failure>,
     {
@@ -432,9 +519,16 @@ impl SessionPool {
                 tracing::info!(
                     token = %self.token.label,
                     code = %error::rv(&e).map(error::ckr_name).unwrap_or_default(),
-                    "stale PKCS#11 session; re-opening and retrying once"
+                    "stale PKCS#11 session; re-opening{}",
+                    if repeat { " and retrying once" } else { "" }
                 );
                 self.discard(session, epoch);
+                if !repeat {
+                    if let Err(e2) = self.token.recover(&e, epoch) {
+                        tracing::debug!(token = %self.token.label, "recovery failed: {e2}");
+                    }
+                    return Err(Failure::Pkcs11(e, label));
+                }
                 self.token
                     .recover(&e, epoch)
                     .map_err(|e2| Failure::Pkcs11(e2, label))?;

@@ -71,6 +71,8 @@ fn processes_logging_in_at_once_all_start() {
                     "--test-threads=1",
                 ])
                 .env(CHILD, "1")
+                // The parent's private token copy, shared by all children on purpose.
+                .env(common::SHARE_TOKEN, "1")
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()

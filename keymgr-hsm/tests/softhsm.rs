@@ -6,83 +6,15 @@
 
 mod common;
 
+use common::{private_key_attrs, random32, raw_session, verify_independently};
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-use cryptoki::error::{Error as CkError, RvError};
-use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, AttributeType, ObjectClass};
-use cryptoki::session::{Session, UserType};
-use cryptoki::types::AuthPin;
-use k256::ecdsa::signature::hazmat::PrehashVerifier as _;
-use keymgr_core::{
-    ErrorKind, KeyAlgorithm, KeyBackend, KeyRef, PublicKey, SignPayload, VersionState,
-};
+use cryptoki::object::{Attribute, AttributeType};
+use keymgr_core::{ErrorKind, KeyAlgorithm, KeyBackend, KeyRef, SignPayload, VersionState};
 use keymgr_hsm::{HSM_PIN, HSM_SLOT_ID, HSM_TOKEN_LABEL, HsmBackend, TokenSelector};
 use keymgr_testkit::conformance::{self, SuiteKeys};
-use rand_core::RngCore as _;
-
-fn random32() -> [u8; 32] {
-    let mut b = [0u8; 32];
-    rand_core::OsRng.fill_bytes(&mut b);
-    b
-}
-
-/// Verifies with k256 / ed25519-dalek, from the public key's bytes.
-fn verify_independently(pk: &PublicKey, payload: &SignPayload, sig: &keymgr_core::Signature) {
-    match (pk, payload) {
-        (PublicKey::Secp256k1(_), SignPayload::Prehash(h)) => {
-            let vk = k256::ecdsa::VerifyingKey::from_sec1_bytes(&pk.to_bytes()).unwrap();
-            let s = k256::ecdsa::Signature::from_slice(&sig.to_bytes()).unwrap();
-            assert!(s.normalize_s().is_none(), "high-s signature");
-            vk.verify_prehash(h, &s)
-                .expect("secp256k1 signature verifies with k256");
-        }
-        (PublicKey::Ed25519(_), SignPayload::Message(m)) => {
-            let vk = ed25519_dalek::VerifyingKey::from_bytes(&pk.to_bytes().try_into().unwrap())
-                .unwrap();
-            let s = ed25519_dalek::Signature::from_bytes(&sig.to_bytes());
-            vk.verify_strict(m, &s)
-                .expect("Ed25519 signature verifies with ed25519-dalek");
-        }
-        other => panic!("unexpected combination {other:?}"),
-    }
-}
-
-/// A raw cryptoki session on the test token, sharing the process's login (open the
-/// backend first so the module stays initialized).
-fn raw_session() -> (Pkcs11, Session) {
-    let ctx = Pkcs11::new(common::var(keymgr_hsm::HSM_PKCS11_LIBRARY_PATH)).unwrap();
-    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
-        Err(e) => panic!("C_Initialize: {e}"),
-    }
-    let slot = ctx
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| s.id().to_string() == common::var(HSM_SLOT_ID))
-        .expect("the provisioned slot");
-    let session = ctx.open_rw_session(slot).unwrap();
-    let pin = AuthPin::from(common::var(HSM_PIN));
-    match session.login(UserType::User, Some(&pin)) {
-        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-        Err(e) => panic!("C_Login: {e}"),
-    }
-    (ctx, session)
-}
-
-fn private_key_attrs(s: &Session, label: &str, types: &[AttributeType]) -> Vec<Attribute> {
-    let keys = s
-        .find_objects(&[
-            Attribute::Class(ObjectClass::PRIVATE_KEY),
-            Attribute::Label(label.as_bytes().to_vec()),
-        ])
-        .unwrap();
-    assert_eq!(keys.len(), 1, "one private key labelled {label}");
-    s.get_attributes(keys[0], types).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_with_pkcs11_tool_keys() {
@@ -250,7 +182,9 @@ async fn token_selection_and_start_up_errors() {
     let hsm = HsmBackend::connect(by_label).await.unwrap();
     assert_eq!(hsm.slot_id(), slot);
 
-    let mut mismatch = base.clone();
+    let mut mismatch = base
+        .clone()
+        .with_startup_timeout(Duration::from_millis(200));
     mismatch.token = TokenSelector::SlotAndLabel(slot, "another-token".into());
     let e = HsmBackend::connect(mismatch).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
@@ -479,132 +413,6 @@ async fn rotation_creates_lists_disables_and_prunes() {
     );
     assert_eq!(
         hsm.public_key(&key).await.unwrap_err().kind(),
-        ErrorKind::NotFound
-    );
-}
-
-/// Keys made outside keymgr: an Ed25519 key whose `CKA_EC_PARAMS` is the PrintableString
-/// `edwards25519` and an arbitrary `CKA_ID` is served and rotated with the same
-/// parameters; a key whose `CKA_SIGN` cannot change is disabled by keymgr's marker.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn outside_keys_rotation_and_disable_marker() {
-    let Some(hsm) = common::backend().await else {
-        return;
-    };
-    let (_ctx, raw) = raw_session();
-    let name = common::unique("vendor-ed");
-    let printable = b"\x13\x0cedwards25519".to_vec();
-    let (pub_h, _) = raw
-        .generate_key_pair(
-            &Mechanism::EccEdwardsKeyPairGen,
-            &[
-                Attribute::Token(true),
-                Attribute::Verify(true),
-                Attribute::EcParams(printable.clone()),
-                Attribute::Label(name.as_bytes().to_vec()),
-                Attribute::Id(b"vendor-7".to_vec()),
-            ],
-            &[
-                Attribute::Token(true),
-                Attribute::Private(true),
-                Attribute::Sensitive(true),
-                Attribute::Sign(true),
-                Attribute::Label(name.as_bytes().to_vec()),
-                Attribute::Id(b"vendor-7".to_vec()),
-            ],
-        )
-        .unwrap();
-    let key = KeyRef::new(name.as_str());
-    let pk = hsm.public_key(&key).await.unwrap();
-    let point = raw
-        .get_attributes(pub_h, &[AttributeType::EcPoint])
-        .unwrap();
-    assert!(
-        matches!(point.as_slice(), [Attribute::EcPoint(p)] if p[2..] == pk.to_bytes()[..]),
-        "public key from CKA_EC_POINT"
-    );
-    let msg = SignPayload::message(b"CLM\0 claim bytes".to_vec());
-    verify_independently(&pk, &msg, &hsm.sign(&key, &msg).await.unwrap());
-
-    let v1 = hsm.create_version(&name).await.unwrap();
-    assert_eq!(v1.key.version(), Some("1"));
-    let params = private_key_attrs(&raw, &format!("{name}.v1"), &[AttributeType::EcParams]);
-    assert!(
-        matches!(params.as_slice(), [Attribute::EcParams(p)] if *p == printable),
-        "the new version uses the original's curve encoding: {params:?}"
-    );
-    let pk1 = hsm.public_key(&key).await.unwrap();
-    assert_ne!(pk1, pk);
-    verify_independently(&pk1, &msg, &hsm.sign(&key, &msg).await.unwrap());
-    let v0 = KeyRef::versioned(name.as_str(), "0");
-    verify_independently(&pk, &msg, &hsm.sign(&v0, &msg).await.unwrap());
-    let listed: Vec<_> = hsm
-        .list_versions(&name)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|v| (v.backend_id, v.current))
-        .collect();
-    assert_eq!(
-        listed,
-        vec![(name.clone(), false), (format!("{name}.v1"), true)]
-    );
-    hsm.delete_version(&v1.key).await.unwrap();
-    hsm.delete_version(&v0).await.unwrap();
-
-    // A secp256k1 key whose attributes cannot be modified: CKA_SIGN stays true, so
-    // keymgr disables it with its marker object, and honours that marker.
-    let fixed = common::unique("fixed");
-    raw.generate_key_pair(
-        &Mechanism::EccKeyPairGen,
-        &[
-            Attribute::Token(true),
-            Attribute::EcParams(b"\x06\x05\x2b\x81\x04\x00\x0a".to_vec()),
-            Attribute::Label(fixed.as_bytes().to_vec()),
-        ],
-        &[
-            Attribute::Token(true),
-            Attribute::Private(true),
-            Attribute::Sensitive(true),
-            Attribute::Sign(true),
-            Attribute::Modifiable(false),
-            Attribute::Label(fixed.as_bytes().to_vec()),
-        ],
-    )
-    .unwrap();
-    let fixed_key = KeyRef::new(fixed.as_str());
-    let h = SignPayload::Prehash(random32());
-    let fixed_pk = hsm.public_key(&fixed_key).await.unwrap();
-    verify_independently(&fixed_pk, &h, &hsm.sign(&fixed_key, &h).await.unwrap());
-    let fixed_v0 = KeyRef::versioned(fixed.as_str(), "0");
-    hsm.disable_version(&fixed_v0).await.unwrap();
-    let attrs = private_key_attrs(&raw, &fixed, &[AttributeType::Sign]);
-    assert!(
-        matches!(attrs.as_slice(), [Attribute::Sign(true)]),
-        "{attrs:?}"
-    );
-    let markers = || {
-        raw.find_objects(&[
-            Attribute::Class(ObjectClass::DATA),
-            Attribute::Label(format!("keymgr.disabled:{fixed}").into_bytes()),
-        ])
-        .unwrap()
-        .len()
-    };
-    assert_eq!(markers(), 1);
-    let e = hsm.sign(&fixed_key, &h).await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::AccessDenied, "{e}");
-    assert!(e.to_string().contains("marker"), "{e}");
-    let versions = hsm.list_versions(&fixed).await.unwrap();
-    assert_eq!(versions.len(), 1);
-    assert_eq!(versions[0].state, VersionState::Disabled);
-    // Disabling twice is fine and leaves one marker.
-    hsm.disable_version(&fixed_v0).await.unwrap();
-    assert_eq!(markers(), 1);
-    hsm.delete_version(&fixed_v0).await.unwrap();
-    assert_eq!(markers(), 0, "deleting a version removes its marker");
-    assert_eq!(
-        hsm.public_key(&fixed_key).await.unwrap_err().kind(),
         ErrorKind::NotFound
     );
 }

@@ -59,6 +59,12 @@ pub(crate) fn provision(workspace_root: &Path) -> Result<Vec<(String, String)>> 
     if fs::read_to_string(&conf).ok().as_deref() != Some(content.as_str()) {
         fs::write(&conf, &content).with_context(|| format!("writing {}", conf.display()))?;
     }
+    // Test processes work on private copies of the token under `runs/` (see
+    // keymgr-hsm/tests/common): drop the previous run's.
+    let runs = dir.join("runs");
+    if runs.exists() {
+        fs::remove_dir_all(&runs).with_context(|| format!("removing {}", runs.display()))?;
+    }
     let hsm = SoftHsm { module, conf };
 
     let slot = match hsm.token_slot()? {
