@@ -80,20 +80,51 @@ fn pool(c: &mut Criterion) {
             });
         });
     }
+    // The same work on raw cryptoki sessions from 1 vs 2 threads: what the module
+    // itself allows, to read keymgr's pool ratio against.
+    let (_hsm, ctx, login, handle) = direct_session(&config, &rt);
+    let slot = login.get_session_info().unwrap().slot_id();
+    for threads in [1usize, 2] {
+        let sessions: Vec<_> = (0..threads)
+            .map(|_| std::sync::Mutex::new(ctx.open_rw_session(slot).unwrap()))
+            .collect();
+        group.bench_function(
+            format!("cryptoki_direct_x{CONCURRENT}_threads_{threads}"),
+            |b| {
+                b.iter(|| {
+                    std::thread::scope(|scope| {
+                        for s in &sessions {
+                            scope.spawn(move || {
+                                let s = s.lock().unwrap();
+                                for i in 0..CONCURRENT / threads {
+                                    s.sign(&Mechanism::Ecdsa, handle, &[i as u8 + 1; 32])
+                                        .unwrap();
+                                }
+                            });
+                        }
+                    });
+                })
+            },
+        );
+    }
     group.finish();
 }
 
-fn overhead(c: &mut Criterion) {
-    let Some(config) = config() else { return };
-    let rt = runtime();
-    // The backend first: it initializes the module and logs in; the direct path shares both.
+/// A backend with pool size 1, and a raw logged-in session (sharing the backend's
+/// login) with the EVM key's handle. Keep the backend alive while using the session: the
+/// last backend to go finalizes the module.
+fn direct_session(
+    config: &HsmConfig,
+    rt: &tokio::runtime::Runtime,
+) -> (
+    HsmBackend,
+    Pkcs11,
+    cryptoki::session::Session,
+    cryptoki::object::ObjectHandle,
+) {
     let hsm = rt
         .block_on(HsmBackend::connect(config.clone().with_pool_size(1)))
         .unwrap();
-    let key = KeyRef::new("evm");
-    let pk = rt.block_on(hsm.public_key(&key)).unwrap();
-    let vk = k256::ecdsa::VerifyingKey::from_sec1_bytes(&pk.to_bytes()).unwrap();
-
     let ctx = Pkcs11::new(&config.library_path).unwrap();
     match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
         Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
@@ -122,6 +153,16 @@ fn overhead(c: &mut Criterion) {
             Attribute::Label(label.into_bytes()),
         ])
         .unwrap()[0];
+    (hsm, ctx, session, handle)
+}
+
+fn overhead(c: &mut Criterion) {
+    let Some(config) = config() else { return };
+    let rt = runtime();
+    let (hsm, _ctx, session, handle) = direct_session(&config, &rt);
+    let key = KeyRef::new("evm");
+    let pk = rt.block_on(hsm.public_key(&key)).unwrap();
+    let vk = k256::ecdsa::VerifyingKey::from_sec1_bytes(&pk.to_bytes()).unwrap();
     let h = [0x5au8; 32];
 
     let mut group = c.benchmark_group("overhead");
