@@ -28,14 +28,22 @@ fn keymgr(args: &[&str], env: &[(&str, &str)]) -> Output {
 
 fn json(out: &Output) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout.trim().lines().count(), 1, "one JSON object: {stdout}");
+    assert_eq!(
+        stdout.trim().lines().count(),
+        1,
+        "one JSON object: {stdout}"
+    );
     serde_json::from_str(stdout.trim()).expect("valid JSON")
 }
 
 #[test]
 fn demo_needs_no_configuration() {
     let out = keymgr(&["demo"], &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = keymgr(&["demo", "--json"], &[]);
     assert!(out.status.success());
     let v = json(&out);
@@ -53,14 +61,22 @@ fn public_key_and_sign_verify_independently() {
     let vk = k256::ecdsa::VerifyingKey::from_sec1_bytes(&pk_bytes).unwrap();
 
     let digest = "11".repeat(32);
-    let out = keymgr(&["sign", "--key", "evm", "--digest", &digest, "--json"], &env);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = keymgr(
+        &["sign", "--key", "evm", "--digest", &digest, "--json"],
+        &env,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let sig = json(&out);
     let sig = k256::ecdsa::Signature::from_slice(
         &hex::decode(sig["signature"].as_str().unwrap()).unwrap(),
     )
     .unwrap();
-    vk.verify_prehash(&hex::decode(&digest).unwrap(), &sig).unwrap();
+    vk.verify_prehash(&hex::decode(&digest).unwrap(), &sig)
+        .unwrap();
 
     let out = keymgr(&["public-key", "--key", "xrp", "--json"], &env);
     let pk = json(&out);
@@ -102,20 +118,37 @@ fn errors_are_json_objects_with_kind_and_never_echo_secrets() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains(&bad_key[2..]));
 
     let env = [("EVM_PRIVATE_KEY", KEY)];
-    let out = keymgr(&["sign", "--key", "evm", "--digest", "abcd", "--json"], &env);
+    let out = keymgr(
+        &["sign", "--key", "evm", "--digest", "abcd", "--json"],
+        &env,
+    );
     let v = json(&out);
     assert_eq!(v["error"]["kind"], "invalid_input");
     assert!(v["error"]["message"].as_str().unwrap().contains("32 bytes"));
 
-    let out = keymgr(&["sign", "--key", "nope", "--digest", &"00".repeat(32)], &env);
+    let out = keymgr(
+        &["sign", "--key", "nope", "--digest", &"00".repeat(32)],
+        &env,
+    );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("nope") && stderr.contains("not found"), "{stderr}");
+    assert!(
+        stderr.contains("nope") && stderr.contains("not found"),
+        "{stderr}"
+    );
     assert!(!stderr.contains(&KEY[2..]));
 
-    let out = keymgr(&["public-key", "--json", "--key", "evm"], &[("KEY_BACKEND", "vault")]);
+    let out = keymgr(
+        &["public-key", "--json", "--key", "evm"],
+        &[("KEY_BACKEND", "vault")],
+    );
     let v = json(&out);
-    assert!(v["error"]["message"].as_str().unwrap().contains("KEY_BACKEND"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("KEY_BACKEND")
+    );
 }
 
 #[test]

@@ -163,7 +163,10 @@ fn config_errors_name_the_variable_and_never_the_value() {
             )],
             "EVM_PRIVATE_KEY",
         ),
-        (&[("XRP_SEED", "sEdSKaCy2JT7JaM7v95H9SxkhP9wS2X")], "XRP_SEED"),
+        (
+            &[("XRP_SEED", "sEdSKaCy2JT7JaM7v95H9SxkhP9wS2X")],
+            "XRP_SEED",
+        ),
         (&[("XRP_SEED", "not-a-seed")], "XRP_SEED"),
         (&[("XRP_SEED", GENESIS_ADDRESS)], "XRP_SEED"),
         (
@@ -178,7 +181,10 @@ fn config_errors_name_the_variable_and_never_the_value() {
         assert!(msg.contains(variable), "{msg}");
         for (_, value) in pairs.iter() {
             assert!(!msg.contains(&value[2..]), "secret echoed: {msg}");
-            assert!(!format!("{e:?}").contains(&value[2..]), "secret echoed in Debug");
+            assert!(
+                !format!("{e:?}").contains(&value[2..]),
+                "secret echoed in Debug"
+            );
         }
     }
 }
@@ -214,7 +220,10 @@ async fn no_secret_in_debug_or_errors() {
     for text in &texts {
         let lower = text.to_lowercase();
         for s in &secrets {
-            assert!(!lower.contains(&s.to_lowercase()), "secret leaked in {text}");
+            assert!(
+                !lower.contains(&s.to_lowercase()),
+                "secret leaked in {text}"
+            );
         }
     }
     assert!(texts[0].contains("REDACTED"));

@@ -84,7 +84,10 @@ fn xrpl_docs_channel_verify() {
         hex_key.to_string(),
         "023693F15967AE357D0327974AD46FE3C127113B1110D6044FD41E723689F81CC6"
     );
-    assert_eq!(hex_key.classic_address(), "rN7n7otQDd6FczFgLdSqtcsAUxDkw6fzRH");
+    assert_eq!(
+        hex_key.classic_address(),
+        "rN7n7otQDd6FczFgLdSqtcsAUxDkw6fzRH"
+    );
     assert!(verify_claim(
         channel,
         1_000_000u64,

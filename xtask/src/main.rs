@@ -58,7 +58,8 @@ struct TestEnv {
 fn provision(root: &Path) -> Result<TestEnv> {
     let mut env = TestEnv::default();
     // Provider provisioning (SoftHSM2 tokens, moto's server) registers here.
-    env.vars.extend(softhsm::provision(root).context("provisioning SoftHSM2")?);
+    env.vars
+        .extend(softhsm::provision(root).context("provisioning SoftHSM2")?);
     let moto = moto::start(root).context("starting moto's KMS server")?;
     env.vars.extend(moto.env());
     env.services.push(Box::new(moto));
