@@ -1,7 +1,7 @@
 //! What keymgr adds on top of raw signing, measured against k256 in the same process:
 //! raw `sign_prehash` → env backend (sign + verify-after-sign) → full `KeyManager` stack
 //! (audit to tracing, verify again, cache, retry, breaker, timeout).
-#![allow(missing_docs)] // criterion_group! generates undocumented items
+#![allow(missing_docs, clippy::expect_used)] // criterion_group! generates undocumented items
 
 use std::sync::Arc;
 
