@@ -2,6 +2,8 @@
 //!
 //! - [`conformance`]: one suite every backend runs, so adding a backend means adding one
 //!   test file that calls [`conformance::run`].
+//! - `evm` (cargo feature `evm`): the EVM signer suite, `evm::run`, for every backend
+//!   with a secp256k1 key.
 //! - `xrp` (cargo feature `xrp`): the XRP claim signer suite, `xrp::run`, for every
 //!   backend with an Ed25519 or secp256k1 key.
 //! - [`fault`]: a wrapper backend that injects errors, latency and corrupted signatures.
@@ -12,6 +14,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod conformance;
+#[cfg(feature = "evm")]
+pub mod evm;
 pub mod fault;
 #[cfg(feature = "xrp")]
 pub mod xrp;
