@@ -241,7 +241,10 @@ pub async fn manager_from_vars(
 ) -> Result<KeyManager> {
     let settings = Settings::from_vars(var)?;
     let backend = backend_from_vars(settings.backend, var).await?;
+    // KEYMGR_AUDIT_PATH turns the hash-chained file log on; without it, tracing only.
+    let audit = keymgr_audit::sink_from_vars(var, Some(backend.clone())).await?;
     let mut builder = KeyManager::builder(backend)
+        .audit(audit)
         .retry(settings.retry)
         .timeout(settings.timeout)
         .public_key_cache(settings.public_key_cache)

@@ -17,6 +17,9 @@ pub mod config;
 pub use config::{BackendKind, FromEnv, Settings, backend_from_vars, manager_from_vars};
 pub use keymgr_core::*;
 
+/// The hash-chained audit log (`KEYMGR_AUDIT_PATH`).
+pub use keymgr_audit as audit;
+
 /// The env (development) provider.
 #[cfg(feature = "env")]
 pub use keymgr_env as env;

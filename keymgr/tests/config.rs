@@ -129,3 +129,39 @@ async fn aws_backend_variables_are_checked() {
         "{msg}"
     );
 }
+
+#[tokio::test]
+async fn audit_path_turns_the_file_log_on() {
+    let dir = std::env::temp_dir().join(format!("keymgr-facade-audit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.to_string_lossy().into_owned();
+    let m = manager_from_vars(&vars(&[
+        ("EVM_PRIVATE_KEY", KEY),
+        ("KEYMGR_AUDIT_PATH", &path),
+        ("KEYMGR_NODE_ID", "node-a"),
+    ]))
+    .await
+    .unwrap();
+    m.sign(&KeyRef::new("evm"), &SignPayload::Prehash([2; 32]))
+        .await
+        .unwrap();
+    let mut text = String::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        text.push_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap());
+    }
+    assert!(
+        text.contains("SIGN_REQUEST") && text.contains("SIGN_SUCCESS"),
+        "{text}"
+    );
+    assert!(text.contains("node-a"));
+    assert!(!text.contains(&KEY[2..]), "secret in the audit log");
+    let e = manager_from_vars(&vars(&[
+        ("EVM_PRIVATE_KEY", KEY),
+        ("KEYMGR_AUDIT_PATH", &path),
+        ("KEYMGR_AUDIT_DURABILITY", "sometimes"),
+    ]))
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("KEYMGR_AUDIT_DURABILITY"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
