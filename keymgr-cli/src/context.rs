@@ -56,10 +56,7 @@ pub(crate) fn print(result: anyhow::Result<Output>, json: bool) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            let kind = e
-                .downcast_ref::<keymgr::Error>()
-                .map(|k| k.kind().as_str())
-                .unwrap_or("error");
+            let kind = error_kind(&e);
             let message = format!("{e:#}");
             if json {
                 println!(
@@ -72,4 +69,20 @@ pub(crate) fn print(result: anyhow::Result<Output>, json: bool) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The keymgr error kind behind `e`, also when alloy carried it.
+fn error_kind(e: &anyhow::Error) -> &'static str {
+    for cause in e.chain() {
+        if let Some(k) = cause.downcast_ref::<keymgr::Error>() {
+            return k.kind().as_str();
+        }
+        if let Some(a) = cause.downcast_ref::<alloy_signer::Error>() {
+            if let Some(k) = keymgr_evm::keymgr_error(a) {
+                return k.kind().as_str();
+            }
+            return "invalid_input";
+        }
+    }
+    "error"
 }

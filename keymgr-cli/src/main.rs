@@ -33,6 +33,9 @@ enum Command {
     /// Audit log: verify the hash chain, export a time range.
     #[command(subcommand)]
     Audit(cmd::audit::AuditCommand),
+    /// Ethereum: address, EIP-191 messages, EIP-712 typed data, transactions.
+    #[command(subcommand)]
+    Evm(cmd::evm::EvmCommand),
     /// XRP Ledger payment-channel claims: public key, address, sign, verify.
     #[command(subcommand)]
     Xrp(cmd::xrp::XrpCommand),
@@ -45,6 +48,7 @@ async fn dispatch(command: Command, ctx: &Context) -> anyhow::Result<Output> {
         Command::Sign(args) => cmd::keys::sign(args, ctx).await,
         Command::Health => cmd::keys::health(ctx).await,
         Command::Audit(c) => cmd::audit::run(c, ctx).await,
+        Command::Evm(c) => cmd::evm::run(c, ctx).await,
         Command::Xrp(c) => cmd::xrp::run(c, ctx).await,
     }
 }

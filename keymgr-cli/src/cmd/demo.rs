@@ -1,25 +1,102 @@
-//! `keymgr demo`: signs with throwaway dev keys and verifies independently.
+//! `keymgr demo`: a tour on throwaway dev keys that needs no configuration. Signs an
+//! EIP-191 message and an XRP Ledger payment-channel claim through a `KeyManager` with a
+//! hash-chained audit log, then checks each result with independent code: alloy's
+//! recovery, rippled's claim verification rules, and the audit chain verifier.
 
-use keymgr::{KeyBackend as _, KeyManager, KeyRef, SignPayload};
+use std::sync::Arc;
+
+use alloy_signer::Signer as _;
+use keymgr::audit::{AuditConfig, AuditLog, ChainKey};
+use keymgr::{KeyBackend, KeyManager};
 use keymgr_env::EnvBackend;
+use keymgr_evm::EvmSigner;
+use keymgr_xrp::ClaimSigner;
 use serde_json::json;
 
 use crate::Output;
 
+const MESSAGE: &str = "keymgr demo: settle batch 42";
+const CHANNEL: &str = "5DB01B7FFED6B67E6B0414DED11E051D2EE2B7619CE0EAA6286D67A3A4D5BDB3";
+const DROPS: u64 = 1_000_000;
+
 pub(crate) async fn run() -> anyhow::Result<Output> {
-    let backend = std::sync::Arc::new(EnvBackend::generate());
-    let manager = KeyManager::builder(backend).build();
-    let evm = KeyRef::new("evm");
-    let xrp = KeyRef::new("xrp");
-    let digest = [0x11u8; 32];
-    let sig = manager.sign(&evm, &SignPayload::Prehash(digest)).await?;
-    let pk = manager.public_key(&evm).await?;
-    pk.verify(&SignPayload::Prehash(digest), &sig)?;
-    let msg = SignPayload::message(b"keymgr demo".to_vec());
-    let xsig = manager.sign(&xrp, &msg).await?;
-    manager.public_key(&xrp).await?.verify(&msg, &xsig)?;
+    let mut text = String::new();
+    let mut say = |line: String| {
+        text.push_str(&line);
+        text.push('\n');
+    };
+
+    // 1. Keys that exist only in this process: secp256k1 for EVM, Ed25519 for XRPL.
+    let backend: Arc<dyn KeyBackend> = Arc::new(EnvBackend::generate());
+    say("1. generated throwaway keys in the env backend: evm (secp256k1), xrp (Ed25519)".into());
+
+    // 2. A KeyManager that audits every operation into a hash-chained log.
+    let audit_dir = std::env::temp_dir().join(format!("keymgr-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&audit_dir);
+    let log = Arc::new(AuditLog::open_with(
+        &AuditConfig::new(&audit_dir),
+        ChainKey::sha256(),
+    )?);
+    let manager: Arc<dyn KeyBackend> = Arc::new(
+        KeyManager::builder(backend)
+            .audit(log.clone())
+            .actor("keymgr-demo")
+            .build(),
+    );
+    say(format!(
+        "2. KeyManager with an audit log in {}",
+        audit_dir.display()
+    ));
+
+    // 3. EIP-191 through the alloy signer; recovered by alloy.
+    let evm = EvmSigner::new(manager.clone(), "evm").await?;
+    let signature = evm.sign_message(MESSAGE.as_bytes()).await?;
+    let recovered = signature.recover_address_from_msg(MESSAGE)?;
+    anyhow::ensure!(
+        recovered == evm.address(),
+        "EIP-191 signature recovered to {recovered}"
+    );
+    let evm_sig = format!("0x{}", hex::encode(signature.as_bytes()));
+    say(format!(
+        "3. EIP-191 {MESSAGE:?}\n   address   {}\n   signature {evm_sig}\n   alloy recovers the address: ok",
+        evm.address()
+    ));
+
+    // 4. An XRPL payment-channel claim; checked by the backend-free verifier.
+    let claims = ClaimSigner::new(manager.clone(), "xrp").await?;
+    let claim_sig = claims.sign_claim(CHANNEL, DROPS).await?;
+    let public_key = claims.public_key().to_hex();
+    anyhow::ensure!(
+        keymgr_xrp::verify_claim(CHANNEL, DROPS, &claim_sig, &public_key),
+        "claim signature does not verify"
+    );
+    anyhow::ensure!(
+        !keymgr_xrp::verify_claim(CHANNEL, DROPS + 1, &claim_sig, &public_key),
+        "a tampered amount verified"
+    );
+    say(format!(
+        "4. XRP claim: channel {CHANNEL}, {DROPS} drops\n   account   {}\n   public key {public_key}\n   signature {claim_sig}\n   verify_claim: ok (and a tampered amount fails)",
+        claims.account_address()
+    ));
+
+    // 5. The audit chain verifies.
+    log.flush().await?;
+    let report = log.verifier().verify_paths(&[&audit_dir])?;
+    anyhow::ensure!(report.is_ok(), "audit chain does not verify: {report:?}");
+    say(format!(
+        "5. audit log: {} entries, hash chain verifies (last seq {})",
+        report.entries,
+        report.last_seq.unwrap_or_default()
+    ));
+    let _ = std::fs::remove_dir_all(&audit_dir);
+
     Ok(Output::new(
-        json!({ "backend": manager.name(), "evm_signature": hex::encode(sig.to_bytes()), "xrp_signature": hex::encode(xsig.to_bytes()) }),
-        "demo signed and verified",
+        json!({
+            "backend": "env",
+            "evm": { "address": evm.address().to_checksum(None), "message": MESSAGE, "signature": evm_sig, "verified": true },
+            "xrp": { "account": claims.account_address(), "public_key": public_key, "channel": CHANNEL, "drops": DROPS, "signature": claim_sig, "verified": true },
+            "audit": { "entries": report.entries, "chain_verified": true },
+        }),
+        text,
     ))
 }

@@ -2,5 +2,6 @@
 
 pub(crate) mod audit;
 pub(crate) mod demo;
+pub(crate) mod evm;
 pub(crate) mod keys;
 pub(crate) mod xrp;

@@ -1,0 +1,159 @@
+//! `keymgr evm`: every signature is recovered with alloy's own code to the key's address.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Output};
+
+use alloy_consensus::transaction::SignerRecoverable as _;
+use alloy_eips::eip2718::Decodable2718 as _;
+use alloy_primitives::{Address, Signature, address};
+
+/// web3.js documentation key and its address.
+const KEY: &str = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+const ADDRESS: Address = address!("2c7536E3605D9C16a7a3D7b1898e529396a65c23");
+
+fn keymgr(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_keymgr"))
+        .args(args)
+        .env_remove("KEY_BACKEND")
+        .env_remove("KEYMGR_AUDIT_PATH")
+        .env_remove("XRP_SEED")
+        .env("EVM_PRIVATE_KEY", KEY)
+        .output()
+        .unwrap()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn signature(v: &serde_json::Value) -> Signature {
+    let bytes = hex::decode(v["signature"].as_str().unwrap().trim_start_matches("0x")).unwrap();
+    Signature::from_raw(&bytes).unwrap()
+}
+
+fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("keymgr-cli-{}-{name}", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn address_is_derived_from_the_backend_key() {
+    let v = json(&keymgr(&["evm", "address", "--json"]));
+    assert_eq!(v["address"], ADDRESS.to_checksum(None));
+    assert_eq!(v["key"], "evm@1");
+}
+
+#[test]
+fn eip191_message_recovers_to_the_address() {
+    let v = json(&keymgr(&[
+        "evm",
+        "sign-message",
+        "hello settlement",
+        "--json",
+    ]));
+    let sig = signature(&v);
+    assert_eq!(
+        sig.recover_address_from_msg("hello settlement").unwrap(),
+        ADDRESS
+    );
+}
+
+#[test]
+fn eip712_typed_data_recovers_to_the_address() {
+    let typed = r#"{
+      "types": {
+        "EIP712Domain": [
+          {"name": "name", "type": "string"}, {"name": "version", "type": "string"},
+          {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}
+        ],
+        "BalanceProof": [
+          {"name": "channelId", "type": "bytes32"}, {"name": "transferredAmount", "type": "uint256"},
+          {"name": "lockedAmount", "type": "uint256"}, {"name": "locksroot", "type": "bytes32"},
+          {"name": "nonce", "type": "uint256"}
+        ]
+      },
+      "primaryType": "BalanceProof",
+      "domain": {"name": "PaymentChannel", "version": "1", "chainId": 8453,
+                 "verifyingContract": "0x5FbDB2315678afecb367f032d93F642f64180aa3"},
+      "message": {"channelId": "0xc1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1",
+                  "transferredAmount": "1500000", "lockedAmount": "0",
+                  "locksroot": "0x0000000000000000000000000000000000000000000000000000000000000000",
+                  "nonce": "7"}
+    }"#;
+    let file = temp_file("typed.json", typed);
+    let v = json(&keymgr(&[
+        "evm",
+        "sign-typed-data",
+        "--file",
+        file.to_str().unwrap(),
+        "--json",
+    ]));
+    let parsed: alloy_dyn_abi::TypedData = serde_json::from_str(typed).unwrap();
+    let hash = parsed.eip712_signing_hash().unwrap();
+    assert_eq!(v["signing_hash"], format!("{hash}"));
+    assert_eq!(
+        signature(&v).recover_address_from_prehash(&hash).unwrap(),
+        ADDRESS
+    );
+
+    let bad = temp_file("bad.json", "{\"types\": 1}");
+    let out = keymgr(&[
+        "evm",
+        "sign-typed-data",
+        "--file",
+        bad.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(!out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "invalid_input");
+    let _ = std::fs::remove_file(file);
+    let _ = std::fs::remove_file(bad);
+}
+
+#[test]
+fn transactions_decode_and_recover_to_the_address() {
+    let requests = [
+        // EIP-1559
+        r#"{"to": "0x5FbDB2315678afecb367f032d93F642f64180aa3", "value": "0x1", "nonce": "0x0",
+            "gas": "0x5208", "maxFeePerGas": "0x3b9aca00", "maxPriorityFeePerGas": "0x1",
+            "chainId": "0x2105"}"#,
+        // legacy, EIP-155
+        r#"{"to": "0x5FbDB2315678afecb367f032d93F642f64180aa3", "value": "0x1", "nonce": "0x1",
+            "gas": "0x5208", "gasPrice": "0x3b9aca00", "chainId": "0x1"}"#,
+    ];
+    for (i, request) in requests.iter().enumerate() {
+        let file = temp_file(&format!("tx{i}.json"), request);
+        let v = json(&keymgr(&[
+            "evm",
+            "sign-tx",
+            "--file",
+            file.to_str().unwrap(),
+            "--json",
+        ]));
+        let raw = hex::decode(v["raw"].as_str().unwrap().trim_start_matches("0x")).unwrap();
+        let envelope = alloy_consensus::TxEnvelope::decode_2718(&mut raw.as_slice()).unwrap();
+        assert_eq!(envelope.recover_signer().unwrap(), ADDRESS);
+        assert_eq!(v["hash"], format!("{}", envelope.tx_hash()));
+        let _ = std::fs::remove_file(file);
+    }
+    // A request from another address is refused, naming the field.
+    let file = temp_file(
+        "txfrom.json",
+        r#"{"from": "0x5FbDB2315678afecb367f032d93F642f64180aa3", "to": "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+            "nonce": "0x0", "gas": "0x5208", "gasPrice": "0x1", "chainId": "0x1"}"#,
+    );
+    let out = keymgr(&["evm", "sign-tx", "--file", file.to_str().unwrap(), "--json"]);
+    assert!(!out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "invalid_input");
+    assert!(v["error"]["message"].as_str().unwrap().contains("from"));
+    let _ = std::fs::remove_file(file);
+}
