@@ -249,6 +249,28 @@ async fn xrp_claim_suite_with_kms_keys() {
 }
 
 #[tokio::test]
+async fn evm_suite_with_kms_keys() {
+    let Some(endpoint) = moto() else { return };
+    let client = client(&endpoint);
+    let key = create_key(
+        &client,
+        KeySpec::EccSecgP256K1,
+        KeyUsageType::SignVerify,
+        "evm-suite",
+        &[],
+    )
+    .await;
+    for identifier in [&key.key_id, &key.arn, &key.alias, &key.alias_arn] {
+        let b: Arc<dyn KeyBackend> = Arc::new(backend(&client, &[("evm", identifier)]));
+        keymgr_testkit::evm::run(b.clone(), KeyRef::new("evm")).await;
+        if identifier == &key.alias {
+            let manager: Arc<dyn KeyBackend> = Arc::new(KeyManager::builder(b).build());
+            keymgr_testkit::evm::run(manager, KeyRef::new("evm")).await;
+        }
+    }
+}
+
+#[tokio::test]
 async fn rotation_moves_the_alias_tags_history_and_disables_the_old_key() {
     let Some(endpoint) = moto() else { return };
     let client = client(&endpoint);
