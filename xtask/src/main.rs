@@ -19,6 +19,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test(&root, &args[1..]),
         Some("bench") => bench(&root, &args[1..]),
+        Some("bench-aws") => bench_aws(&root),
         Some("provision") => {
             let env = provision(&root)?;
             for (k, v) in env.vars {
@@ -32,6 +33,7 @@ fn main() -> Result<()> {
                  tasks:\n  \
                  test [NEXTEST ARGS]   provision, fmt --check, clippy -D warnings, nextest, doc-tests\n  \
                  bench [BENCH ARGS]    provision, then cargo bench\n  \
+                 bench-aws             keymgr-aws vs alloy-signer-aws signatures/s on moto\n  \
                  provision             provision and print the environment the tests use"
             );
             bail!("unknown or missing task");
@@ -202,4 +204,69 @@ fn check_dependency_boundaries(root: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// keymgr-aws vs alloy-signer-aws: the same throughput program (1, 4, 16 concurrent
+/// callers, every signature recovered) against the same DIGEST-honouring moto server.
+/// alloy-signer-aws builds in its own Cargo project (`benches-external/`): it pins
+/// `aws-smithy-types = "=1.6.1"`, which cannot share our lock file.
+fn bench_aws(root: &Path) -> Result<()> {
+    let moto = moto::start(root).context("starting moto's KMS server")?;
+    let env = moto.env();
+    let mut ours = cargo();
+    ours.current_dir(root).args([
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "keymgr-aws",
+        "--example",
+        "throughput",
+    ]);
+    let mut theirs = cargo();
+    theirs
+        .current_dir(root.join("benches-external/alloy-signer-aws"))
+        .args(["run", "--quiet", "--release"])
+        .env("CARGO_TARGET_DIR", root.join("target/benches-external"));
+    let mut results = Vec::new();
+    for (name, cmd) in [("keymgr-aws", &mut ours), ("alloy-signer-aws", &mut theirs)] {
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        eprintln!("==> {name} throughput");
+        let out = cmd
+            .output()
+            .with_context(|| format!("running the {name} bench"))?;
+        if !out.status.success() {
+            bail!(
+                "{name} bench failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        print!("{text}");
+        results.push(rates(&text));
+    }
+    drop(moto);
+    println!("concurrency  keymgr-aws/s  alloy-signer-aws/s  ratio");
+    for ((c, ours), (_, theirs)) in results[0].iter().zip(&results[1]) {
+        println!(
+            "{c:>11}  {ours:>12.1}  {theirs:>18.1}  {:.2}",
+            ours / theirs
+        );
+    }
+    Ok(())
+}
+
+/// (concurrency, per_sec) from the bench programs' JSON lines.
+fn rates(text: &str) -> Vec<(u64, f64)> {
+    let field = |line: &str, name: &str| -> Option<f64> {
+        let start = line.find(&format!("\"{name}\":"))? + name.len() + 3;
+        let rest = &line[start..];
+        let end = rest.find([',', '}']).unwrap_or(rest.len());
+        rest[..end].trim().parse().ok()
+    };
+    text.lines()
+        .filter_map(|l| Some((field(l, "concurrency")? as u64, field(l, "per_sec")?)))
+        .collect()
 }
