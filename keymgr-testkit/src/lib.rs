@@ -17,6 +17,7 @@ pub mod conformance;
 #[cfg(feature = "evm")]
 pub mod evm;
 pub mod fault;
+pub mod memory;
 #[cfg(feature = "xrp")]
 pub mod xrp;
 

@@ -1,0 +1,191 @@
+//! When keys rotate: interval, overlap, notice, approval.
+
+use std::time::Duration;
+
+use keymgr_core::{Error, Result};
+
+/// Rotation on or off (`true`/`false`, default `false`).
+pub const KEYMGR_ROTATION_ENABLED: &str = "KEYMGR_ROTATION_ENABLED";
+/// Days between rotations (default 90).
+pub const KEYMGR_ROTATION_INTERVAL_DAYS: &str = "KEYMGR_ROTATION_INTERVAL_DAYS";
+/// Days the old version stays valid after a rotation (default 7).
+pub const KEYMGR_ROTATION_OVERLAP_DAYS: &str = "KEYMGR_ROTATION_OVERLAP_DAYS";
+/// Days before a rotation that the notice is given (default 14).
+pub const KEYMGR_ROTATION_NOTICE_DAYS: &str = "KEYMGR_ROTATION_NOTICE_DAYS";
+/// Whether rotations wait for an operator's approval (`true`/`false`, default `false`).
+pub const KEYMGR_ROTATION_APPROVAL: &str = "KEYMGR_ROTATION_APPROVAL";
+/// Directory of the rotation state files.
+pub const KEYMGR_ROTATION_STATE_PATH: &str = "KEYMGR_ROTATION_STATE_PATH";
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// A rotation policy. Build with [`Default`] or [`RotationPolicy::from_vars`], then
+/// [`validate`](RotationPolicy::validate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationPolicy {
+    /// Whether the scheduler rotates at all.
+    pub enabled: bool,
+    /// Time between rotations (default 90 days).
+    pub interval: Duration,
+    /// How long the previous version stays valid after a rotation (default 7 days).
+    pub overlap: Duration,
+    /// How long before a rotation the notice is given (default 14 days).
+    pub notice: Duration,
+    /// Rotation waits for [`Rotator::approve`](crate::Rotator::approve) (default off; on
+    /// in production profiles).
+    pub require_approval: bool,
+}
+
+impl Default for RotationPolicy {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: DAY * 90,
+            overlap: DAY * 7,
+            notice: DAY * 14,
+            require_approval: false,
+        }
+    }
+}
+
+impl RotationPolicy {
+    /// Checks `interval > 0`, `overlap < interval`, `notice < interval`; errors name the
+    /// setting.
+    pub fn validate(&self) -> Result<()> {
+        if self.interval.is_zero() {
+            return Err(Error::config(
+                KEYMGR_ROTATION_INTERVAL_DAYS,
+                "a positive number of days",
+                "the rotation interval is zero",
+            ));
+        }
+        if self.overlap >= self.interval {
+            return Err(Error::config(
+                KEYMGR_ROTATION_OVERLAP_DAYS,
+                "fewer days than the rotation interval",
+                format!(
+                    "overlap {} d is not shorter than the interval {} d",
+                    self.overlap.as_secs() / 86_400,
+                    self.interval.as_secs() / 86_400
+                ),
+            ));
+        }
+        if self.notice >= self.interval {
+            return Err(Error::config(
+                KEYMGR_ROTATION_NOTICE_DAYS,
+                "fewer days than the rotation interval",
+                format!(
+                    "notice {} d is not shorter than the interval {} d",
+                    self.notice.as_secs() / 86_400,
+                    self.interval.as_secs() / 86_400
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads `KEYMGR_ROTATION_*` through `var` (unset means the default; rotation itself
+    /// is off unless `KEYMGR_ROTATION_ENABLED=true`) and validates.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let defaults = Self::default();
+        let policy = Self {
+            enabled: flag(&var, KEYMGR_ROTATION_ENABLED)?.unwrap_or(false),
+            interval: days(&var, KEYMGR_ROTATION_INTERVAL_DAYS)?.unwrap_or(defaults.interval),
+            overlap: days(&var, KEYMGR_ROTATION_OVERLAP_DAYS)?.unwrap_or(defaults.overlap),
+            notice: days(&var, KEYMGR_ROTATION_NOTICE_DAYS)?.unwrap_or(defaults.notice),
+            require_approval: flag(&var, KEYMGR_ROTATION_APPROVAL)?.unwrap_or(false),
+        };
+        policy.validate()?;
+        Ok(policy)
+    }
+}
+
+fn flag(var: &impl Fn(&str) -> Option<String>, name: &str) -> Result<Option<bool>> {
+    match var(name).as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some("true" | "1" | "yes") => Ok(Some(true)),
+        Some("false" | "0" | "no") => Ok(Some(false)),
+        Some(other) => Err(Error::config(
+            name,
+            "true or false",
+            format!("{other:?} is not a boolean"),
+        )),
+    }
+}
+
+fn days(var: &impl Fn(&str) -> Option<String>, name: &str) -> Result<Option<Duration>> {
+    match var(name).as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => v
+            .parse::<u64>()
+            .map(|d| Some(DAY * u32::try_from(d).unwrap_or(u32::MAX)))
+            .map_err(|_| {
+                Error::config(
+                    name,
+                    "a whole number of days",
+                    format!("{v:?} is not a number"),
+                )
+            }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs = pairs.to_vec();
+        move |n| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn defaults_and_validation_name_the_setting() {
+        let p = RotationPolicy::from_vars(vars(&[])).unwrap();
+        assert!(!p.enabled);
+        assert_eq!(p.interval, DAY * 90);
+        for (pairs, name) in [
+            (
+                &[(KEYMGR_ROTATION_INTERVAL_DAYS, "0")][..],
+                KEYMGR_ROTATION_INTERVAL_DAYS,
+            ),
+            (
+                &[(KEYMGR_ROTATION_OVERLAP_DAYS, "90")][..],
+                KEYMGR_ROTATION_OVERLAP_DAYS,
+            ),
+            (
+                &[(KEYMGR_ROTATION_NOTICE_DAYS, "120")][..],
+                KEYMGR_ROTATION_NOTICE_DAYS,
+            ),
+            (
+                &[(KEYMGR_ROTATION_ENABLED, "maybe")][..],
+                KEYMGR_ROTATION_ENABLED,
+            ),
+            (
+                &[(KEYMGR_ROTATION_APPROVAL, "2")][..],
+                KEYMGR_ROTATION_APPROVAL,
+            ),
+            (
+                &[(KEYMGR_ROTATION_OVERLAP_DAYS, "seven")][..],
+                KEYMGR_ROTATION_OVERLAP_DAYS,
+            ),
+        ] {
+            let e = RotationPolicy::from_vars(vars(pairs)).unwrap_err();
+            assert!(e.to_string().contains(name), "{e}");
+        }
+        let p = RotationPolicy::from_vars(vars(&[
+            (KEYMGR_ROTATION_ENABLED, "true"),
+            (KEYMGR_ROTATION_APPROVAL, "true"),
+            (KEYMGR_ROTATION_INTERVAL_DAYS, "30"),
+            (KEYMGR_ROTATION_OVERLAP_DAYS, "0"),
+            (KEYMGR_ROTATION_NOTICE_DAYS, "3"),
+        ]))
+        .unwrap();
+        assert!(p.enabled && p.require_approval);
+        assert_eq!(p.overlap, Duration::ZERO);
+    }
+}

@@ -1,0 +1,374 @@
+//! Rotation schedules on a virtual clock, crash recovery at every step, racing rotators,
+//! and the env backend's clear refusal.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use keymgr_core::{
+    AuditEvent, AuditRecord, AuditSink, ErrorKind, KeyAlgorithm, KeyBackend, KeyRef, SignPayload,
+};
+use keymgr_rotation::{
+    Clock, FileStateStore, ManualClock, MemoryStateStore, Phase, RotationEvent, RotationPolicy,
+    Rotator, Scheduler, StateStore,
+};
+use keymgr_testkit::memory::{FailAt, MemoryBackend};
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+#[derive(Debug, Default)]
+struct Events(Mutex<Vec<AuditRecord>>);
+
+#[async_trait]
+impl AuditSink for Events {
+    async fn record(&self, record: AuditRecord) -> keymgr_core::Result<()> {
+        self.0.lock().unwrap().push(record);
+        Ok(())
+    }
+}
+
+impl Events {
+    fn of(&self, event: AuditEvent) -> Vec<AuditRecord> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.event == event)
+            .cloned()
+            .collect()
+    }
+}
+
+struct Fixture {
+    backend: Arc<MemoryBackend>,
+    store: Arc<dyn StateStore>,
+    audit: Arc<Events>,
+    clock: Arc<ManualClock>,
+}
+
+impl Fixture {
+    fn new(algorithm: KeyAlgorithm) -> Self {
+        Self {
+            backend: Arc::new(MemoryBackend::with_key("evm-settlement", algorithm)),
+            store: Arc::new(MemoryStateStore::default()),
+            audit: Arc::new(Events::default()),
+            clock: Arc::new(ManualClock::new(0)),
+        }
+    }
+
+    fn rotator(&self, policy: RotationPolicy, holder: &str) -> Rotator {
+        Rotator::new(
+            self.backend.clone(),
+            self.store.clone(),
+            self.audit.clone(),
+            policy,
+            self.clock.clone(),
+            holder,
+        )
+        .unwrap()
+    }
+
+    /// At least one enabled version that signs, at every moment.
+    async fn assert_valid_key(&self) {
+        let enabled = self
+            .backend
+            .versions("evm-settlement")
+            .iter()
+            .filter(|(_, e)| *e)
+            .count();
+        assert!(enabled >= 1, "no enabled version");
+        self.backend
+            .sign(
+                &KeyRef::new("evm-settlement"),
+                &SignPayload::Prehash([1; 32]),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+fn day_of(clock: &ManualClock) -> u64 {
+    clock.now_ms() / 86_400_000
+}
+
+#[tokio::test]
+async fn notice_at_76_rotation_at_90_disable_at_97() {
+    let f = Fixture::new(KeyAlgorithm::Secp256k1);
+    let r = f.rotator(RotationPolicy::default(), "a");
+    let mut seen = Vec::new();
+    for _ in 0..=120 {
+        for e in r.tick("evm-settlement").await.unwrap() {
+            seen.push((day_of(&f.clock), e));
+        }
+        f.assert_valid_key().await;
+        f.clock.advance(DAY);
+    }
+    let days: Vec<(u64, &str)> = seen
+        .iter()
+        .map(|(d, e)| {
+            (
+                *d,
+                match e {
+                    RotationEvent::Notice { .. } => "notice",
+                    RotationEvent::Rotated(_) => "rotated",
+                    RotationEvent::Disabled { .. } => "disabled",
+                    _ => "other",
+                },
+            )
+        })
+        .collect();
+    assert_eq!(
+        days,
+        vec![(76, "notice"), (90, "rotated"), (97, "disabled")]
+    );
+    let RotationEvent::Rotated(result) = &seen[1].1 else {
+        unreachable!()
+    };
+    assert_eq!(result.old_version.as_deref(), Some("1"));
+    assert_eq!(result.new_version, "2");
+    assert_ne!(
+        result.old_public_key.as_deref(),
+        Some(result.new_public_key.as_str())
+    );
+    assert!(result.note.contains("address"), "{}", result.note);
+    assert_eq!(
+        f.backend.versions("evm-settlement"),
+        vec![("1".into(), false), ("2".into(), true)]
+    );
+    // Audit: each step once, with old and new ids.
+    assert_eq!(f.audit.of(AuditEvent::KeyRotationNotice).len(), 1);
+    let complete = f.audit.of(AuditEvent::KeyRotationComplete);
+    assert_eq!(complete.len(), 1);
+    assert_eq!(complete[0].details["old_version"], "1");
+    assert_eq!(complete[0].details["new_version"], "2");
+    assert_eq!(f.audit.of(AuditEvent::KeyDisabled).len(), 1);
+    // The disabled version is refused for explicit use, and audited.
+    let e = r
+        .check_version(&KeyRef::versioned("evm-settlement", "1"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AccessDenied);
+    assert_eq!(f.audit.of(AuditEvent::KeyAccessDenied).len(), 1);
+    r.check_version(&KeyRef::versioned("evm-settlement", "2"))
+        .await
+        .unwrap();
+    // The next cycle starts from the rotation day: next notice at 90 + 76.
+    let status = r.status("evm-settlement").await.unwrap();
+    assert_eq!(status.next_rotation_ms, 180 * 86_400_000);
+    assert_eq!(status.notice_ms, 166 * 86_400_000);
+}
+
+#[tokio::test]
+async fn approval_mode_waits_for_the_operator() {
+    let f = Fixture::new(KeyAlgorithm::Ed25519);
+    let policy = RotationPolicy {
+        require_approval: true,
+        ..RotationPolicy::default()
+    };
+    let r = f.rotator(policy, "a");
+    assert!(
+        r.approve("evm-settlement").await.is_err(),
+        "nothing to approve on day 0"
+    );
+    f.clock.advance(DAY * 90);
+    let events = r.tick("evm-settlement").await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, RotationEvent::AwaitingApproval { .. }))
+    );
+    f.clock.advance(DAY * 10);
+    assert!(
+        r.tick("evm-settlement").await.unwrap().is_empty(),
+        "still waiting"
+    );
+    assert_eq!(f.backend.creates(), 0);
+    r.approve("evm-settlement").await.unwrap();
+    let events = r.tick("evm-settlement").await.unwrap();
+    let RotationEvent::Rotated(result) = &events[0] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(result.algorithm, KeyAlgorithm::Ed25519);
+    assert!(result.note.contains("channels"));
+    assert_eq!(f.backend.creates(), 1);
+}
+
+#[tokio::test]
+async fn a_crash_at_any_step_resumes_with_exactly_one_new_version() {
+    // (hook, description): each simulates a crash at one step of the state machine.
+    type Hook = fn(&MemoryBackend);
+    let crashes: [(Hook, &str); 4] = [
+        (|b| b.fail_next_create(FailAt::Before), "before create"),
+        (
+            |b| b.fail_next_create(FailAt::After),
+            "after create, before the state was saved",
+        ),
+        (|b| b.fail_next_disable(FailAt::Before), "before disable"),
+        (
+            |b| b.fail_next_disable(FailAt::After),
+            "after disable, before the state was saved",
+        ),
+    ];
+    for (hook, what) in crashes {
+        let f = Fixture::new(KeyAlgorithm::Secp256k1);
+        let first = f.rotator(RotationPolicy::default(), "first");
+        first.tick("evm-settlement").await.unwrap();
+        hook(&f.backend);
+        f.clock.advance(DAY * 90);
+        let mut failed = first.tick("evm-settlement").await.is_err();
+        f.assert_valid_key().await;
+        if !failed {
+            f.clock.advance(DAY * 7);
+            failed = first.tick("evm-settlement").await.is_err();
+        }
+        assert!(failed, "{what}: the injected failure did not happen");
+        f.assert_valid_key().await;
+        drop(first); // the process "crashes"; a new one resumes from the store
+        let second = f.rotator(RotationPolicy::default(), "second");
+        for _ in 0..10 {
+            second.tick("evm-settlement").await.unwrap();
+            f.assert_valid_key().await;
+            f.clock.advance(DAY);
+        }
+        assert_eq!(f.backend.creates(), 1, "{what}: exactly one new version");
+        assert_eq!(
+            f.backend.versions("evm-settlement"),
+            vec![("1".into(), false), ("2".into(), true)],
+            "{what}"
+        );
+        let state = f.store.load("evm-settlement").unwrap().unwrap();
+        assert_eq!(state.phase, Phase::Idle, "{what}");
+        assert_eq!(state.active.as_deref(), Some("2"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_rotators_on_one_file_store_rotate_once() {
+    let dir = std::env::temp_dir().join(format!("keymgr-rotation-race-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let backend = Arc::new(MemoryBackend::with_key(
+        "evm-settlement",
+        KeyAlgorithm::Secp256k1,
+    ));
+    let clock = Arc::new(ManualClock::new(0));
+    let audit = Arc::new(Events::default());
+    let make = |holder: &str| {
+        Arc::new(
+            Rotator::new(
+                backend.clone(),
+                Arc::new(FileStateStore::new(&dir).unwrap()),
+                audit.clone(),
+                RotationPolicy::default(),
+                clock.clone(),
+                holder,
+            )
+            .unwrap(),
+        )
+    };
+    let rotators: Vec<_> = (0..4).map(|i| make(&format!("node-{i}"))).collect();
+    rotators[0].tick("evm-settlement").await.unwrap();
+    clock.advance(DAY * 90);
+    for _round in 0..5 {
+        let tasks: Vec<_> = rotators
+            .iter()
+            .map(|r| {
+                let r = r.clone();
+                tokio::spawn(async move { r.tick("evm-settlement").await })
+            })
+            .collect();
+        for t in tasks {
+            // A rotator that lost the race either saw the lease or a changed state.
+            let _ = t.await.unwrap();
+        }
+    }
+    assert_eq!(backend.creates(), 1, "one rotation across all rotators");
+    assert_eq!(audit.of(AuditEvent::KeyRotationComplete).len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn file_store_survives_a_new_process() {
+    let dir = std::env::temp_dir().join(format!("keymgr-rotation-file-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let f = Fixture::new(KeyAlgorithm::Secp256k1);
+    let make = || {
+        Rotator::new(
+            f.backend.clone(),
+            Arc::new(FileStateStore::new(&dir).unwrap()),
+            f.audit.clone(),
+            RotationPolicy::default(),
+            f.clock.clone(),
+            "node",
+        )
+        .unwrap()
+    };
+    make().tick("evm-settlement").await.unwrap();
+    f.clock.advance(DAY * 90);
+    make().tick("evm-settlement").await.unwrap();
+    let state = FileStateStore::new(&dir)
+        .unwrap()
+        .load("evm-settlement")
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(state.phase, Phase::Overlapping { .. }),
+        "{state:?}"
+    );
+    f.clock.advance(DAY * 7);
+    make().tick("evm-settlement").await.unwrap();
+    assert_eq!(f.backend.versions("evm-settlement")[0], ("1".into(), false));
+    assert!(
+        FileStateStore::new(&dir)
+            .unwrap()
+            .load("../escape")
+            .is_err()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn scheduler_runs_the_schedule_from_state() {
+    let f = Fixture::new(KeyAlgorithm::Secp256k1);
+    let r = Arc::new(f.rotator(RotationPolicy::default(), "sched"));
+    let mut handle = Scheduler::new(r, f.clock.clone(), vec!["evm-settlement".into()])
+        .max_sleep(Duration::from_millis(5))
+        .spawn();
+    f.clock.advance(DAY * 90);
+    let mut kinds = Vec::new();
+    while kinds.len() < 2 {
+        let e = tokio::time::timeout(Duration::from_secs(10), handle.next_event())
+            .await
+            .expect("scheduler made progress")
+            .unwrap();
+        kinds.push(matches!(e, RotationEvent::Rotated(_)));
+    }
+    assert_eq!(kinds, vec![false, true], "notice, then rotation");
+    f.clock.advance(DAY * 7);
+    let e = tokio::time::timeout(Duration::from_secs(10), handle.next_event())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(e, RotationEvent::Disabled { .. }), "{e:?}");
+    handle.stop().await;
+}
+
+#[tokio::test]
+async fn env_backend_rotation_is_a_clear_unsupported_error() {
+    let clock = Arc::new(ManualClock::new(0));
+    let r = Rotator::new(
+        Arc::new(keymgr_env::EnvBackend::generate()),
+        Arc::new(MemoryStateStore::default()),
+        Arc::new(Events::default()),
+        RotationPolicy::default(),
+        clock.clone(),
+        "env",
+    )
+    .unwrap();
+    assert!(r.tick("evm").await.unwrap().is_empty());
+    // Due: the env backend refuses and says rotation is manual; its key keeps working.
+    clock.advance(DAY * 90);
+    let e = r.tick("evm").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
+    assert!(e.to_string().contains("manual"), "{e}");
+}
