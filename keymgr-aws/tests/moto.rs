@@ -862,3 +862,87 @@ async fn plain_moto_wrong_digest_signature_is_an_integrity_error() {
     let e = finish_signature("evm", &pk, &payload, RawSignature::EcdsaDer(&der)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
 }
+
+/// keymgr-rotation end to end on moto: the scheduler's state machine drives CreateKey,
+/// the alias move and DisableKey through the real SDK.
+#[tokio::test]
+async fn scheduled_rotation_through_keymgr_rotation() {
+    use keymgr_rotation::{ManualClock, MemoryStateStore, RotationEvent, RotationPolicy, Rotator};
+    use std::time::Duration;
+    let Some(endpoint) = moto() else { return };
+    let client = client(&endpoint);
+    let v1 = create_key(
+        &client,
+        KeySpec::EccSecgP256K1,
+        KeyUsageType::SignVerify,
+        "sched",
+        &[],
+    )
+    .await;
+    let aws: Arc<dyn KeyBackend> = Arc::new(backend(&client, &[("evm", &v1.alias)]));
+    let clock = Arc::new(ManualClock::new(0));
+    let rotator = Rotator::new(
+        aws.clone(),
+        Arc::new(MemoryStateStore::default()),
+        Arc::new(keymgr_core::TracingAuditSink),
+        RotationPolicy::default(),
+        clock.clone(),
+        "moto-e2e",
+    )
+    .unwrap();
+    // KMS reports the key's real creation time; start the virtual clock there.
+    rotator.tick("evm").await.unwrap();
+    let since = rotator.status("evm").await.unwrap().state.active_since_ms;
+    clock.advance(Duration::from_millis(since));
+    let day = Duration::from_secs(86_400);
+    let mut kinds = Vec::new();
+    let mut rotated = None;
+    for d in 0..=100u64 {
+        for e in rotator.tick("evm").await.unwrap() {
+            kinds.push((
+                d,
+                match &e {
+                    RotationEvent::Notice { .. } => "notice",
+                    RotationEvent::Rotated(_) => "rotated",
+                    RotationEvent::Disabled { .. } => "disabled",
+                    _ => "other",
+                },
+            ));
+            if let RotationEvent::Rotated(r) = e {
+                rotated = Some(r);
+            }
+        }
+        clock.advance(day);
+    }
+    assert_eq!(
+        kinds,
+        vec![(76, "notice"), (90, "rotated"), (97, "disabled")]
+    );
+    let rotated = rotated.unwrap();
+    assert_eq!(rotated.old_version.as_deref(), Some(v1.key_id.as_str()));
+    // KMS itself: alias on the new key, the old key disabled (not deleted).
+    let target = client
+        .describe_key()
+        .key_id(&v1.alias)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(target.key_metadata.unwrap().key_id(), rotated.new_version);
+    let old = client
+        .describe_key()
+        .key_id(&v1.key_id)
+        .send()
+        .await
+        .unwrap();
+    let old = old.key_metadata.unwrap();
+    assert!(!old.enabled());
+    assert_eq!(
+        old.key_state(),
+        Some(&aws_sdk_kms::types::KeyState::Disabled)
+    );
+    let e = rotator
+        .check_version(&KeyRef::versioned("evm", v1.key_id.as_str()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AccessDenied);
+}
