@@ -36,6 +36,11 @@ enum Command {
     /// Ethereum: address, EIP-191 messages, EIP-712 typed data, transactions.
     #[command(subcommand)]
     Evm(cmd::evm::EvmCommand),
+    /// Rotate a key now or when due; `rotate approve` for approval mode.
+    Rotate(cmd::rotate::RotateArgs),
+    /// Key versions, states and rotation schedule.
+    #[command(subcommand)]
+    Keys(cmd::rotate::KeysCommand),
     /// XRP Ledger payment-channel claims: public key, address, sign, verify.
     #[command(subcommand)]
     Xrp(cmd::xrp::XrpCommand),
@@ -50,6 +55,8 @@ async fn dispatch(command: Command, ctx: &Context) -> anyhow::Result<Output> {
         Command::Audit(c) => cmd::audit::run(c, ctx).await,
         Command::Evm(c) => cmd::evm::run(c, ctx).await,
         Command::Xrp(c) => cmd::xrp::run(c, ctx).await,
+        Command::Rotate(args) => cmd::rotate::rotate(args, ctx).await,
+        Command::Keys(c) => cmd::rotate::keys(c, ctx).await,
     }
 }
 

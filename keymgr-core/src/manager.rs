@@ -151,6 +151,12 @@ impl KeyManager {
         }
     }
 
+    /// Where this manager's audit records go (for components that audit on their own,
+    /// such as the rotation scheduler).
+    pub fn audit_sink(&self) -> &Arc<dyn AuditSink> {
+        &self.audit
+    }
+
     /// The layered backend stack.
     pub fn backend(&self) -> &Arc<dyn KeyBackend> {
         &self.backend

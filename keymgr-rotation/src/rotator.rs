@@ -439,6 +439,46 @@ impl Rotator {
         Ok(result)
     }
 
+    /// Rotates `name` now, whatever its schedule (an operator's `keymgr rotate --now`),
+    /// through the same crash-safe steps; with approval required, it must have been
+    /// approved first. Finishes a rotation already in progress instead of starting another.
+    pub async fn rotate_now(&self, name: &str) -> Result<Vec<RotationEvent>> {
+        let now = self.clock.now_ms();
+        if !self
+            .store
+            .acquire_lease(name, &self.holder, now, self.lease_ttl)?
+        {
+            return Ok(vec![RotationEvent::LeaseHeldElsewhere {
+                key: name.to_owned(),
+            }]);
+        }
+        let result = async {
+            let mut state = self.load_or_init(name, now).await?;
+            match state.phase {
+                Phase::Idle | Phase::AwaitingApproval => {
+                    if self.policy.require_approval && !state.approved {
+                        return Err(Error::AccessDenied {
+                            key: name.to_owned(),
+                            detail: "rotation requires an operator's approval first (keymgr rotate approve)".into(),
+                        });
+                    }
+                    self.start(&mut state).await?;
+                }
+                Phase::Overlapping { .. } => {
+                    return Err(Error::invalid_input(
+                        "rotate",
+                        format!("{name} is still in the overlap of its last rotation; rotating again now would disable a version early"),
+                    ));
+                }
+                Phase::Creating { .. } | Phase::Disabling { .. } => {}
+            }
+            self.advance(name, now).await
+        }
+        .await;
+        self.store.release_lease(name, &self.holder)?;
+        result
+    }
+
     /// Approves the rotation of `name` that is waiting for approval (or the next one, if it
     /// is due within the notice window); the next [`tick`](Self::tick) performs it.
     pub async fn approve(&self, name: &str) -> Result<()> {

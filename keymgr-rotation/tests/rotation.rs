@@ -372,3 +372,31 @@ async fn env_backend_rotation_is_a_clear_unsupported_error() {
     assert_eq!(e.kind(), ErrorKind::Unsupported);
     assert!(e.to_string().contains("manual"), "{e}");
 }
+
+#[tokio::test]
+async fn rotate_now_skips_the_schedule_but_not_approval_or_overlap() {
+    let f = Fixture::new(KeyAlgorithm::Secp256k1);
+    let r = f.rotator(RotationPolicy::default(), "op");
+    let events = r.rotate_now("evm-settlement").await.unwrap();
+    assert!(
+        matches!(events.as_slice(), [RotationEvent::Rotated(_)]),
+        "{events:?}"
+    );
+    let e = r.rotate_now("evm-settlement").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "inside the overlap: {e}");
+    f.clock.advance(DAY * 7);
+    r.tick("evm-settlement").await.unwrap();
+    assert_eq!(f.backend.versions("evm-settlement")[0], ("1".into(), false));
+
+    let g = Fixture::new(KeyAlgorithm::Secp256k1);
+    let policy = RotationPolicy {
+        require_approval: true,
+        ..RotationPolicy::default()
+    };
+    let r = g.rotator(policy, "op");
+    assert_eq!(
+        r.rotate_now("evm-settlement").await.unwrap_err().kind(),
+        ErrorKind::AccessDenied
+    );
+    assert_eq!(g.backend.creates(), 0);
+}

@@ -4,4 +4,5 @@ pub(crate) mod audit;
 pub(crate) mod demo;
 pub(crate) mod evm;
 pub(crate) mod keys;
+pub(crate) mod rotate;
 pub(crate) mod xrp;
