@@ -31,3 +31,15 @@ pub use keymgr_hsm as hsm;
 /// The AWS KMS provider.
 #[cfg(feature = "aws")]
 pub use keymgr_aws as aws;
+
+/// The alloy `Signer` / `TxSigner`.
+#[cfg(feature = "evm")]
+pub use keymgr_evm as evm;
+
+/// The XRP Ledger payment-channel claim signer.
+#[cfg(feature = "xrp")]
+pub use keymgr_xrp as xrp;
+
+/// Scheduled rotation.
+#[cfg(feature = "rotation")]
+pub use keymgr_rotation as rotation;
