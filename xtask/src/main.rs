@@ -4,6 +4,8 @@
 //!   `cargo clippy -D warnings`, the whole suite under nextest, the doc-tests, and the
 //!   dependency-boundary checks. This is THE test command (README, `.ci/run`).
 //! - `bench`: runs the criterion benchmarks against the same provisioned components.
+//! - `bench-aws`: keymgr-aws vs alloy-signer-aws signatures/s on the same moto server.
+//! - `bench-audit`: audit log added latency at a fixed signing rate, verify of 1 M entries.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,6 +22,18 @@ fn main() -> Result<()> {
         Some("test") => test(&root, &args[1..]),
         Some("bench") => bench(&root, &args[1..]),
         Some("bench-aws") => bench_aws(&root),
+        Some("bench-audit") => run(
+            "audit load (keymgr-audit/examples/load.rs)",
+            cargo().current_dir(&root).args([
+                "run",
+                "--quiet",
+                "--release",
+                "-p",
+                "keymgr-audit",
+                "--example",
+                "load",
+            ]),
+        ),
         Some("provision") => {
             let env = provision(&root)?;
             for (k, v) in env.vars {
@@ -34,6 +48,7 @@ fn main() -> Result<()> {
                  test [NEXTEST ARGS]   provision, fmt --check, clippy -D warnings, nextest, doc-tests\n  \
                  bench [BENCH ARGS]    provision, then cargo bench\n  \
                  bench-aws             keymgr-aws vs alloy-signer-aws signatures/s on moto\n  \
+                 bench-audit           audit: added sign latency at 1000/s, verify 1M entries\n  \
                  provision             provision and print the environment the tests use"
             );
             bail!("unknown or missing task");
