@@ -62,6 +62,39 @@ fn client(endpoint: &str) -> Client {
     Client::from_conf(conf)
 }
 
+/// Sends every KMS call but `DescribeKey` to moto; `DescribeKey` goes to a closed port.
+#[derive(Debug)]
+struct UnreachableDescribeKey;
+
+impl aws_sdk_kms::config::Intercept for UnreachableDescribeKey {
+    fn name(&self) -> &'static str {
+        "UnreachableDescribeKey"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut aws_sdk_kms::config::interceptors::BeforeTransmitInterceptorContextMut<'_>,
+        _: &aws_sdk_kms::config::RuntimeComponents,
+        _: &mut aws_sdk_kms::config::ConfigBag,
+    ) -> Result<(), aws_sdk_kms::error::BoxError> {
+        let request = context.request_mut();
+        if request.headers().get("x-amz-target") == Some("TrentService.DescribeKey") {
+            request.set_uri("http://127.0.0.1:1/")?;
+        }
+        Ok(())
+    }
+}
+
+fn describe_unreachable_client(endpoint: &str) -> Client {
+    let conf = client(endpoint)
+        .config()
+        .to_builder()
+        .interceptor(UnreachableDescribeKey)
+        .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
+        .build();
+    Client::from_conf(conf)
+}
+
 fn suffix() -> String {
     let mut b = [0u8; 6];
     rand_core::OsRng.fill_bytes(&mut b);
@@ -593,6 +626,20 @@ async fn data_keys_round_trip_with_encryption_context() {
         .await
         .expect_err("foreign ciphertext");
     assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
+
+    // When checking which key made a ciphertext fails (here: DescribeKey cannot reach
+    // KMS), the failure keeps its kind and stays retryable; it is not an integrity error.
+    let flaky = AwsKmsBackend::from_client(
+        describe_unreachable_client(&endpoint),
+        BTreeMap::from([("kek".to_owned(), kek.alias.clone())]),
+    );
+    let e = flaky
+        .decrypt(&key, &ciphertext, &ctx)
+        .await
+        .expect_err("DescribeKey unreachable");
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert!(e.is_retryable(), "{e}");
+    assert!(e.to_string().contains("DescribeKey"), "{e}");
 
     // Signing keys do not encrypt.
     let signer = create_key(
