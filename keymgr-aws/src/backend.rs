@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, RwLock};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use aws_sdk_kms::Client;
@@ -29,6 +29,10 @@ pub const TAG_VERSION: &str = "keymgr:version";
 pub const TAG_CREATED: &str = "keymgr:created";
 /// Tag with the key id of the version this one replaced.
 pub const TAG_PREVIOUS: &str = "keymgr:previous";
+
+/// How long a non-current version's `Enabled` state is trusted before `sign` asks
+/// `DescribeKey` again (see [`AwsKmsBackend::with_version_state_ttl`]).
+pub const DEFAULT_VERSION_STATE_TTL: Duration = Duration::from_secs(30);
 
 /// AWS KMS limit for the `Message` of `Sign` (and `Plaintext` of `Encrypt`).
 pub const MAX_MESSAGE_BYTES: usize = 4096;
@@ -67,6 +71,9 @@ pub struct AwsKmsBackend {
     infos: RwLock<HashMap<String, Arc<KeyInfo>>>,
     /// Key ids this backend disabled (refused locally even if the service lags).
     disabled: RwLock<HashSet<String>>,
+    /// When each explicitly named version (`name@version`) was last seen `Enabled`.
+    enabled_seen: RwLock<HashMap<String, Instant>>,
+    version_state_ttl: Duration,
 }
 
 impl fmt::Debug for AwsKmsBackend {
@@ -115,7 +122,19 @@ impl AwsKmsBackend {
             keys,
             infos: RwLock::new(HashMap::new()),
             disabled: RwLock::new(HashSet::new()),
+            enabled_seen: RwLock::new(HashMap::new()),
+            version_state_ttl: DEFAULT_VERSION_STATE_TTL,
         }
+    }
+
+    /// How long signing with an explicit version (`name@KEY_ID`) trusts that the KMS key
+    /// is still `Enabled` before asking `DescribeKey` again, so a version disabled by
+    /// another process is refused here too. Default [`DEFAULT_VERSION_STATE_TTL`];
+    /// `Duration::ZERO` checks before every signature.
+    #[must_use]
+    pub fn with_version_state_ttl(mut self, ttl: Duration) -> Self {
+        self.version_state_ttl = ttl;
+        self
     }
 
     /// The SDK client (for operations keymgr does not wrap).
@@ -297,22 +316,48 @@ impl AwsKmsBackend {
                     return Ok((info.arn.clone(), info));
                 }
                 let (meta, _) = self.check_version(key, version).await?;
-                if meta.key_state() != Some(&KeyState::Enabled) {
-                    return Err(Error::AccessDenied {
-                        key: cache_key,
-                        detail: format!(
-                            "KMS key {} is {}; keymgr does not sign with it",
-                            meta.key_id(),
-                            meta.key_state()
-                                .map_or("in an unknown state", KeyState::as_str)
-                        ),
-                    });
-                }
                 let info = self.fetch_info(key, meta.key_id()).await?;
                 self.remember(cache_key, info.clone());
                 Ok((info.arn.clone(), info))
             }
         }
+    }
+
+    /// Refuses to sign with an explicitly named version that KMS does not report as
+    /// `Enabled` (checked at most every `version_state_ttl`): moto, and a lagging or
+    /// misconfigured service, would sign with a disabled key.
+    async fn ensure_enabled(&self, key: &KeyRef, info: &KeyInfo) -> Result<()> {
+        let label = key.to_string();
+        let fresh = self
+            .enabled_seen
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&label)
+            .is_some_and(|seen| seen.elapsed() < self.version_state_ttl);
+        if fresh {
+            return Ok(());
+        }
+        let meta = self.describe(&label, &info.key_id).await?;
+        if meta.key_state() != Some(&KeyState::Enabled) {
+            self.enabled_seen
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&label);
+            return Err(Error::AccessDenied {
+                key: label,
+                detail: format!(
+                    "KMS key {} is {}; keymgr does not sign with it",
+                    info.arn,
+                    meta.key_state()
+                        .map_or("in an unknown state", KeyState::as_str)
+                ),
+            });
+        }
+        self.enabled_seen
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(label, Instant::now());
+        Ok(())
     }
 
     /// The target for symmetric operations: the alias/identifier, or a checked version.
@@ -389,6 +434,9 @@ impl AwsKmsBackend {
                 detail: format!("KMS key {} was disabled by keymgr", info.arn),
             });
         }
+        if key.version().is_some() {
+            self.ensure_enabled(key, &info).await?;
+        }
         let (message_type, algorithm) = match payload {
             SignPayload::Prehash(_) => (MessageType::Digest, SigningAlgorithmSpec::EcdsaSha256),
             SignPayload::Message(m) => {
@@ -452,7 +500,8 @@ impl KeyBackend for AwsKmsBackend {
                 Ok(public_key)
             }
             // A key id's public key never changes: the cached one stays valid even after
-            // the version is disabled (old signatures must keep verifying).
+            // the version is disabled (old signatures must keep verifying; KMS itself
+            // refuses GetPublicKey on a disabled key).
             Some(_) => Ok(self.signing_target(key).await?.1.public_key.clone()),
         }
     }

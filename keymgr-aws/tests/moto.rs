@@ -413,6 +413,14 @@ async fn rotation_moves_the_alias_tags_history_and_disables_the_old_key() {
     );
     assert_eq!(versions[0].backend_id, v1.arn);
 
+    // Another process that signed with the old version before it was disabled, and
+    // re-checks its state before every signature.
+    let watcher =
+        backend(&client, &[("evm", &v1.alias)]).with_version_state_ttl(std::time::Duration::ZERO);
+    let h4 = random32();
+    let sig4 = watcher.sign(&old, &SignPayload::Prehash(h4)).await.unwrap();
+    assert!(k256_verifies(&pk1, &h4, &sig4));
+
     // The current version cannot be disabled; the old one is disabled, never deleted.
     let e = manager
         .disable_version(&KeyRef::versioned("evm", v2_id.as_str()))
@@ -440,6 +448,16 @@ async fn rotation_moves_the_alias_tags_history_and_disables_the_old_key() {
         assert_eq!(e.kind(), ErrorKind::AccessDenied, "{e}");
         assert!(e.to_string().contains(&v1.key_id), "{e}");
     }
+    // keymgr refuses before asking KMS to sign: moto (and a lagging service) would sign.
+    let e = watcher
+        .sign(&old, &SignPayload::Prehash(random32()))
+        .await
+        .expect_err("disabled by another process");
+    assert_eq!(e.kind(), ErrorKind::AccessDenied, "{e}");
+    assert!(
+        e.to_string().contains("keymgr does not sign with it"),
+        "{e}"
+    );
     let direct = client
         .sign()
         .key_id(&v1.key_id)
@@ -457,8 +475,12 @@ async fn rotation_moves_the_alias_tags_history_and_disables_the_old_key() {
     // Old signatures still verify (independently, with the old public key).
     assert!(k256_verifies(&pk1, &h1, &sig1));
     assert!(k256_verifies(&pk1, &h3, &sig3));
-    // The backend still serves the old version's public key it knows.
+    // The backend still serves the old version's public key it knows (KMS itself
+    // refuses GetPublicKey on a disabled key, as real AWS does).
     assert_eq!(aws.public_key(&old).await.unwrap(), pk1);
+    let fresh = backend(&client, &[("evm", &v1.alias)]);
+    let e = fresh.public_key(&old).await.expect_err("disabled");
+    assert_eq!(e.kind(), ErrorKind::AccessDenied, "{e}");
 
     let versions = other.list_versions("evm").await.unwrap();
     assert_eq!(versions[0].state, VersionState::Disabled);
