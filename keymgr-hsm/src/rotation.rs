@@ -13,7 +13,8 @@
 //! The unversioned name resolves to the highest version present. Version numbers are
 //! decimal without leading zeros. Rotation keeps the newest
 //! [`keep_versions`](crate::HsmConfig::keep_versions) (default 5) and only then deletes
-//! the oldest versions keymgr created, with a warning; version `0` is never deleted.
+//! the oldest versions keymgr created, with a warning; version `0` is never deleted and
+//! does not count towards `keep_versions`.
 //!
 //! Disabling sets `CKA_SIGN=false` on the private key; a token that refuses that change
 //! gets a marker instead: a private token `CKO_DATA` object with `CKA_APPLICATION`
@@ -297,8 +298,10 @@ pub(crate) fn create_version(
         &label,
     )?;
     tracing::info!(key = name, old = %current.label, new = %label, "created HSM key version");
+    // The new version exists and is current: a failed prune must not fail the rotation
+    // (the next rotation prunes again).
     if let Err(e) = prune(inner, s, name, &base) {
-        tracing::warn!(key = name, "pruning old HSM key versions failed: {e:?}");
+        tracing::error!(key = name, "pruning old HSM key versions failed: {e:?}");
     }
     Ok(KeyVersion {
         key: KeyRef::versioned(name, (n + 1).to_string()),
@@ -311,14 +314,17 @@ pub(crate) fn create_version(
 }
 
 /// Deletes the oldest keymgr-made versions beyond `keep_versions`, with a warning each.
+///
+/// Version 0 (the original key, made outside keymgr) is never deleted and does not count:
+/// a key configured by label keeps it plus the newest `keep_versions` keymgr made.
 fn prune(inner: &Inner, s: &Session, name: &str, base: &str) -> Result<(), Failure> {
     let keep = inner.config.keep_versions;
-    let versions = list_labels(s, base)?;
-    let excess = versions.len().saturating_sub(keep);
-    for (n, label) in versions.iter().take(excess) {
-        if *n == 0 {
-            continue; // the original key was not made by keymgr: never deleted
-        }
+    let made_here: Vec<(u32, String)> = list_labels(s, base)?
+        .into_iter()
+        .filter(|(n, _)| *n != 0)
+        .collect();
+    let excess = made_here.len().saturating_sub(keep);
+    for (n, label) in made_here.iter().take(excess) {
         destroy_label(s, label)?;
         inner.forget_label(label);
         tracing::warn!(

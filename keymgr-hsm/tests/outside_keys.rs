@@ -77,8 +77,25 @@ async fn outside_keys_rotation_and_disable_marker() {
         listed,
         vec![(name.clone(), false), (format!("{name}.v1"), true)]
     );
-    hsm.delete_version(&v1.key).await.unwrap();
-    hsm.delete_version(&v0).await.unwrap();
+    // Pruning never deletes the original and does not count it: v0 plus the newest 5.
+    for n in 2..=6 {
+        let v = hsm.create_version(&name).await.unwrap();
+        assert_eq!(v.key.version(), Some(n.to_string().as_str()));
+    }
+    let numbers: Vec<String> = hsm
+        .list_versions(&name)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.key.version().unwrap().to_owned())
+        .collect();
+    assert_eq!(numbers, ["0", "2", "3", "4", "5", "6"]);
+    verify_independently(&pk, &msg, &hsm.sign(&v0, &msg).await.unwrap());
+    for n in ["2", "3", "4", "5", "6", "0"] {
+        hsm.delete_version(&KeyRef::versioned(name.as_str(), n))
+            .await
+            .unwrap();
+    }
 
     // A secp256k1 key whose attributes cannot be modified: CKA_SIGN stays true, so
     // keymgr disables it with its marker object, and honours that marker.
