@@ -61,7 +61,10 @@ async fn dispatch(command: Command, ctx: &Context) -> anyhow::Result<Output> {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -79,4 +82,21 @@ fn main() -> std::process::ExitCode {
     let ctx = Context::from_env();
     let result = runtime.block_on(dispatch(cli.command, &ctx));
     context::print(result, cli.json)
+}
+
+/// Bad arguments: clap's own report, or with `--json` one JSON object on stdout (kind
+/// `usage`) so scripts never parse clap's text. Help and version print as usual.
+fn usage_error(e: &clap::Error) -> std::process::ExitCode {
+    use clap::error::ErrorKind;
+    let wants_json = std::env::args_os().any(|a| a == "--json");
+    if !wants_json || matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        e.exit();
+    }
+    let message = e.render().to_string();
+    let message = message.trim().trim_start_matches("error: ");
+    println!(
+        "{}",
+        serde_json::json!({ "error": { "kind": "usage", "message": message } })
+    );
+    std::process::ExitCode::from(2)
 }

@@ -48,6 +48,38 @@ fn demo_needs_no_configuration() {
     assert!(out.status.success());
     let v = json(&out);
     assert_eq!(v["backend"], "env");
+
+    // Both signatures check out independently of keymgr.
+    let evm = &v["evm"];
+    let sig: alloy_primitives::Signature = evm["signature"].as_str().unwrap().parse().unwrap();
+    let address: alloy_primitives::Address = evm["address"].as_str().unwrap().parse().unwrap();
+    let message = evm["message"].as_str().unwrap();
+    assert_eq!(sig.recover_address_from_msg(message).unwrap(), address);
+
+    let xrp = &v["xrp"];
+    let public_key = hex::decode(xrp["public_key"].as_str().unwrap()).unwrap();
+    assert_eq!(public_key[0], 0xED, "an XRPL Ed25519 public key");
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&public_key[1..].try_into().unwrap()).unwrap();
+    let mut claim = b"CLM\0".to_vec();
+    claim.extend(hex::decode(xrp["channel"].as_str().unwrap()).unwrap());
+    claim.extend(xrp["drops"].as_u64().unwrap().to_be_bytes());
+    let signature = hex::decode(xrp["signature"].as_str().unwrap()).unwrap();
+    let signature = ed25519_dalek::Signature::from_slice(&signature).unwrap();
+    vk.verify_strict(&claim, &signature)
+        .expect("the claim signature verifies with ed25519-dalek");
+}
+
+#[test]
+fn argument_errors_with_json_are_one_json_object() {
+    let out = keymgr(&["sign", "--key", "evm", "--json"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let v = json(&out);
+    assert_eq!(v["error"]["kind"], "usage", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("--digest") && message.contains("--message"),
+        "{message}"
+    );
 }
 
 #[test]

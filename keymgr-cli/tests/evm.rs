@@ -156,4 +156,62 @@ fn transactions_decode_and_recover_to_the_address() {
     assert_eq!(v["error"]["kind"], "invalid_input");
     assert!(v["error"]["message"].as_str().unwrap().contains("from"));
     let _ = std::fs::remove_file(file);
+
+    // The chain id comes from the file or --chain-id; never neither, never two different.
+    let file = temp_file(
+        "txnochain.json",
+        r#"{"to": "0x5FbDB2315678afecb367f032d93F642f64180aa3", "nonce": "0x0",
+            "gas": "0x5208", "gasPrice": "0x1"}"#,
+    );
+    let path = file.to_str().unwrap();
+    let out = keymgr(&["evm", "sign-tx", "--file", path, "--json"]);
+    assert!(!out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "invalid_input");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("chainId"),
+        "{v}"
+    );
+    let v = json(&keymgr(&[
+        "evm",
+        "sign-tx",
+        "--file",
+        path,
+        "--chain-id",
+        "1440002",
+        "--json",
+    ]));
+    let raw = hex::decode(v["raw"].as_str().unwrap().trim_start_matches("0x")).unwrap();
+    let envelope = alloy_consensus::TxEnvelope::decode_2718(&mut raw.as_slice()).unwrap();
+    assert_eq!(envelope.recover_signer().unwrap(), ADDRESS);
+    assert_eq!(
+        alloy_consensus::Transaction::chain_id(&envelope),
+        Some(1_440_002),
+        "EIP-155 protected for the given chain"
+    );
+    let _ = std::fs::remove_file(file);
+    let file = temp_file(
+        "txtwochains.json",
+        r#"{"to": "0x5FbDB2315678afecb367f032d93F642f64180aa3", "nonce": "0x0",
+            "gas": "0x5208", "gasPrice": "0x1", "chainId": "0x1"}"#,
+    );
+    let out = keymgr(&[
+        "evm",
+        "sign-tx",
+        "--file",
+        file.to_str().unwrap(),
+        "--chain-id",
+        "5",
+        "--json",
+    ]);
+    assert!(!out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--chain-id is 5"),
+        "{v}"
+    );
+    let _ = std::fs::remove_file(file);
 }

@@ -585,7 +585,14 @@ mod tests {
         for n in 0..der.len() {
             assert!(PublicKey::from_spki_der(&der[..n]).is_err());
         }
-        assert!(PublicKey::from_sec1(&[2; 33]).is_ok() || PublicKey::from_sec1(&[2; 33]).is_err());
+        for compressed in [true, false] {
+            let sec1 = sk.verifying_key().to_encoded_point(compressed);
+            let sec1 = sec1.as_bytes();
+            assert!(PublicKey::from_sec1(sec1).is_ok());
+            for n in 0..sec1.len() {
+                assert!(PublicKey::from_sec1(&sec1[..n]).is_err(), "{n} bytes");
+            }
+        }
         assert!(PublicKey::from_sec1(&[4; 10]).is_err());
         assert!(PublicKey::from_ed25519_bytes(&[0; 31]).is_err());
         assert!(PublicKey::from_spki_pem("not pem").is_err());

@@ -1,6 +1,7 @@
 //! Reading the env backend's keys from environment variables.
 
 use keymgr_core::{Error, Result};
+use zeroize::Zeroizing;
 
 use crate::EnvBackend;
 
@@ -24,8 +25,13 @@ impl EnvBackend {
     /// Like [`from_env`](Self::from_env) with a custom variable lookup (tests, config files).
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let mut backend = EnvBackend::new();
-        let evm = var(EVM_PRIVATE_KEY).filter(|v| !v.trim().is_empty());
-        let xrp = var(XRP_SEED).filter(|v| !v.trim().is_empty());
+        // The variables' values are secrets: zeroized when this function returns.
+        let evm = var(EVM_PRIVATE_KEY)
+            .filter(|v| !v.trim().is_empty())
+            .map(Zeroizing::new);
+        let xrp = var(XRP_SEED)
+            .filter(|v| !v.trim().is_empty())
+            .map(Zeroizing::new);
         if evm.is_none() && xrp.is_none() {
             return Err(Error::config(
                 format!("{EVM_PRIVATE_KEY} / {XRP_SEED}"),

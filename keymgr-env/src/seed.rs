@@ -6,7 +6,7 @@ use k256::{NonZeroScalar, Scalar};
 use keymgr_core::xrpl::{self, SeedType};
 use keymgr_core::{Error, Result};
 use sha2::{Digest as _, Sha512};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize as _, Zeroizing};
 
 /// A key pair derived from a family seed.
 pub(crate) enum SeedKey {
@@ -26,12 +26,14 @@ pub(crate) fn derive(seed: &str) -> Result<SeedKey> {
             )))
         }
         SeedType::Secp256k1 => {
-            let root = derive_scalar(&*entropy, None)?;
-            let root_public = (k256::ProjectivePoint::GENERATOR * *root)
+            // Intermediate secrets are zeroized on drop too.
+            let root = Zeroizing::new(derive_scalar(&*entropy, None)?);
+            let root_public = (k256::ProjectivePoint::GENERATOR * **root)
                 .to_affine()
                 .to_encoded_point(true);
-            let tweak = derive_scalar(root_public.as_bytes(), Some(0))?;
-            let account = NonZeroScalar::new(*root + *tweak)
+            let tweak = Zeroizing::new(derive_scalar(root_public.as_bytes(), Some(0))?);
+            let sum = Zeroizing::new(**root + **tweak);
+            let account = NonZeroScalar::new(*sum)
                 .into_option()
                 .ok_or_else(|| seed_error("derived account key is zero"))?;
             Ok(SeedKey::Secp256k1(k256::ecdsa::SigningKey::from(account)))
@@ -48,8 +50,10 @@ fn derive_scalar(bytes: &[u8], discriminator: Option<u32>) -> Result<NonZeroScal
             hasher.update(d.to_be_bytes());
         }
         hasher.update(i.to_be_bytes());
+        let mut digest = hasher.finalize();
         let mut half = Zeroizing::new([0u8; 32]);
-        half.copy_from_slice(&hasher.finalize()[..32]);
+        half.copy_from_slice(&digest[..32]);
+        AsMut::<[u8]>::as_mut(&mut digest).zeroize();
         let candidate: Option<Scalar> = Scalar::from_repr((*half).into()).into();
         if let Some(s) = candidate.and_then(|s| NonZeroScalar::new(s).into_option()) {
             return Ok(s);

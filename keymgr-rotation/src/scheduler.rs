@@ -1,21 +1,37 @@
 //! Runs [`Rotator::tick`] for a set of keys when they are due.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::{Clock, RotationEvent, Rotator};
 
 /// Ticks each key when its next step is due (computed from persisted state, not a fixed
 /// timer), waking at least every `max_sleep` so clock changes and approvals are seen.
+///
+/// A step that fails, or finds another rotator holding the key's lease, is retried with
+/// exponential backoff (default 1 s doubling to 5 min, in real time), so a backend that
+/// keeps refusing is not hammered and the audit log gets one failure per attempt, not a
+/// flood.
 #[derive(Debug)]
 pub struct Scheduler {
     rotator: Arc<Rotator>,
     clock: Arc<dyn Clock>,
     keys: Vec<String>,
     max_sleep: Duration,
+    retry_base: Duration,
+    retry_max: Duration,
+}
+
+/// Consecutive unsuccessful attempts on one key and when the next may start.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    failures: u32,
+    retry_at: Instant,
 }
 
 /// A running scheduler; [`stop`](SchedulerHandle::stop) ends it.
@@ -34,7 +50,27 @@ impl Scheduler {
             clock,
             keys,
             max_sleep: Duration::from_secs(60),
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(300),
         }
+    }
+
+    /// Backoff after an unsuccessful step: `base`, doubling per consecutive failure,
+    /// capped at `max`.
+    pub fn retry_backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.retry_base = base;
+        self.retry_max = max.max(base);
+        self
+    }
+
+    fn backoff_after(&self, failures: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(failures.saturating_sub(1))
+            .unwrap_or(u32::MAX);
+        self.retry_base
+            .checked_mul(factor)
+            .unwrap_or(self.retry_max)
+            .min(self.retry_max)
     }
 
     /// Caps the time between checks.
@@ -48,18 +84,43 @@ impl Scheduler {
         let (stop, mut stopped) = watch::channel(false);
         let (tx, events) = tokio::sync::mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
+            let mut backoff: HashMap<String, Backoff> = HashMap::new();
             loop {
                 let mut next = u64::MAX;
+                let mut wake_at: Option<Instant> = None;
                 for key in &self.keys {
+                    if let Some(b) = backoff.get(key)
+                        && b.retry_at > Instant::now()
+                    {
+                        wake_at = Some(wake_at.map_or(b.retry_at, |w| w.min(b.retry_at)));
+                        continue;
+                    }
                     match self.rotator.next_due_ms(key) {
                         Ok(Some(due)) if due <= self.clock.now_ms() => {
-                            match self.rotator.tick(key).await {
-                                Ok(evs) => evs.into_iter().for_each(|e| {
-                                    let _ = tx.send(e);
-                                }),
-                                Err(e) => {
-                                    tracing::error!(key, error = %e, "rotation step failed; will retry")
+                            let succeeded = match self.rotator.tick(key).await {
+                                Ok(evs) => {
+                                    let contended = evs.iter().any(|e| {
+                                        matches!(e, RotationEvent::LeaseHeldElsewhere { .. })
+                                    });
+                                    evs.into_iter().for_each(|e| {
+                                        let _ = tx.send(e);
+                                    });
+                                    !contended
                                 }
+                                Err(e) => {
+                                    tracing::error!(key, error = %e, "rotation step failed; will retry");
+                                    false
+                                }
+                            };
+                            if succeeded {
+                                backoff.remove(key);
+                            } else {
+                                let failures =
+                                    backoff.get(key).map_or(0, |b| b.failures).saturating_add(1);
+                                let retry_at = Instant::now() + self.backoff_after(failures);
+                                backoff.insert(key.clone(), Backoff { failures, retry_at });
+                                wake_at = Some(wake_at.map_or(retry_at, |w| w.min(retry_at)));
+                                continue;
                             }
                         }
                         Ok(Some(due)) => next = next.min(due),
@@ -70,9 +131,12 @@ impl Scheduler {
                         next = next.min(due);
                     }
                 }
-                let wait = Duration::from_millis(next.saturating_sub(self.clock.now_ms()))
-                    .min(self.max_sleep)
-                    .max(Duration::from_millis(1));
+                let mut wait = Duration::from_millis(next.saturating_sub(self.clock.now_ms()))
+                    .min(self.max_sleep);
+                if let Some(at) = wake_at {
+                    wait = wait.min(at.saturating_duration_since(Instant::now()));
+                }
+                let wait = wait.max(Duration::from_millis(1));
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = stopped.changed() => break,

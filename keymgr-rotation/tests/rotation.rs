@@ -353,6 +353,36 @@ async fn scheduler_runs_the_schedule_from_state() {
     handle.stop().await;
 }
 
+/// A backend that keeps refusing is retried with backoff, not in a tight loop: a few
+/// attempts (and audited failures) in 450 ms, not hundreds.
+#[tokio::test]
+async fn scheduler_backs_off_when_a_step_keeps_failing() {
+    let clock = Arc::new(ManualClock::new(0));
+    let audit = Arc::new(Events::default());
+    let r = Arc::new(
+        Rotator::new(
+            Arc::new(keymgr_env::EnvBackend::generate()),
+            Arc::new(MemoryStateStore::default()),
+            audit.clone(),
+            RotationPolicy::default(),
+            clock.clone(),
+            "backoff",
+        )
+        .unwrap(),
+    );
+    r.tick("evm").await.unwrap();
+    clock.advance(DAY * 90);
+    let handle = Scheduler::new(r, clock.clone(), vec!["evm".into()])
+        .max_sleep(Duration::from_millis(5))
+        .retry_backoff(Duration::from_millis(100), Duration::from_secs(10))
+        .spawn();
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    handle.stop().await;
+    // Attempts at about 0, 100, 300 ms (the next would be at 700 ms).
+    let failures = audit.of(AuditEvent::KeyRotationFailure).len();
+    assert!((2..=4).contains(&failures), "{failures} failed attempts");
+}
+
 #[tokio::test]
 async fn env_backend_rotation_is_a_clear_unsupported_error() {
     let clock = Arc::new(ManualClock::new(0));

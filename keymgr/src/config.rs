@@ -75,14 +75,14 @@ impl BackendKind {
         }
     }
 
-    /// The cargo feature of the `keymgr` crate that compiles this provider.
-    pub fn feature(self) -> &'static str {
+    /// The cargo feature of the `keymgr` crate that compiles this provider; `None` for
+    /// providers this version of keymgr does not ship (Google Cloud KMS, Azure Key Vault).
+    pub fn feature(self) -> Option<&'static str> {
         match self {
-            BackendKind::Env => "env",
-            BackendKind::AwsKms => "aws",
-            BackendKind::GcpKms => "gcp",
-            BackendKind::AzureKeyVault => "azure",
-            BackendKind::Hsm => "hsm",
+            BackendKind::Env => Some("env"),
+            BackendKind::AwsKms => Some("aws"),
+            BackendKind::Hsm => Some("hsm"),
+            BackendKind::GcpKms | BackendKind::AzureKeyVault => None,
         }
     }
 }
@@ -216,11 +216,16 @@ pub async fn backend_from_vars(
                     "a backend compiled into this build ({})",
                     compiled_backends().join(", ")
                 ),
-                format!(
-                    "{} is not available: rebuild keymgr with cargo feature `{}`",
-                    other.as_str(),
-                    other.feature()
-                ),
+                match other.feature() {
+                    Some(feature) => format!(
+                        "{} is not available: rebuild keymgr with cargo feature `{feature}`",
+                        other.as_str()
+                    ),
+                    None => format!(
+                        "{} is not available: this version of keymgr has no provider for it yet",
+                        other.as_str()
+                    ),
+                },
             ))
         }
     }

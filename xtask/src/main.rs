@@ -3,7 +3,9 @@
 //! - `test`: provisions what the tests need (idempotent), then `cargo fmt --check`,
 //!   `cargo clippy -D warnings`, the whole suite under nextest, the doc-tests, and the
 //!   dependency-boundary checks. This is THE test command (README, `.ci/run`).
-//! - `bench`: runs the criterion benchmarks against the same provisioned components.
+//! - `bench`: every measurement: the criterion benchmarks against the same provisioned
+//!   components, then `bench-aws` and `bench-audit`.
+//! - `bench-criterion [ARGS]`: only the criterion benchmarks (ARGS go to `cargo bench`).
 //! - `bench-aws`: keymgr-aws vs alloy-signer-aws signatures/s on the same moto server.
 //! - `bench-audit`: audit log added latency at a fixed signing rate, verify of 1 M entries.
 
@@ -20,20 +22,18 @@ fn main() -> Result<()> {
     let root = workspace_root()?;
     match args.first().map(String::as_str) {
         Some("test") => test(&root, &args[1..]),
-        Some("bench") => bench(&root, &args[1..]),
-        Some("bench-aws") => bench_aws(&root),
-        Some("bench-audit") => run(
-            "audit load (keymgr-audit/examples/load.rs)",
-            cargo().current_dir(&root).args([
-                "run",
-                "--quiet",
-                "--release",
-                "-p",
-                "keymgr-audit",
-                "--example",
-                "load",
-            ]),
+        Some("bench") if args.len() == 1 => {
+            bench(&root, &[])?;
+            bench_aws(&root)?;
+            bench_audit(&root)
+        }
+        Some("bench") => bail!(
+            "`cargo xtask bench` takes no arguments; pass criterion arguments to \
+             `cargo xtask bench-criterion ARGS`"
         ),
+        Some("bench-criterion") => bench(&root, &args[1..]),
+        Some("bench-aws") => bench_aws(&root),
+        Some("bench-audit") => bench_audit(&root),
         Some("provision") => {
             let env = provision(&root)?;
             for (k, v) in env.vars {
@@ -41,20 +41,30 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        _ => {
-            eprintln!(
-                "usage: cargo xtask <task>\n\n\
-                 tasks:\n  \
-                 test [NEXTEST ARGS]   provision, fmt --check, clippy -D warnings, nextest, doc-tests\n  \
-                 bench [BENCH ARGS]    provision, then cargo bench\n  \
-                 bench-aws             keymgr-aws vs alloy-signer-aws signatures/s on moto\n  \
-                 bench-audit           audit: added sign latency at 1000/s, verify 1M entries\n  \
-                 provision             provision and print the environment the tests use"
-            );
-            bail!("unknown or missing task");
+        Some("help" | "--help" | "-h") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            eprintln!("{USAGE}");
+            match other {
+                Some(task) => eprintln!("\nerror: unknown task {task:?}"),
+                None => eprintln!("\nerror: no task given"),
+            }
+            std::process::exit(2);
         }
     }
 }
+
+const USAGE: &str = "usage: cargo xtask <task>
+
+tasks:
+  test [NEXTEST ARGS]     provision, fmt --check, clippy -D warnings, nextest, doc-tests
+  bench                   every measurement: bench-criterion, bench-aws, bench-audit
+  bench-criterion [ARGS]  provision, then cargo bench (ARGS go to cargo bench)
+  bench-aws               keymgr-aws vs alloy-signer-aws signatures/s on moto
+  bench-audit             audit: added sign latency at 1000/s, verify 1M entries
+  provision               provision and print the environment the tests use";
 
 fn workspace_root() -> Result<PathBuf> {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -94,6 +104,38 @@ fn run(step: &str, cmd: &mut Command) -> Result<()> {
         .with_context(|| format!("could not start {step}"))?;
     if !status.success() {
         bail!("{step} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Installs Debian packages with apt-get (running `apt-get update` once if the first try
+/// fails: fresh images often have empty package lists).
+pub(crate) fn apt_install(packages: &[&str]) -> Result<()> {
+    eprintln!("==> apt-get install {}", packages.join(" "));
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    if install() {
+        return Ok(());
+    }
+    let updated = Command::new("apt-get")
+        .arg("update")
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !updated || !install() {
+        bail!(
+            "could not install {} with apt-get (run as root, or install them yourself: \
+             `apt-get install {}`)",
+            packages.join(", "),
+            packages.join(" ")
+        );
     }
     Ok(())
 }
@@ -150,6 +192,17 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         nextest.env(k, v);
     }
     run("cargo nextest run", &mut nextest)?;
+    // The facade as most users build it (default features: env only): feature-gated
+    // code paths such as "backend not compiled in" only exist there.
+    if extra.is_empty() {
+        run(
+            "cargo nextest run -p keymgr (default features)",
+            cargo()
+                .current_dir(root)
+                .args(["nextest", "run", "-p", "keymgr"])
+                .env("KEYMGR_XTASK_TEST", "1"),
+        )?;
+    }
     let mut doc = cargo();
     doc.current_dir(root)
         .args(["test", "--workspace", "--all-features", "--doc"])
@@ -176,6 +229,21 @@ fn bench(root: &Path, extra: &[String]) -> Result<()> {
     run("cargo bench", &mut cmd)?;
     drop(env.services);
     Ok(())
+}
+
+fn bench_audit(root: &Path) -> Result<()> {
+    run(
+        "audit load (keymgr-audit/examples/load.rs)",
+        cargo().current_dir(root).args([
+            "run",
+            "--quiet",
+            "--release",
+            "-p",
+            "keymgr-audit",
+            "--example",
+            "load",
+        ]),
+    )
 }
 
 /// An HSM-only or env-only build of the facade must not compile any cloud SDK.

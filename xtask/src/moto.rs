@@ -52,24 +52,32 @@ pub(crate) fn provision(workspace_root: &Path) -> Result<Vec<(String, String)>> 
         std::fs::create_dir_all(state_dir(workspace_root))
             .with_context(|| format!("creating {}", state_dir(workspace_root).display()))?;
         let system_python = std::env::var("KEYMGR_PYTHON").unwrap_or_else(|_| "python3".into());
-        eprintln!("==> {system_python} -m venv {}", venv.display());
-        let status = Command::new(&system_python)
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .with_context(|| {
-                format!("could not run {system_python} (Python 3 with venv is needed for moto)")
-            })?;
-        if !status.success() {
-            bail!(
-                "{system_python} -m venv {} failed ({status})",
-                venv.display()
-            );
+        if !make_venv(&system_python, &venv) {
+            // Debian ships `venv` (ensurepip) separately from python3 itself.
+            crate::apt_install(&["python3", "python3-venv"])
+                .context("Python 3 with venv is needed for moto")?;
+            // A half-made venv (no pip) would make the next attempt fail too.
+            let _ = std::fs::remove_dir_all(&venv);
+            if !make_venv(&system_python, &venv) {
+                bail!(
+                    "{system_python} -m venv {} failed even after installing python3-venv",
+                    venv.display()
+                );
+            }
         }
     }
-    if !moto_installed(&python) {
+    let constraints = constraints_file(workspace_root);
+    let pinned = std::fs::read_to_string(&constraints)
+        .with_context(|| format!("reading {}", constraints.display()))?;
+    let stamp = venv.join("keymgr-constraints.txt");
+    let in_sync = std::fs::read_to_string(&stamp).is_ok_and(|s| s == pinned);
+    if !in_sync || !moto_installed(&python) {
         let spec = format!("moto[server]=={MOTO_VERSION}");
-        eprintln!("==> pip install {spec} (into {})", venv.display());
+        eprintln!(
+            "==> pip install {spec} -c {} (into {})",
+            constraints.display(),
+            venv.display()
+        );
         let status = Command::new(&python)
             .args([
                 "-m",
@@ -77,8 +85,10 @@ pub(crate) fn provision(workspace_root: &Path) -> Result<Vec<(String, String)>> 
                 "install",
                 "--disable-pip-version-check",
                 "--quiet",
-                &spec,
+                "-c",
             ])
+            .arg(&constraints)
+            .arg(&spec)
             .status()
             .with_context(|| format!("could not run {}", python.display()))?;
         if !status.success() {
@@ -87,6 +97,7 @@ pub(crate) fn provision(workspace_root: &Path) -> Result<Vec<(String, String)>> 
         if !moto_installed(&python) {
             bail!("{spec} was installed but `import moto.server` still fails");
         }
+        std::fs::write(&stamp, &pinned).with_context(|| format!("writing {}", stamp.display()))?;
     }
     Ok(vec![
         ("KEYMGR_MOTO_PYTHON".into(), python.display().to_string()),
@@ -95,6 +106,24 @@ pub(crate) fn provision(workspace_root: &Path) -> Result<Vec<(String, String)>> 
             launcher(workspace_root).display().to_string(),
         ),
     ])
+}
+
+/// The exact versions pip may install (moto's own dependencies included).
+fn constraints_file(root: &Path) -> PathBuf {
+    root.join("keymgr-testkit")
+        .join("moto")
+        .join("constraints.txt")
+}
+
+/// `python -m venv DIR`; false if Python is missing or venv fails.
+fn make_venv(python: &str, venv: &Path) -> bool {
+    eprintln!("==> {python} -m venv {}", venv.display());
+    Command::new(python)
+        .args(["-m", "venv"])
+        .arg(venv)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
 }
 
 fn moto_installed(python: &Path) -> bool {

@@ -143,33 +143,7 @@ fn ensure_installed() -> Result<PathBuf> {
     {
         return Ok(module);
     }
-    eprintln!("==> softhsm: installing softhsm2 and opensc with apt-get");
-    let install = || {
-        Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "--no-install-recommends",
-                "softhsm2",
-                "opensc",
-            ])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-    };
-    let ok = install().map(|s| s.success()).unwrap_or(false);
-    if !ok {
-        let updated = Command::new("apt-get")
-            .arg("update")
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !updated || !install().map(|s| s.success()).unwrap_or(false) {
-            bail!(
-                "could not install softhsm2 and opensc with apt-get (run as root, or install \
-                 them yourself: `apt-get install softhsm2 opensc`)"
-            );
-        }
-    }
+    crate::apt_install(&["softhsm2", "opensc"])?;
     find_module().with_context(|| {
         format!("softhsm2 is installed but its module is in none of {MODULE_CANDIDATES:?}")
     })

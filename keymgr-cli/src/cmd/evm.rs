@@ -48,6 +48,10 @@ pub(crate) enum EvmCommand {
         /// gas, chainId, maxFeePerGas / gasPrice, ...).
         #[arg(long)]
         file: PathBuf,
+        /// The chain the transaction is for (EIP-155), when the file has no chainId; it
+        /// must match the file's chainId when both are given.
+        #[arg(long)]
+        chain_id: Option<u64>,
     },
 }
 
@@ -116,14 +120,15 @@ pub(crate) async fn run(cmd: EvmCommand, ctx: &Context) -> anyhow::Result<Output
                 ),
             ))
         }
-        EvmCommand::SignTx { file, .. } => {
+        EvmCommand::SignTx { file, chain_id, .. } => {
             let text = read(&file)?;
-            let request: TransactionRequest = serde_json::from_str(&text).map_err(|e| {
+            let mut request: TransactionRequest = serde_json::from_str(&text).map_err(|e| {
                 keymgr::Error::invalid_input(
                     "transaction",
                     format!("{} is not a JSON transaction request: {e}", file.display()),
                 )
             })?;
+            request.chain_id = Some(chain_id_of(request.chain_id, chain_id, &file)?);
             let envelope = signer.sign_request(request).await.map_err(alloy_error)?;
             let raw = format!("0x{}", hex::encode(envelope.encoded_2718()));
             let hash = format!("{}", envelope.tx_hash());
@@ -141,6 +146,33 @@ pub(crate) async fn run(cmd: EvmCommand, ctx: &Context) -> anyhow::Result<Output
                 ),
             ))
         }
+    }
+}
+
+/// The chain id to sign for. The CLI never signs without one: alloy would sign a legacy
+/// request without replay protection and assume chain 1 for a typed one.
+fn chain_id_of(
+    in_file: Option<u64>,
+    flag: Option<u64>,
+    file: &std::path::Path,
+) -> keymgr::Result<u64> {
+    match (in_file, flag) {
+        (Some(a), Some(b)) if a != b => Err(keymgr::Error::invalid_input(
+            "chainId",
+            format!(
+                "{} has chainId {a} but --chain-id is {b}; they must agree",
+                file.display()
+            ),
+        )),
+        (Some(id), _) | (None, Some(id)) => Ok(id),
+        (None, None) => Err(keymgr::Error::invalid_input(
+            "chainId",
+            format!(
+                "{} has no chainId: set it in the file or pass --chain-id (keymgr does not sign \
+                 transactions without EIP-155 replay protection)",
+                file.display()
+            ),
+        )),
     }
 }
 
