@@ -243,8 +243,8 @@ impl Rotator {
                     let due = self.due_ms(&state);
                     let notice_at = due.saturating_sub(ms(self.policy.notice));
                     if now >= notice_at && state.notice_sent_for != Some(state.active_since_ms) {
-                        state.notice_sent_for = Some(state.active_since_ms);
-                        self.save(&mut state)?;
+                        // Audit first, then save: a crash in between repeats the event
+                        // on resume (at least once) rather than losing it.
                         self.emit(
                             AuditEvent::KeyRotationNotice,
                             name,
@@ -255,6 +255,8 @@ impl Rotator {
                             ],
                         )
                         .await?;
+                        state.notice_sent_for = Some(state.active_since_ms);
+                        self.save(&mut state)?;
                         events.push(RotationEvent::Notice {
                             key: name.to_owned(),
                             due_ms: due,
@@ -264,8 +266,6 @@ impl Rotator {
                         break;
                     }
                     if self.policy.require_approval && !state.approved {
-                        state.phase = Phase::AwaitingApproval;
-                        self.save(&mut state)?;
                         self.emit(
                             AuditEvent::KeyRotationAwaitingApproval,
                             name,
@@ -273,6 +273,8 @@ impl Rotator {
                             &[],
                         )
                         .await?;
+                        state.phase = Phase::AwaitingApproval;
+                        self.save(&mut state)?;
                         events.push(RotationEvent::AwaitingApproval {
                             key: name.to_owned(),
                         });
@@ -315,11 +317,6 @@ impl Rotator {
                         return Err(e);
                     }
                     self.backend.invalidate(name);
-                    if !state.disabled.contains(&old) {
-                        state.disabled.push(old.clone());
-                    }
-                    state.phase = Phase::Idle;
-                    self.save(&mut state)?;
                     self.emit(
                         AuditEvent::KeyDisabled,
                         name,
@@ -327,6 +324,11 @@ impl Rotator {
                         &[("version", old.clone())],
                     )
                     .await?;
+                    if !state.disabled.contains(&old) {
+                        state.disabled.push(old.clone());
+                    }
+                    state.phase = Phase::Idle;
+                    self.save(&mut state)?;
                     events.push(RotationEvent::Disabled {
                         key: name.to_owned(),
                         version: old,
@@ -339,15 +341,15 @@ impl Rotator {
 
     async fn start(&self, state: &mut KeyState) -> Result<()> {
         let old = state.active.clone();
-        state.phase = Phase::Creating { old: old.clone() };
-        self.save(state)?;
         self.emit(
             AuditEvent::KeyRotationStart,
             &state.name,
             Outcome::Pending,
-            &[("old_version", old.unwrap_or_default())],
+            &[("old_version", old.clone().unwrap_or_default())],
         )
-        .await
+        .await?;
+        state.phase = Phase::Creating { old };
+        self.save(state)
     }
 
     async fn create(
@@ -407,7 +409,6 @@ impl Rotator {
         state.active = Some(new_version.clone());
         state.active_since_ms = now;
         state.approved = false;
-        self.save(state)?;
         let result = RotationResult {
             key: name.clone(),
             old_version: old.clone(),
@@ -436,6 +437,9 @@ impl Rotator {
             ],
         )
         .await?;
+        // Saved after the audit entry: a crash in between resumes in `Creating`, adopts
+        // the version made here and audits the completion again (at least once).
+        self.save(state)?;
         Ok(result)
     }
 

@@ -243,6 +243,89 @@ async fn a_crash_at_any_step_resumes_with_exactly_one_new_version() {
     }
 }
 
+/// An audit sink that refuses the first record of one event (a full disk, a crash
+/// while writing), then records everything.
+#[derive(Debug)]
+struct RefusesOnce {
+    events: Events,
+    refuse: Mutex<Option<AuditEvent>>,
+}
+
+#[async_trait]
+impl AuditSink for RefusesOnce {
+    async fn record(&self, record: AuditRecord) -> keymgr_core::Result<()> {
+        let refused = {
+            let mut refuse = self.refuse.lock().unwrap();
+            let hit = *refuse == Some(record.event);
+            if hit {
+                *refuse = None;
+            }
+            hit
+        };
+        if refused {
+            return Err(keymgr_core::Error::unavailable(
+                "audit",
+                "injected audit failure",
+                None,
+            ));
+        }
+        self.events.record(record).await
+    }
+}
+
+/// Every rotation step's audit entry survives a failure to write it: the step does not
+/// advance until its entry is recorded, so the resumed rotator writes it (at least once).
+#[tokio::test]
+async fn a_failed_audit_write_is_retried_not_lost() {
+    let steps = [
+        AuditEvent::KeyRotationNotice,
+        AuditEvent::KeyRotationStart,
+        AuditEvent::KeyRotationComplete,
+        AuditEvent::KeyDisabled,
+    ];
+    for refused in steps {
+        let f = Fixture::new(KeyAlgorithm::Secp256k1);
+        let audit = Arc::new(RefusesOnce {
+            events: Events::default(),
+            refuse: Mutex::new(Some(refused)),
+        });
+        let r = Rotator::new(
+            f.backend.clone(),
+            f.store.clone(),
+            audit.clone(),
+            RotationPolicy::default(),
+            f.clock.clone(),
+            "audited",
+        )
+        .unwrap();
+        let mut errors = 0;
+        for _ in 0..=100 {
+            if r.tick("evm-settlement").await.is_err() {
+                errors += 1;
+            }
+            f.assert_valid_key().await;
+            f.clock.advance(DAY);
+        }
+        assert_eq!(errors, 1, "{refused:?}: the refused write fails its tick");
+        for step in steps {
+            assert!(
+                !audit.events.of(step).is_empty(),
+                "{refused:?} refused once: {step:?} was never recorded"
+            );
+        }
+        assert_eq!(
+            f.backend.creates(),
+            1,
+            "{refused:?}: exactly one new version"
+        );
+        assert_eq!(
+            f.backend.versions("evm-settlement"),
+            vec![("1".into(), false), ("2".into(), true)],
+            "{refused:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_rotators_on_one_file_store_rotate_once() {
     let dir = std::env::temp_dir().join(format!("keymgr-rotation-race-{}", std::process::id()));
