@@ -221,6 +221,27 @@ impl PublicKey {
         }
     }
 
+    /// The Ethereum address of a secp256k1 key (last 20 bytes of keccak-256 of the
+    /// uncompressed point), EIP-55 checksummed; `None` for Ed25519.
+    pub fn evm_address(&self) -> Option<String> {
+        use sha3::{Digest as _, Keccak256};
+        let point = self.to_uncompressed()?;
+        let hash = Keccak256::digest(&point[1..]);
+        let lower = hex::encode(&hash[12..]);
+        let check = Keccak256::digest(lower.as_bytes());
+        let mut out = String::with_capacity(42);
+        out.push_str("0x");
+        for (i, c) in lower.chars().enumerate() {
+            let nibble = (check[i / 2] >> if i % 2 == 0 { 4 } else { 0 }) & 0xf;
+            out.push(if nibble >= 8 {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            });
+        }
+        Some(out)
+    }
+
     /// The secp256k1 verifying key, if this is one.
     pub fn as_secp256k1(&self) -> Option<&k256::ecdsa::VerifyingKey> {
         match self {
@@ -575,6 +596,28 @@ mod tests {
         let e = PublicKey::from_spki_der(&p256).unwrap_err();
         assert!(e.to_string().contains("1.2.840.10045.3.1.7"), "{e}");
         assert!(e.to_string().contains("P-256"), "{e}");
+    }
+
+    #[test]
+    fn evm_address_known_answer() {
+        // The private key and address from web3.js's `eth.accounts` documentation.
+        let sk = k256::ecdsa::SigningKey::from_slice(
+            &hex::decode("4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318")
+                .unwrap(),
+        )
+        .unwrap();
+        let pk = PublicKey::Secp256k1(*sk.verifying_key());
+        assert_eq!(
+            pk.evm_address().as_deref(),
+            Some("0x2c7536E3605D9C16a7a3D7b1898e529396a65c23")
+        );
+        let ed = PublicKey::from_ed25519_bytes(&[
+            0xd7, 0x5a, 0x98, 0x01, 0x82, 0xb1, 0x0a, 0xb7, 0xd5, 0x4b, 0xfe, 0xd3, 0xc9, 0x64,
+            0x07, 0x3a, 0x0e, 0xe1, 0x72, 0xf3, 0xda, 0xa6, 0x23, 0x25, 0xaf, 0x02, 0x1a, 0x68,
+            0xf7, 0x07, 0x51, 0x1a,
+        ])
+        .unwrap();
+        assert_eq!(ed.evm_address(), None);
     }
 
     #[test]

@@ -86,6 +86,15 @@ async fn scheduled_rotation_on_softhsm() {
     let vk = k256::ecdsa::VerifyingKey::from_sec1_bytes(&pk.to_bytes()).unwrap();
     let k = k256::ecdsa::Signature::from_slice(&sig.to_bytes()).unwrap();
     vk.verify_prehash(&h, &k).unwrap();
+    // The new address the result reports, derived independently by alloy.
+    assert_eq!(
+        result.new_address.as_deref(),
+        Some(
+            alloy_primitives::Address::from_public_key(&vk)
+                .to_checksum(None)
+                .as_str()
+        )
+    );
     let e = rotator
         .check_version(&KeyRef::versioned(name.as_str(), "1"))
         .await

@@ -40,9 +40,9 @@ mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use policy::{
-    KEYMGR_ROTATION_APPROVAL, KEYMGR_ROTATION_ENABLED, KEYMGR_ROTATION_INTERVAL_DAYS,
-    KEYMGR_ROTATION_NOTICE_DAYS, KEYMGR_ROTATION_OVERLAP_DAYS, KEYMGR_ROTATION_STATE_PATH,
-    RotationPolicy,
+    KEYMGR_PROFILE, KEYMGR_ROTATION_APPROVAL, KEYMGR_ROTATION_ENABLED,
+    KEYMGR_ROTATION_INTERVAL_DAYS, KEYMGR_ROTATION_NOTICE_DAYS, KEYMGR_ROTATION_OVERLAP_DAYS,
+    KEYMGR_ROTATION_STATE_PATH, RotationPolicy,
 };
 pub use rotator::{KeyStatus, RotationEvent, RotationResult, Rotator};
 pub use scheduler::{Scheduler, SchedulerHandle};

@@ -12,8 +12,12 @@ pub const KEYMGR_ROTATION_INTERVAL_DAYS: &str = "KEYMGR_ROTATION_INTERVAL_DAYS";
 pub const KEYMGR_ROTATION_OVERLAP_DAYS: &str = "KEYMGR_ROTATION_OVERLAP_DAYS";
 /// Days before a rotation that the notice is given (default 14).
 pub const KEYMGR_ROTATION_NOTICE_DAYS: &str = "KEYMGR_ROTATION_NOTICE_DAYS";
-/// Whether rotations wait for an operator's approval (`true`/`false`, default `false`).
+/// Whether rotations wait for an operator's approval (`true`/`false`; default `false`,
+/// `true` under `KEYMGR_PROFILE=production`).
 pub const KEYMGR_ROTATION_APPROVAL: &str = "KEYMGR_ROTATION_APPROVAL";
+/// Deployment profile: `development` (default) or `production` (rotations need approval
+/// unless `KEYMGR_ROTATION_APPROVAL` says otherwise).
+pub const KEYMGR_PROFILE: &str = "KEYMGR_PROFILE";
 /// Directory of the rotation state files.
 pub const KEYMGR_ROTATION_STATE_PATH: &str = "KEYMGR_ROTATION_STATE_PATH";
 
@@ -49,6 +53,15 @@ impl Default for RotationPolicy {
 }
 
 impl RotationPolicy {
+    /// The defaults for production: as [`Default`], but every rotation waits for an
+    /// operator's [`approve`](crate::Rotator::approve).
+    pub fn production() -> Self {
+        Self {
+            require_approval: true,
+            ..Self::default()
+        }
+    }
+
     /// Checks `interval > 0`, `overlap < interval`, `notice < interval`; errors name the
     /// setting.
     pub fn validate(&self) -> Result<()> {
@@ -87,13 +100,24 @@ impl RotationPolicy {
     /// Reads `KEYMGR_ROTATION_*` through `var` (unset means the default; rotation itself
     /// is off unless `KEYMGR_ROTATION_ENABLED=true`) and validates.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let defaults = Self::default();
+        let defaults = match var(KEYMGR_PROFILE).as_deref().map(str::trim) {
+            None | Some("" | "development") => Self::default(),
+            Some("production") => Self::production(),
+            Some(other) => {
+                return Err(Error::config(
+                    KEYMGR_PROFILE,
+                    "development or production",
+                    format!("{other:?} is not a profile"),
+                ));
+            }
+        };
         let policy = Self {
             enabled: flag(&var, KEYMGR_ROTATION_ENABLED)?.unwrap_or(false),
             interval: days(&var, KEYMGR_ROTATION_INTERVAL_DAYS)?.unwrap_or(defaults.interval),
             overlap: days(&var, KEYMGR_ROTATION_OVERLAP_DAYS)?.unwrap_or(defaults.overlap),
             notice: days(&var, KEYMGR_ROTATION_NOTICE_DAYS)?.unwrap_or(defaults.notice),
-            require_approval: flag(&var, KEYMGR_ROTATION_APPROVAL)?.unwrap_or(false),
+            require_approval: flag(&var, KEYMGR_ROTATION_APPROVAL)?
+                .unwrap_or(defaults.require_approval),
         };
         policy.validate()?;
         Ok(policy)
@@ -173,6 +197,7 @@ mod tests {
                 &[(KEYMGR_ROTATION_OVERLAP_DAYS, "seven")][..],
                 KEYMGR_ROTATION_OVERLAP_DAYS,
             ),
+            (&[(KEYMGR_PROFILE, "prod")][..], KEYMGR_PROFILE),
         ] {
             let e = RotationPolicy::from_vars(vars(pairs)).unwrap_err();
             assert!(e.to_string().contains(name), "{e}");
@@ -187,5 +212,22 @@ mod tests {
         .unwrap();
         assert!(p.enabled && p.require_approval);
         assert_eq!(p.overlap, Duration::ZERO);
+
+        // The production profile turns approval on unless it is set explicitly.
+        let p = RotationPolicy::from_vars(vars(&[(KEYMGR_PROFILE, "production")])).unwrap();
+        assert!(p.require_approval);
+        assert_eq!(
+            p,
+            RotationPolicy {
+                enabled: false,
+                ..RotationPolicy::production()
+            }
+        );
+        let p = RotationPolicy::from_vars(vars(&[
+            (KEYMGR_PROFILE, "production"),
+            (KEYMGR_ROTATION_APPROVAL, "false"),
+        ]))
+        .unwrap();
+        assert!(!p.require_approval);
     }
 }

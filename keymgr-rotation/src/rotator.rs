@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use keymgr_core::{
     AuditEvent, AuditRecord, AuditSink, Error, KeyAlgorithm, KeyBackend, KeyRef, KeyVersion,
-    Outcome, Result, VersionState,
+    Outcome, PublicKey, Result, VersionState,
 };
 use serde::Serialize;
 
@@ -56,6 +56,10 @@ pub struct RotationResult {
     pub old_public_key: Option<String>,
     /// Hex public key of the new version.
     pub new_public_key: String,
+    /// Ethereum address (EIP-55) of the previous version; secp256k1 only.
+    pub old_address: Option<String>,
+    /// Ethereum address (EIP-55) of the new version: fund / register it. secp256k1 only.
+    pub new_address: Option<String>,
     /// End of the overlap (ms since the epoch).
     pub overlap_until_ms: u64,
     /// The algorithm.
@@ -389,14 +393,15 @@ impl Rotator {
             .public_key(&KeyRef::versioned(&name, &new_version))
             .await?;
         let old_pk = match &old {
-            Some(v) => Some(hex::encode(
+            Some(v) => Some(
                 self.backend
                     .public_key(&KeyRef::versioned(&name, v))
-                    .await?
-                    .to_bytes(),
-            )),
+                    .await?,
+            ),
             None => None,
         };
+        let old_address = old_pk.as_ref().and_then(PublicKey::evm_address);
+        let old_pk = old_pk.map(|pk| hex::encode(pk.to_bytes()));
         let until_ms = now.saturating_add(ms(self.policy.overlap));
         state.phase = match &old {
             Some(o) if o != &new_version => Phase::Overlapping {
@@ -415,6 +420,8 @@ impl Rotator {
             new_version: new_version.clone(),
             old_public_key: old_pk.clone(),
             new_public_key: hex::encode(new_pk.to_bytes()),
+            old_address: old_address.clone(),
+            new_address: new_pk.evm_address(),
             overlap_until_ms: until_ms,
             algorithm: new_pk.algorithm(),
             note: match new_pk.algorithm() {
@@ -433,6 +440,11 @@ impl Rotator {
                 ("new_id", new.backend_id),
                 ("old_public_key", old_pk.unwrap_or_default()),
                 ("new_public_key", result.new_public_key.clone()),
+                ("old_address", old_address.unwrap_or_default()),
+                (
+                    "new_address",
+                    result.new_address.clone().unwrap_or_default(),
+                ),
                 ("overlap_until_ms", until_ms.to_string()),
             ],
         )

@@ -132,6 +132,16 @@ async fn notice_at_76_rotation_at_90_disable_at_97() {
         Some(result.new_public_key.as_str())
     );
     assert!(result.note.contains("address"), "{}", result.note);
+    // The new address is the new version's, for operators to fund / register.
+    let new_pk = f
+        .backend
+        .public_key(&KeyRef::versioned("evm-settlement", "2"))
+        .await
+        .unwrap();
+    assert_eq!(result.new_address, new_pk.evm_address());
+    assert!(result.new_address.as_deref().is_some_and(|a| a.len() == 42));
+    assert!(result.old_address.is_some());
+    assert_ne!(result.old_address, result.new_address);
     assert_eq!(
         f.backend.versions("evm-settlement"),
         vec![("1".into(), false), ("2".into(), true)]
@@ -190,6 +200,7 @@ async fn approval_mode_waits_for_the_operator() {
         panic!("{events:?}")
     };
     assert_eq!(result.algorithm, KeyAlgorithm::Ed25519);
+    assert_eq!((&result.old_address, &result.new_address), (&None, &None));
     assert!(result.note.contains("channels"));
     assert_eq!(f.backend.creates(), 1);
 }

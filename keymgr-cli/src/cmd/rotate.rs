@@ -90,17 +90,26 @@ fn describe(e: &RotationEvent) -> String {
         RotationEvent::AwaitingApproval { key } => {
             format!("{key}: rotation due, waiting for approval (keymgr rotate approve --key {key})")
         }
-        RotationEvent::Rotated(r) => format!(
-            "{}: rotated {} -> {} ({})\n  old public key {}\n  new public key {}\n  old version valid until {}\n  {}",
-            r.key,
-            r.old_version.as_deref().unwrap_or("-"),
-            r.new_version,
-            r.algorithm,
-            r.old_public_key.as_deref().unwrap_or("-"),
-            r.new_public_key,
-            ts(r.overlap_until_ms),
-            r.note
-        ),
+        RotationEvent::Rotated(r) => {
+            let addresses = match (&r.old_address, &r.new_address) {
+                (old, Some(new)) => format!(
+                    "\n  old address {}\n  new address {new}",
+                    old.as_deref().unwrap_or("-")
+                ),
+                _ => String::new(),
+            };
+            format!(
+                "{}: rotated {} -> {} ({})\n  old public key {}\n  new public key {}{addresses}\n  old version valid until {}\n  {}",
+                r.key,
+                r.old_version.as_deref().unwrap_or("-"),
+                r.new_version,
+                r.algorithm,
+                r.old_public_key.as_deref().unwrap_or("-"),
+                r.new_public_key,
+                ts(r.overlap_until_ms),
+                r.note
+            )
+        }
         RotationEvent::Disabled { key, version } => format!("{key}: version {version} disabled"),
         RotationEvent::LeaseHeldElsewhere { key } => {
             format!("{key}: another process is rotating this key; nothing done")
