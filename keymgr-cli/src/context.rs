@@ -26,6 +26,15 @@ impl Context {
             .await?;
         Ok(m.clone())
     }
+
+    /// Only the provider `KEY_BACKEND` selects: no layers and, above all, no audit log
+    /// (commands that read the log must not open it for writing, which would run its
+    /// recovery and retention).
+    pub(crate) async fn bare_backend(&self) -> anyhow::Result<Arc<dyn keymgr::KeyBackend>> {
+        let var = |name: &str| std::env::var(name).ok();
+        let settings = keymgr::Settings::from_vars(&var)?;
+        Ok(keymgr::backend_from_vars(settings.backend, &var).await?)
+    }
 }
 
 /// A command's result: a JSON object for scripts and text for people.

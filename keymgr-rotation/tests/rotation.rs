@@ -524,3 +524,68 @@ async fn rotate_now_skips_the_schedule_but_not_approval_or_overlap() {
     );
     assert_eq!(g.backend.creates(), 0);
 }
+
+/// Two schedulers (as two processes would run them) on one file store: one rotation, one
+/// disable, and both see the result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_schedulers_on_one_store_rotate_once() {
+    let dir = std::env::temp_dir().join(format!("keymgr-rotation-sched-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let backend = Arc::new(MemoryBackend::with_key(
+        "evm-settlement",
+        KeyAlgorithm::Secp256k1,
+    ));
+    let clock = Arc::new(ManualClock::new(0));
+    let audit = Arc::new(Events::default());
+    let make = |holder: &str| {
+        Arc::new(
+            Rotator::new(
+                backend.clone(),
+                Arc::new(FileStateStore::new(&dir).unwrap()),
+                audit.clone(),
+                RotationPolicy::default(),
+                clock.clone(),
+                holder,
+            )
+            .unwrap(),
+        )
+    };
+    let (a, b) = (make("node-a"), make("node-b"));
+    a.tick("evm-settlement").await.unwrap();
+    let spawn = |r: Arc<Rotator>| {
+        Scheduler::new(r, clock.clone(), vec!["evm-settlement".into()])
+            .max_sleep(Duration::from_millis(2))
+            .retry_backoff(Duration::from_millis(5), Duration::from_millis(20))
+            .spawn()
+    };
+    let (sa, sb) = (spawn(a), spawn(b));
+    let until = |event: AuditEvent| {
+        let audit = audit.clone();
+        async move {
+            tokio::time::timeout(Duration::from_secs(20), async {
+                while audit.of(event).is_empty() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("no {event:?} within 20 s"));
+        }
+    };
+    clock.advance(DAY * 90);
+    until(AuditEvent::KeyRotationComplete).await;
+    clock.advance(DAY * 7);
+    until(AuditEvent::KeyDisabled).await;
+    // Both keep ticking for a while: nothing more may happen.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    sa.stop().await;
+    sb.stop().await;
+    assert_eq!(backend.creates(), 1, "one rotation across both schedulers");
+    assert_eq!(
+        backend.versions("evm-settlement"),
+        vec![("1".into(), false), ("2".into(), true)]
+    );
+    assert_eq!(audit.of(AuditEvent::KeyRotationComplete).len(), 1);
+    assert_eq!(audit.of(AuditEvent::KeyDisabled).len(), 1);
+    assert_eq!(audit.of(AuditEvent::KeyRotationNotice).len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}

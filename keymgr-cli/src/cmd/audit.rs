@@ -70,8 +70,8 @@ async fn chain_key(ctx: &Context) -> anyhow::Result<ChainKey> {
         None => ChainKey::sha256(),
         Some(src @ HmacKeySource::Raw(_)) => src.resolve(None).await?,
         Some(src) => {
-            let manager = ctx.manager().await?;
-            src.resolve(Some(manager.backend().as_ref())).await?
+            let backend = ctx.bare_backend().await?;
+            src.resolve(Some(backend.as_ref())).await?
         }
     })
 }
