@@ -29,6 +29,10 @@ pub const TAG_VERSION: &str = "keymgr:version";
 pub const TAG_CREATED: &str = "keymgr:created";
 /// Tag with the key id of the version this one replaced.
 pub const TAG_PREVIOUS: &str = "keymgr:previous";
+/// Tag on the current key while a rotation creates its successor (the intent; cleared
+/// once the alias moved). Found on a later rotation, it means "look for the key an
+/// interrupted rotation made before creating another".
+pub const TAG_ROTATING: &str = "keymgr:rotating";
 
 /// How long a non-current version's `Enabled` state is trusted before `sign` asks
 /// `DescribeKey` again (see [`AwsKmsBackend::with_version_state_ttl`]).
@@ -424,6 +428,132 @@ impl AwsKmsBackend {
         })
     }
 
+    /// Points `alias` at `new_key`, unless another process rotated meanwhile (the alias
+    /// no longer names `old_key`). On failure `new_key` is disabled (never deleted), so no
+    /// usable orphan is left behind.
+    async fn move_alias(
+        &self,
+        name: &str,
+        alias: &str,
+        old_key: &str,
+        new_key: &str,
+    ) -> Result<()> {
+        let moved = match self.describe(name, alias).await {
+            Ok(now_current) if now_current.key_id() == old_key => self
+                .client
+                .update_alias()
+                .alias_name(alias)
+                .target_key_id(new_key)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| map_sdk_error(e, "UpdateAlias", name, alias)),
+            Ok(now_current) => Err(Error::backend(
+                BACKEND,
+                format!(
+                    "{alias} was rotated concurrently to KMS key {}; the key created here ({new_key}) \
+                     was disabled",
+                    now_current.key_id(),
+                ),
+                None,
+            )),
+            Err(e) => Err(e),
+        };
+        if moved.is_err() {
+            let _ = self.client.disable_key().key_id(new_key).send().await;
+        }
+        moved
+    }
+
+    /// After the alias moved: clears the intent marker on the old key, drops cached
+    /// state and describes the new current version.
+    async fn finish_rotation(
+        &self,
+        name: &str,
+        alias: &str,
+        old: &KeyMetadata,
+        new: &KeyMetadata,
+        version: u64,
+        algorithm: KeyAlgorithm,
+    ) -> Result<KeyVersion> {
+        if let Err(e) = self
+            .client
+            .untag_resource()
+            .key_id(old.key_id())
+            .tag_keys(TAG_ROTATING)
+            .send()
+            .await
+        {
+            // Harmless: the next rotation scans once for a successor and finds none.
+            tracing::warn!(key = name, kms_key = old.key_id(), error = %e, "could not clear {TAG_ROTATING}");
+        }
+        self.invalidate(name);
+        tracing::info!(
+            key = name,
+            alias = %alias,
+            old_key = old.key_id(),
+            new_key = new.key_id(),
+            version,
+            "rotated AWS KMS key"
+        );
+        Ok(KeyVersion {
+            key: KeyRef::versioned(name, new.key_id()),
+            backend_id: new.arn().unwrap_or(new.key_id()).to_owned(),
+            algorithm,
+            state: VersionState::Enabled,
+            created_at_ms: new
+                .creation_date()
+                .and_then(|d| d.to_millis().ok())
+                .and_then(|ms| u64::try_from(ms).ok()),
+            current: true,
+        })
+    }
+
+    /// An enabled key tagged as `alias`'s successor of `previous` (made by a rotation that
+    /// was interrupted before it moved the alias). Lists every key in the account, so it
+    /// runs only when the intent marker says a rotation was interrupted.
+    async fn find_successor(
+        &self,
+        name: &str,
+        alias: &str,
+        previous: &str,
+    ) -> Result<Option<KeyMetadata>> {
+        let mut marker = None;
+        loop {
+            let page = self
+                .client
+                .list_keys()
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| map_sdk_error(e, "ListKeys", name, "(account)"))?;
+            for entry in page.keys() {
+                let Some(id) = entry.key_id() else { continue };
+                if id == previous {
+                    continue;
+                }
+                let tags = match self.tags(name, id).await {
+                    Ok(t) => t,
+                    // Keys this principal may not read are not ours to adopt.
+                    Err(e) if e.kind() == keymgr_core::ErrorKind::AccessDenied => continue,
+                    Err(e) => return Err(e),
+                };
+                if tags.get(TAG_PREVIOUS).map(String::as_str) == Some(previous)
+                    && tags.get(TAG_LOGICAL_KEY).map(String::as_str) == Some(alias)
+                {
+                    let meta = self.describe(name, id).await?;
+                    if meta.key_state() == Some(&KeyState::Enabled) {
+                        return Ok(Some(meta));
+                    }
+                }
+            }
+            match (page.truncated(), page.next_marker) {
+                (true, Some(next)) => marker = Some(next),
+                _ => return Ok(None),
+            }
+        }
+    }
+
     async fn sign_inner(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature> {
         let label = key.to_string();
         let (target, mut info) = self.signing_target(key).await?;
@@ -614,6 +744,32 @@ impl KeyBackend for AwsKmsBackend {
             .fmt(DateTimeFormat::DateTime)
             .map_err(|e| Error::backend(BACKEND, format!("formatting the time: {e}"), None))?;
         let next = current_version + 1;
+        // An earlier attempt was interrupted after marking its intent: the key it may have
+        // created (tagged as the successor of `current`) is adopted, not duplicated.
+        if tags.contains_key(TAG_ROTATING)
+            && let Some(orphan) = self.find_successor(name, &alias, current.key_id()).await?
+        {
+            tracing::warn!(
+                key = name,
+                alias = %alias,
+                adopted = orphan.key_id(),
+                "adopting the KMS key an interrupted rotation created"
+            );
+            self.move_alias(name, &alias, current.key_id(), orphan.key_id())
+                .await?;
+            return self
+                .finish_rotation(name, &alias, &current, &orphan, next, algorithm)
+                .await;
+        }
+        // Intent first: a crash between CreateKey and UpdateAlias leaves this marker, so
+        // the next attempt looks for the key it made (a scan paid only after a crash).
+        self.client
+            .tag_resource()
+            .key_id(current.key_id())
+            .tags(tag(TAG_ROTATING, &now)?)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(e, "TagResource", name, current.key_id()))?;
         let mut new_tags = Vec::new();
         for (k, v) in &tags {
             if !k.starts_with("keymgr:") {
@@ -640,59 +796,10 @@ impl KeyBackend for AwsKmsBackend {
             .map_err(|e| map_sdk_error(e, "CreateKey", name, &alias))?
             .key_metadata
             .ok_or_else(|| Error::integrity(name, "CreateKey returned no key metadata"))?;
-        // Another process may have rotated meanwhile: never move the alias away from a
-        // version we did not replace.
-        let moved = match self.describe(name, &alias).await {
-            Ok(now_current) if now_current.key_id() == current.key_id() => self
-                .client
-                .update_alias()
-                .alias_name(&alias)
-                .target_key_id(created.key_id())
-                .send()
-                .await
-                .map_err(|e| map_sdk_error(e, "UpdateAlias", name, &alias)),
-            Ok(now_current) => Err(Error::backend(
-                BACKEND,
-                format!(
-                    "{alias} was rotated concurrently to KMS key {}; the key created here ({}) \
-                     was disabled",
-                    now_current.key_id(),
-                    created.key_id()
-                ),
-                None,
-            )),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = moved {
-            // Leave no usable orphan behind (disabled, never deleted).
-            let _ = self
-                .client
-                .disable_key()
-                .key_id(created.key_id())
-                .send()
-                .await;
-            return Err(e);
-        }
-        self.invalidate(name);
-        tracing::info!(
-            key = name,
-            alias = %alias,
-            old_key = current.key_id(),
-            new_key = created.key_id(),
-            version = next,
-            "rotated AWS KMS key"
-        );
-        Ok(KeyVersion {
-            key: KeyRef::versioned(name, created.key_id()),
-            backend_id: created.arn().unwrap_or(created.key_id()).to_owned(),
-            algorithm,
-            state: VersionState::Enabled,
-            created_at_ms: created
-                .creation_date()
-                .and_then(|d| d.to_millis().ok())
-                .and_then(|ms| u64::try_from(ms).ok()),
-            current: true,
-        })
+        self.move_alias(name, &alias, current.key_id(), created.key_id())
+            .await?;
+        self.finish_rotation(name, &alias, &current, &created, next, algorithm)
+            .await
     }
 
     async fn disable_version(&self, key: &KeyRef) -> Result<()> {

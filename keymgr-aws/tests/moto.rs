@@ -18,7 +18,8 @@ use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType, MessageType, SigningAl
 use ed25519_dalek::Verifier as _;
 use k256::ecdsa::signature::hazmat::PrehashVerifier as _;
 use keymgr_aws::{
-    AwsKmsBackend, AwsKmsConfig, TAG_CREATED, TAG_LOGICAL_KEY, TAG_PREVIOUS, TAG_VERSION,
+    AwsKmsBackend, AwsKmsConfig, TAG_CREATED, TAG_LOGICAL_KEY, TAG_PREVIOUS, TAG_ROTATING,
+    TAG_VERSION,
 };
 use keymgr_core::{
     EncryptionContext, ErrorKind, KeyAlgorithm, KeyBackend, KeyManager, KeyRef, PublicKey,
@@ -62,13 +63,14 @@ fn client(endpoint: &str) -> Client {
     Client::from_conf(conf)
 }
 
-/// Sends every KMS call but `DescribeKey` to moto; `DescribeKey` goes to a closed port.
+/// Sends the KMS calls named in `.0` (e.g. `DescribeKey`) to a closed port, every
+/// other call to moto: a network failure (or a crash) at exactly those steps.
 #[derive(Debug)]
-struct UnreachableDescribeKey;
+struct Unreachable(&'static [&'static str]);
 
-impl aws_sdk_kms::config::Intercept for UnreachableDescribeKey {
+impl aws_sdk_kms::config::Intercept for Unreachable {
     fn name(&self) -> &'static str {
-        "UnreachableDescribeKey"
+        "Unreachable"
     }
 
     fn modify_before_transmit(
@@ -78,18 +80,24 @@ impl aws_sdk_kms::config::Intercept for UnreachableDescribeKey {
         _: &mut aws_sdk_kms::config::ConfigBag,
     ) -> Result<(), aws_sdk_kms::error::BoxError> {
         let request = context.request_mut();
-        if request.headers().get("x-amz-target") == Some("TrentService.DescribeKey") {
+        let operation = request
+            .headers()
+            .get("x-amz-target")
+            .and_then(|t| t.strip_prefix("TrentService."))
+            .unwrap_or_default()
+            .to_owned();
+        if self.0.contains(&operation.as_str()) {
             request.set_uri("http://127.0.0.1:1/")?;
         }
         Ok(())
     }
 }
 
-fn describe_unreachable_client(endpoint: &str) -> Client {
+fn unreachable_client(endpoint: &str, operations: &'static [&'static str]) -> Client {
     let conf = client(endpoint)
         .config()
         .to_builder()
-        .interceptor(UnreachableDescribeKey)
+        .interceptor(Unreachable(operations))
         .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
         .build();
     Client::from_conf(conf)
@@ -652,7 +660,7 @@ async fn data_keys_round_trip_with_encryption_context() {
     // When checking which key made a ciphertext fails (here: DescribeKey cannot reach
     // KMS), the failure keeps its kind and stays retryable; it is not an integrity error.
     let flaky = AwsKmsBackend::from_client(
-        describe_unreachable_client(&endpoint),
+        unreachable_client(&endpoint, &["DescribeKey"]),
         BTreeMap::from([("kek".to_owned(), kek.alias.clone())]),
     );
     let e = flaky
@@ -1014,4 +1022,84 @@ async fn scheduled_rotation_through_keymgr_rotation() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AccessDenied);
+}
+
+/// A rotation that dies between `CreateKey` and `UpdateAlias` (simulated: both
+/// `UpdateAlias` and the clean-up `DisableKey` never arrive) leaves an enabled key; the
+/// next rotation adopts it instead of creating a second one.
+#[tokio::test]
+async fn interrupted_rotation_is_adopted_not_duplicated() {
+    let Some(endpoint) = moto() else { return };
+    let client = client(&endpoint);
+    let v1 = create_key(
+        &client,
+        KeySpec::EccSecgP256K1,
+        KeyUsageType::SignVerify,
+        "interrupted",
+        &[],
+    )
+    .await;
+    let keys = BTreeMap::from([("evm".to_owned(), v1.alias.clone())]);
+    let crashing = AwsKmsBackend::from_client(
+        unreachable_client(&endpoint, &["UpdateAlias", "DisableKey"]),
+        keys.clone(),
+    );
+    let e = crashing.create_version("evm").await.expect_err("crashed");
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+
+    // Every key tagged as a successor of v1, read back from KMS.
+    let successors = || {
+        let client = client.clone();
+        let v1 = v1.key_id.clone();
+        async move {
+            let mut found = Vec::new();
+            let listed = client.list_keys().limit(1000).send().await.unwrap();
+            for k in listed.keys() {
+                let id = k.key_id().unwrap();
+                let tags = client.list_resource_tags().key_id(id).send().await.unwrap();
+                if tags
+                    .tags()
+                    .iter()
+                    .any(|t| t.tag_key() == TAG_PREVIOUS && t.tag_value() == v1)
+                {
+                    found.push(id.to_owned());
+                }
+            }
+            found
+        }
+    };
+    let orphans = successors().await;
+    assert_eq!(orphans.len(), 1, "the interrupted rotation made one key");
+
+    let fresh = AwsKmsBackend::from_client(client.clone(), keys);
+    let v2 = fresh.create_version("evm").await.unwrap();
+    assert_eq!(v2.key.version(), Some(orphans[0].as_str()), "adopted");
+    assert_eq!(successors().await, orphans, "no second key was created");
+    let target = client
+        .describe_key()
+        .key_id(&v1.alias)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(target.key_metadata.unwrap().key_id(), orphans[0]);
+    let old_tags = client
+        .list_resource_tags()
+        .key_id(&v1.key_id)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        old_tags.tags().iter().all(|t| t.tag_key() != TAG_ROTATING),
+        "the intent marker is cleared"
+    );
+    // The adopted key signs under the logical name (checked with k256).
+    let evm = KeyRef::new("evm");
+    let pk = fresh.public_key(&evm).await.unwrap();
+    let h = random32();
+    let sig = fresh.sign(&evm, &SignPayload::Prehash(h)).await.unwrap();
+    assert!(k256_verifies(&pk, &h, &sig));
+
+    // A later rotation with no marker creates a new key as usual.
+    let v3 = fresh.create_version("evm").await.unwrap();
+    assert_ne!(v3.key.version(), v2.key.version());
 }
