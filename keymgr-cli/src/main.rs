@@ -46,7 +46,7 @@ enum Command {
     Xrp(cmd::xrp::XrpCommand),
 }
 
-async fn dispatch(command: Command, ctx: &Context) -> anyhow::Result<Output> {
+async fn dispatch(command: Command, ctx: &Context, json: bool) -> anyhow::Result<Output> {
     match command {
         Command::Demo => cmd::demo::run().await,
         Command::PublicKey(args) => cmd::keys::public_key(args, ctx).await,
@@ -55,7 +55,7 @@ async fn dispatch(command: Command, ctx: &Context) -> anyhow::Result<Output> {
         Command::Audit(c) => cmd::audit::run(c, ctx).await,
         Command::Evm(c) => cmd::evm::run(c, ctx).await,
         Command::Xrp(c) => cmd::xrp::run(c, ctx).await,
-        Command::Rotate(args) => cmd::rotate::rotate(args, ctx).await,
+        Command::Rotate(args) => cmd::rotate::rotate(args, ctx, json).await,
         Command::Keys(c) => cmd::rotate::keys(c, ctx).await,
     }
 }
@@ -80,7 +80,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     let ctx = Context::from_env();
-    let result = runtime.block_on(dispatch(cli.command, &ctx));
+    let result = runtime.block_on(dispatch(cli.command, &ctx, cli.json));
     context::print(result, cli.json)
 }
 

@@ -85,3 +85,65 @@ fn rotation_needs_a_state_path_and_env_keys_rotate_manually() {
     assert_eq!(json(&out)["error"]["kind"], "invalid_input");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn rotate_run_needs_scheduled_rotation_enabled() {
+    let out = keymgr(&["rotate", "run", "--json"], &[]);
+    assert!(!out.status.success());
+    let v = json(&out);
+    assert_eq!(v["error"]["kind"], "config", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("KEYMGR_ROTATION_ENABLED"),
+        "{v}"
+    );
+}
+
+/// The scheduler runs in the foreground and stops cleanly on SIGTERM with a summary.
+#[test]
+fn rotate_run_stops_on_sigterm() {
+    let dir = std::env::temp_dir().join(format!("keymgr-cli-run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keymgr"))
+        .args(["rotate", "run", "--key", "evm", "--json"])
+        .env_remove("KEY_BACKEND")
+        .env_remove("KEYMGR_AUDIT_PATH")
+        .env_remove("XRP_SEED")
+        .env("EVM_PRIVATE_KEY", KEY)
+        .env("KEYMGR_ROTATION_ENABLED", "true")
+        .env("KEYMGR_ROTATION_STATE_PATH", &dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Running: the first tick records the key's state.
+    let state = dir.join("evm.json");
+    let started = std::time::Instant::now();
+    while !state.exists() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the scheduler never recorded {}",
+            state.display()
+        );
+        assert!(child.try_wait().unwrap().is_none(), "exited early");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["stopped"], true, "{stdout}");
+    assert_eq!(last["keys"][0], "evm");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -30,6 +30,14 @@ pub(crate) struct RotateArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum RotateCommand {
+    /// Run the rotation scheduler until SIGINT/SIGTERM (needs KEYMGR_ROTATION_ENABLED=true
+    /// and KEYMGR_ROTATION_STATE_PATH); prints each event as it happens (a JSON object
+    /// per line with --json), then a summary.
+    Run {
+        /// Keys to schedule (default: evm and xrp).
+        #[arg(long = "key")]
+        keys: Vec<String>,
+    },
     /// Approve a rotation that waits for an operator (KEYMGR_ROTATION_APPROVAL=true).
     Approve {
         /// Key whose rotation to approve.
@@ -55,11 +63,19 @@ fn holder() -> String {
 }
 
 async fn rotator(ctx: &Context, need_store: bool) -> anyhow::Result<Rotator> {
-    let manager = ctx.manager().await?;
     let var = |n: &str| std::env::var(n).ok();
     let mut policy = RotationPolicy::from_vars(var)?;
     // An operator running the command asks for rotation explicitly.
     policy.enabled = true;
+    rotator_with(ctx, need_store, policy).await
+}
+
+async fn rotator_with(
+    ctx: &Context,
+    need_store: bool,
+    policy: RotationPolicy,
+) -> anyhow::Result<Rotator> {
+    let manager = ctx.manager().await?;
     let store: Arc<dyn StateStore> = match std::env::var(KEYMGR_ROTATION_STATE_PATH) {
         Ok(dir) if !dir.trim().is_empty() => Arc::new(FileStateStore::new(dir)?),
         _ if need_store => {
@@ -117,12 +133,84 @@ fn describe(e: &RotationEvent) -> String {
     }
 }
 
+/// `ms` since the Unix epoch as RFC 3339 UTC (e.g. `2026-11-23T10:00:00Z`).
 fn ts(ms: u64) -> String {
-    let days = ms / 86_400_000;
-    format!("{ms} ms since epoch (day {days})")
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
-pub(crate) async fn rotate(args: RotateArgs, ctx: &Context) -> anyhow::Result<Output> {
+/// `keymgr rotate run`: the scheduler in the foreground.
+async fn run_scheduler(
+    keys: Vec<String>,
+    ctx: &Context,
+    json_lines: bool,
+) -> anyhow::Result<Output> {
+    let var = |n: &str| std::env::var(n).ok();
+    let policy = RotationPolicy::from_vars(var)?;
+    if !policy.enabled {
+        anyhow::bail!(keymgr::Error::config(
+            keymgr_rotation::KEYMGR_ROTATION_ENABLED,
+            "true to run the rotation scheduler",
+            "scheduled rotation is off (`keymgr rotate --key NAME --now` rotates on request)",
+        ));
+    }
+    let keys = if keys.is_empty() {
+        vec!["evm".to_owned(), "xrp".to_owned()]
+    } else {
+        keys
+    };
+    let rotator = Arc::new(rotator_with(ctx, true, policy).await?);
+    let mut handle =
+        keymgr_rotation::Scheduler::new(rotator, Arc::new(SystemClock), keys.clone()).spawn();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    eprintln!("keymgr: rotation scheduler running for {}", keys.join(", "));
+    let mut count = 0u64;
+    loop {
+        tokio::select! {
+            event = handle.next_event() => {
+                let Some(event) = event else { break };
+                count += 1;
+                if json_lines {
+                    println!("{}", json!({ "event": event }));
+                } else {
+                    println!("{}", describe(&event));
+                }
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+        }
+    }
+    handle.stop().await;
+    Ok(Output::new(
+        json!({ "stopped": true, "keys": keys, "events": count }),
+        format!("rotation scheduler stopped after {count} event(s)"),
+    ))
+}
+
+pub(crate) async fn rotate(
+    args: RotateArgs,
+    ctx: &Context,
+    json_lines: bool,
+) -> anyhow::Result<Output> {
+    if let Some(RotateCommand::Run { keys }) = args.command {
+        return run_scheduler(keys, ctx, json_lines).await;
+    }
     if let Some(RotateCommand::Approve { key }) = args.command {
         let r = rotator(ctx, true).await?;
         r.approve(&key).await?;
@@ -218,4 +306,14 @@ pub(crate) async fn keys(cmd: KeysCommand, ctx: &Context) -> anyhow::Result<Outp
         }
     }
     Ok(Output::new(json!({ "keys": out }), text))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(super::ts(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::ts(1_795_430_285_123), "2026-11-23T10:38:05Z");
+        assert_eq!(super::ts(951_868_799_000), "2000-02-29T23:59:59Z");
+    }
 }
