@@ -44,6 +44,10 @@ fn keys_status_lists_versions_and_schedule() {
     assert_eq!(keys[0]["key"], "evm");
     assert_eq!(keys[0]["status"]["versions"][0]["key"]["version"], "1");
     assert!(keys[0]["status"]["next_rotation_ms"].as_u64().unwrap() > 0);
+    assert_eq!(
+        keys[0]["status"]["lifecycle"][0],
+        serde_json::json!({ "version": "1", "stage": { "stage": "active" } })
+    );
 }
 
 #[test]
@@ -76,6 +80,23 @@ fn rotation_needs_a_state_path_and_env_keys_rotate_manually() {
     let out = keymgr(&["rotate", "--key", "evm", "--dry-run", "--json"], &[]);
     assert!(out.status.success());
     assert_eq!(json(&out)["would_rotate"], false);
+    // A dry run makes the real run's checks: approval required and not given.
+    let out = keymgr(
+        &["rotate", "--key", "evm", "--now", "--dry-run", "--json"],
+        &[("KEYMGR_ROTATION_APPROVAL", "true")],
+    );
+    assert!(out.status.success());
+    let v = json(&out);
+    assert_eq!(v["would_rotate"], false, "{v}");
+    assert!(
+        v["blocked_by"].as_str().unwrap().contains("approval"),
+        "{v}"
+    );
+    let out = keymgr(
+        &["rotate", "--key", "evm", "--now", "--dry-run", "--json"],
+        &[],
+    );
+    assert_eq!(json(&out)["would_rotate"], true);
 
     let out = keymgr(
         &["rotate", "approve", "--key", "evm", "--json"],

@@ -44,6 +44,6 @@ pub use policy::{
     KEYMGR_ROTATION_INTERVAL_DAYS, KEYMGR_ROTATION_NOTICE_DAYS, KEYMGR_ROTATION_OVERLAP_DAYS,
     KEYMGR_ROTATION_STATE_PATH, RotationPolicy,
 };
-pub use rotator::{KeyStatus, RotationEvent, RotationResult, Rotator};
+pub use rotator::{KeyStatus, Lifecycle, RotationEvent, RotationResult, Rotator, VersionLifecycle};
 pub use scheduler::{Scheduler, SchedulerHandle};
 pub use store::{FileStateStore, KeyState, MemoryStateStore, Phase, StateStore};

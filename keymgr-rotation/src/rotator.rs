@@ -88,6 +88,36 @@ pub struct KeyStatus {
     pub next_rotation_ms: u64,
     /// When the notice for it is (or was) given (ms).
     pub notice_ms: u64,
+    /// Where each version is in its life: pending → active → overlapping → disabled.
+    pub lifecycle: Vec<VersionLifecycle>,
+}
+
+/// One version's stage in the rotation lifecycle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VersionLifecycle {
+    /// The version id.
+    pub version: String,
+    /// Its stage.
+    pub stage: Lifecycle,
+}
+
+/// Stages of a key version: `Pending → Active → Overlapping → Disabled`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "stage", rename_all = "snake_case")]
+pub enum Lifecycle {
+    /// Being created by the backend; not usable yet.
+    Pending,
+    /// The current version: unversioned names sign with it.
+    Active,
+    /// Replaced but still valid for explicit use (`NAME@VERSION`), until `until_ms` when
+    /// rotation disables it (`None`: not scheduled by this rotator, e.g. its disable is
+    /// overdue or it was enabled outside keymgr).
+    Overlapping {
+        /// End of the overlap (ms since the epoch).
+        until_ms: Option<u64>,
+    },
+    /// Disabled: explicit use is refused.
+    Disabled,
 }
 
 /// Rotates logical keys per a [`RotationPolicy`], one step at a time, persisting an intent
@@ -173,12 +203,10 @@ impl Rotator {
             })
     }
 
-    async fn load_or_init(&self, name: &str, now: u64) -> Result<KeyState> {
-        if let Some(s) = self.store.load(name)? {
-            return Ok(s);
-        }
+    /// The state of `name` as it would start from the backend's current version.
+    async fn initial_state(&self, name: &str, now: u64) -> Result<KeyState> {
         let current = self.current_version(name).await?;
-        let mut state = KeyState {
+        Ok(KeyState {
             name: name.to_owned(),
             phase: Phase::Idle,
             active: current.key.version().map(str::to_owned),
@@ -187,7 +215,14 @@ impl Rotator {
             notice_sent_for: None,
             approved: false,
             revision: 0,
-        };
+        })
+    }
+
+    async fn load_or_init(&self, name: &str, now: u64) -> Result<KeyState> {
+        if let Some(s) = self.store.load(name)? {
+            return Ok(s);
+        }
+        let mut state = self.initial_state(name, now).await?;
         if !self.store.save(&mut state)? {
             return self.store.load(name)?.ok_or_else(|| {
                 Error::backend("rotation-state", format!("state of {name} vanished"), None)
@@ -470,23 +505,9 @@ impl Rotator {
         }
         let result = async {
             let mut state = self.load_or_init(name, now).await?;
-            match state.phase {
-                Phase::Idle | Phase::AwaitingApproval => {
-                    if self.policy.require_approval && !state.approved {
-                        return Err(Error::AccessDenied {
-                            key: name.to_owned(),
-                            detail: "rotation requires an operator's approval first (keymgr rotate approve)".into(),
-                        });
-                    }
-                    self.start(&mut state).await?;
-                }
-                Phase::Overlapping { .. } => {
-                    return Err(Error::invalid_input(
-                        "rotate",
-                        format!("{name} is still in the overlap of its last rotation; rotating again now would disable a version early"),
-                    ));
-                }
-                Phase::Creating { .. } | Phase::Disabling { .. } => {}
+            self.check_can_start(name, &state)?;
+            if matches!(state.phase, Phase::Idle | Phase::AwaitingApproval) {
+                self.start(&mut state).await?;
             }
             self.advance(name, now).await
         }
@@ -561,21 +582,84 @@ impl Rotator {
         Ok(())
     }
 
-    /// Versions, state and schedule of `name`.
+    /// Versions, state and schedule of `name`. Reads only: a key never ticked is shown
+    /// as it would start, without saving anything.
     pub async fn status(&self, name: &str) -> Result<KeyStatus> {
         let now = self.clock.now_ms();
         let state = match self.store.load(name)? {
             Some(s) => s,
-            None => self.load_or_init(name, now).await?,
+            None => self.initial_state(name, now).await?,
         };
         let versions = self.backend.list_versions(name).await?;
+        let lifecycle = versions
+            .iter()
+            .filter_map(|v| {
+                let version = v.key.version()?.to_owned();
+                let stage = if v.state == VersionState::Pending {
+                    Lifecycle::Pending
+                } else if v.state == VersionState::Disabled || state.disabled.contains(&version) {
+                    Lifecycle::Disabled
+                } else if v.current {
+                    Lifecycle::Active
+                } else {
+                    Lifecycle::Overlapping {
+                        until_ms: match &state.phase {
+                            Phase::Overlapping { old, until_ms, .. } if *old == version => {
+                                Some(*until_ms)
+                            }
+                            _ => None,
+                        },
+                    }
+                };
+                Some(VersionLifecycle { version, stage })
+            })
+            .collect();
         let next = self.due_ms(&state);
         Ok(KeyStatus {
             notice_ms: next.saturating_sub(ms(self.policy.notice)),
             next_rotation_ms: next,
             versions,
+            lifecycle,
             state,
         })
+    }
+
+    /// The version an unversioned `name` signs with now (the backend's current one).
+    pub async fn resolve(&self, name: &str) -> Result<KeyVersion> {
+        self.current_version(name).await
+    }
+
+    /// What [`rotate_now`](Self::rotate_now) would do for `name`, without doing it:
+    /// `Ok(())` if it would rotate, otherwise the error it would return.
+    pub async fn can_rotate_now(&self, name: &str) -> Result<()> {
+        let state = match self.store.load(name)? {
+            Some(s) => s,
+            None => self.initial_state(name, self.clock.now_ms()).await?,
+        };
+        self.check_can_start(name, &state)
+    }
+
+    fn check_can_start(&self, name: &str, state: &KeyState) -> Result<()> {
+        match state.phase {
+            Phase::Idle | Phase::AwaitingApproval => {
+                if self.policy.require_approval && !state.approved {
+                    return Err(Error::AccessDenied {
+                        key: name.to_owned(),
+                        detail:
+                            "rotation requires an operator's approval first (keymgr rotate approve)"
+                                .into(),
+                    });
+                }
+                Ok(())
+            }
+            Phase::Overlapping { .. } => Err(Error::invalid_input(
+                "rotate",
+                format!(
+                    "{name} is still in the overlap of its last rotation; rotating again now would disable a version early"
+                ),
+            )),
+            Phase::Creating { .. } | Phase::Disabling { .. } => Ok(()),
+        }
     }
 
     /// When `name` next needs a [`tick`](Self::tick) (ms), or `None` while it waits for

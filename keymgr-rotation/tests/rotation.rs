@@ -589,3 +589,55 @@ async fn two_schedulers_on_one_store_rotate_once() {
     assert_eq!(audit.of(AuditEvent::KeyRotationNotice).len(), 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Versions move through pending → active → overlapping → disabled, and `resolve`
+/// names the active one.
+#[tokio::test]
+async fn lifecycle_and_resolve_follow_the_rotation() {
+    use keymgr_rotation::Lifecycle;
+    let f = Fixture::new(KeyAlgorithm::Secp256k1);
+    let r = f.rotator(RotationPolicy::default(), "life");
+    let stages = |s: keymgr_rotation::KeyStatus| {
+        s.lifecycle
+            .into_iter()
+            .map(|l| (l.version, l.stage))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        stages(r.status("evm-settlement").await.unwrap()),
+        vec![("1".into(), Lifecycle::Active)]
+    );
+    assert!(
+        f.store.load("evm-settlement").unwrap().is_none(),
+        "status only reads"
+    );
+    r.tick("evm-settlement").await.unwrap();
+    f.clock.advance(DAY * 90);
+    r.tick("evm-settlement").await.unwrap();
+    let until = f.clock.now_ms() + 7 * 86_400_000;
+    assert_eq!(
+        stages(r.status("evm-settlement").await.unwrap()),
+        vec![
+            (
+                "1".into(),
+                Lifecycle::Overlapping {
+                    until_ms: Some(until)
+                }
+            ),
+            ("2".into(), Lifecycle::Active),
+        ]
+    );
+    assert_eq!(
+        r.resolve("evm-settlement").await.unwrap().key.version(),
+        Some("2")
+    );
+    f.clock.advance(DAY * 7);
+    r.tick("evm-settlement").await.unwrap();
+    assert_eq!(
+        stages(r.status("evm-settlement").await.unwrap()),
+        vec![
+            ("1".into(), Lifecycle::Disabled),
+            ("2".into(), Lifecycle::Active)
+        ]
+    );
+}

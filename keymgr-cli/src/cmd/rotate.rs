@@ -155,6 +155,17 @@ fn ts(ms: u64) -> String {
     )
 }
 
+fn stage(stage: &keymgr_rotation::Lifecycle) -> String {
+    use keymgr_rotation::Lifecycle;
+    match stage {
+        Lifecycle::Pending => "pending".to_owned(),
+        Lifecycle::Active => "active (current)".to_owned(),
+        Lifecycle::Overlapping { until_ms: Some(t) } => format!("overlapping until {}", ts(*t)),
+        Lifecycle::Overlapping { until_ms: None } => "overlapping".to_owned(),
+        Lifecycle::Disabled => "disabled".to_owned(),
+    }
+}
+
 /// `keymgr rotate run`: the scheduler in the foreground.
 async fn run_scheduler(
     keys: Vec<String>,
@@ -228,13 +239,28 @@ pub(crate) async fn rotate(
         let r = rotator(ctx, false).await?;
         let status = r.status(&key).await?;
         let due = status.next_rotation_ms <= keymgr_rotation::Clock::now_ms(&SystemClock);
-        let would = if args.now || due {
-            "would rotate now"
-        } else {
-            "nothing due"
+        // The same checks a real run makes: approval and the overlap of the last rotation.
+        let blocked = match r.can_rotate_now(&key).await {
+            Ok(()) => None,
+            Err(e) if matches!(e.kind(), ErrorKind::AccessDenied | ErrorKind::InvalidInput) => {
+                Some(e.to_string())
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let would_rotate = (args.now || due) && blocked.is_none();
+        let would = match (&blocked, args.now || due) {
+            (_, false) => "nothing due".to_owned(),
+            (Some(why), true) => format!("would not rotate: {why}"),
+            (None, true) => "would rotate now".to_owned(),
         };
         return Ok(Output::new(
-            json!({ "key": key, "dry_run": true, "would_rotate": args.now || due, "status": status }),
+            json!({
+                "key": key,
+                "dry_run": true,
+                "would_rotate": would_rotate,
+                "blocked_by": blocked,
+                "status": status,
+            }),
             format!(
                 "{key}: {would}; next rotation {}",
                 ts(status.next_rotation_ms)
@@ -291,13 +317,12 @@ pub(crate) async fn keys(cmd: KeysCommand, ctx: &Context) -> anyhow::Result<Outp
                     ts(s.notice_ms)
                 ));
                 for v in &s.versions {
-                    text.push_str(&format!(
-                        "  {} {:?}{} ({})\n",
-                        v.key,
-                        v.state,
-                        if v.current { " current" } else { "" },
-                        v.backend_id
-                    ));
+                    let stage = s
+                        .lifecycle
+                        .iter()
+                        .find(|l| Some(l.version.as_str()) == v.key.version())
+                        .map_or_else(|| format!("{:?}", v.state), |l| stage(&l.stage));
+                    text.push_str(&format!("  {} {stage} ({})\n", v.key, v.backend_id));
                 }
                 out.push(json!({ "key": key, "status": s }));
             }
