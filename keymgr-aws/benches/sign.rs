@@ -1,9 +1,11 @@
 //! Signing throughput of keymgr-aws against moto's DIGEST-honouring server at 1, 4 and
-//! 16 concurrent callers, the raw SDK call for comparison, and keymgr's own added work
-//! per signature (DER parse, low-s, verification) without any server time.
+//! 16 concurrent callers, the raw SDK call for comparison, and keymgr's own added latency
+//! per call against a local HTTP stub that answers `Sign` instantly (`aws_stub/*`: the
+//! difference between `keymgr_sign` and `raw_sdk_sign` is everything keymgr adds to an
+//! SDK call, with no server time in either).
 //!
-//! Needs `AWS_ENDPOINT_URL` (run through `cargo xtask bench`); without it, it says so and
-//! measures only the local part.
+//! The moto part needs `AWS_ENDPOINT_URL` (run through `cargo xtask bench`); without it,
+//! it says so and measures only the stub and the local part.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -88,12 +90,126 @@ async fn sign_concurrently(backend: &Arc<AwsKmsBackend>, callers: usize) {
     }
 }
 
+/// A KMS endpoint on loopback that answers `GetPublicKey` and `Sign` at once with
+/// precomputed responses (one fixed key, one fixed prehash): no server time.
+mod stub {
+    use k256::ecdsa::signature::hazmat::PrehashSigner as _;
+    use k256::pkcs8::EncodePublicKey as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    pub const ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/stub-key";
+
+    pub async fn start(prehash: [u8; 32]) -> String {
+        let sk = k256::ecdsa::SigningKey::from_bytes(&[9u8; 32].into()).unwrap();
+        let sig: k256::ecdsa::Signature = sk.sign_prehash(&prehash).unwrap();
+        let spki = sk.verifying_key().to_public_key_der().unwrap();
+        let b64 = aws_smithy_types::base64::encode;
+        let public_key = format!(
+            r#"{{"KeyId":"{ARN}","PublicKey":"{}","KeySpec":"ECC_SECG_P256K1","KeyUsage":"SIGN_VERIFY","SigningAlgorithms":["ECDSA_SHA_256"]}}"#,
+            b64(spki.as_bytes())
+        );
+        let signed = format!(
+            r#"{{"KeyId":"{ARN}","Signature":"{}","SigningAlgorithm":"ECDSA_SHA_256"}}"#,
+            b64(sig.to_der().as_bytes())
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((conn, _)) = listener.accept().await else {
+                    return;
+                };
+                let (public_key, signed) = (public_key.clone(), signed.clone());
+                tokio::spawn(serve(conn, public_key, signed));
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    /// HTTP/1.1 keep-alive: one response per request, by `X-Amz-Target`.
+    async fn serve(mut conn: tokio::net::TcpStream, public_key: String, signed: String) {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        loop {
+            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                match conn.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+                continue;
+            };
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let header = |name: &str| {
+                head.lines()
+                    .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+            };
+            let length: usize = header("content-length:")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            while buf.len() < end + 4 + length {
+                match conn.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let body = match header("x-amz-target:").as_deref() {
+                Some("trentservice.getpublickey") => &public_key,
+                Some("trentservice.sign") => &signed,
+                _ => return,
+            };
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.1\r\n\
+                 x-amzn-requestid: stub\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            if conn.write_all(response.as_bytes()).await.is_err() {
+                return;
+            }
+            buf.drain(..end + 4 + length);
+        }
+    }
+}
+
+/// keymgr-aws vs the bare SDK call against the instant stub: keymgr's added latency.
+fn against_stub(c: &mut Criterion, rt: &tokio::runtime::Runtime, prehash: [u8; 32]) {
+    let endpoint = rt.block_on(stub::start(prehash));
+    let client = client(&endpoint);
+    let backend = AwsKmsBackend::from_client(
+        client.clone(),
+        BTreeMap::from([("evm".to_owned(), stub::ARN.to_owned())]),
+    );
+    let payload = SignPayload::Prehash(prehash);
+    // Warm the public key cache, as a long-running service would be.
+    rt.block_on(backend.sign(&KeyRef::new("evm"), &payload))
+        .expect("keymgr signs against the stub");
+    let mut group = c.benchmark_group("aws_stub");
+    group.bench_function("raw_sdk_sign", |b| {
+        b.to_async(rt).iter(|| async {
+            client
+                .sign()
+                .key_id(stub::ARN)
+                .message(Blob::new(prehash.to_vec()))
+                .message_type(MessageType::Digest)
+                .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+                .send()
+                .await
+                .expect("sign")
+        });
+    });
+    group.bench_function("keymgr_sign", |b| {
+        b.to_async(rt)
+            .iter(|| async { backend.sign(&KeyRef::new("evm"), &payload).await.unwrap() });
+    });
+    group.finish();
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     let prehash = [0x42u8; 32];
+    against_stub(c, &rt, prehash);
     let Some(endpoint) = std::env::var("AWS_ENDPOINT_URL")
         .ok()
         .filter(|e| !e.is_empty())
