@@ -61,7 +61,10 @@ pub(crate) fn print(result: anyhow::Result<Output>, json: bool) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(out) => {
-            println!("{}", out.text.trim_end());
+            let text = out.text.trim_end();
+            if !text.is_empty() {
+                println!("{text}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -52,7 +52,7 @@ async fn dispatch(command: Command, ctx: &Context, json: bool) -> anyhow::Result
         Command::PublicKey(args) => cmd::keys::public_key(args, ctx).await,
         Command::Sign(args) => cmd::keys::sign(args, ctx).await,
         Command::Health => cmd::keys::health(ctx).await,
-        Command::Audit(c) => cmd::audit::run(c, ctx).await,
+        Command::Audit(c) => cmd::audit::run(c, ctx, json).await,
         Command::Evm(c) => cmd::evm::run(c, ctx).await,
         Command::Xrp(c) => cmd::xrp::run(c, ctx).await,
         Command::Rotate(args) => cmd::rotate::rotate(args, ctx, json).await,

@@ -56,10 +56,10 @@ pub(crate) struct ExportArgs {
     paths: Vec<PathBuf>,
 }
 
-pub(crate) async fn run(cmd: AuditCommand, ctx: &Context) -> anyhow::Result<Output> {
+pub(crate) async fn run(cmd: AuditCommand, ctx: &Context, json: bool) -> anyhow::Result<Output> {
     match cmd {
         AuditCommand::Verify(args) => verify(args, ctx).await,
-        AuditCommand::Export(args) => export(args, ctx).await,
+        AuditCommand::Export(args) => export(args, ctx, json).await,
     }
 }
 
@@ -134,10 +134,18 @@ async fn verify(args: VerifyArgs, ctx: &Context) -> anyhow::Result<Output> {
     Ok(Output::new(json!({ "ok": true, "report": report }), text))
 }
 
-async fn export(args: ExportArgs, ctx: &Context) -> anyhow::Result<Output> {
+async fn export(args: ExportArgs, ctx: &Context, json: bool) -> anyhow::Result<Output> {
     let range = TimeRange::parse(args.from.as_deref(), args.to.as_deref())?;
     let verifier = Verifier::new(chain_key(ctx).await?);
     let (report, lines) = match &args.output {
+        // Text mode streams the verified JSON lines straight to stdout (any size of log);
+        // with --json they are collected into the one JSON object.
+        None if !json => {
+            let stdout = std::io::stdout();
+            let report =
+                keymgr_audit::export(&args.paths, range, &verifier, BufWriter::new(stdout.lock()))?;
+            (report, None)
+        }
         Some(path) => {
             let file = File::create(path).map_err(|e| {
                 keymgr::Error::invalid_input(
@@ -185,6 +193,7 @@ async fn export(args: ExportArgs, ctx: &Context) -> anyhow::Result<Output> {
                 path.display()
             )
         }
+        // Streamed to stdout already.
         (None, None) => String::new(),
     };
     Ok(Output::new(out, text))
