@@ -9,7 +9,7 @@
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -18,18 +18,9 @@ use keymgr_core::{
     AuditEvent, AuditRecord, AuditSink as _, KeyManager, KeyRef, Outcome, SignPayload,
 };
 use keymgr_env::EnvBackend;
+use keymgr_testkit::TempDir;
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!(
-        "keymgr-audit-bench-{tag}-{}-{}",
-        std::process::id(),
-        keymgr_audit::time::now_ms()
-    ));
-    std::fs::create_dir_all(&p).unwrap();
-    p
-}
-
-fn config(dir: &PathBuf) -> AuditConfig {
+fn config(dir: &Path) -> AuditConfig {
     let mut c = AuditConfig::new(dir);
     c.node_id = "bench".into();
     c
@@ -52,8 +43,8 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn append(c: &mut Criterion) {
     let rt = runtime();
-    let dir = temp_dir("append");
-    let log = AuditLog::open_with(&config(&dir), ChainKey::sha256()).unwrap();
+    let dir = TempDir::new("audit-bench-append");
+    let log = AuditLog::open_with(&config(dir.path()), ChainKey::sha256()).unwrap();
     let mut g = c.benchmark_group("append");
     const CALLERS: u64 = 256;
     g.throughput(Throughput::Elements(CALLERS));
@@ -82,14 +73,13 @@ fn append(c: &mut Criterion) {
         s.written as f64 / s.commits.max(1) as f64
     );
     drop(log);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 fn sign(c: &mut Criterion) {
     let rt = runtime();
     let backend = Arc::new(EnvBackend::generate());
-    let dir = temp_dir("sign");
-    let log = AuditLog::open_with(&config(&dir), ChainKey::sha256()).unwrap();
+    let dir = TempDir::new("audit-bench-sign");
+    let log = AuditLog::open_with(&config(dir.path()), ChainKey::sha256()).unwrap();
     let on = Arc::new(
         KeyManager::builder(backend.clone())
             .audit(Arc::new(log.clone()))
@@ -128,14 +118,13 @@ fn sign(c: &mut Criterion) {
     }
     g.finish();
     drop(log);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 fn verify(c: &mut Criterion) {
     const ENTRIES: u64 = 100_000;
     let rt = runtime();
-    let dir = temp_dir("verify");
-    let mut cfg = config(&dir);
+    let dir = TempDir::new("audit-bench-verify");
+    let mut cfg = config(dir.path());
     cfg.durability = Durability::Buffered;
     rt.block_on(async {
         let log = AuditLog::open_with(&cfg, ChainKey::sha256()).unwrap();
@@ -150,12 +139,11 @@ fn verify(c: &mut Criterion) {
     g.throughput(Throughput::Elements(ENTRIES));
     g.bench_function("100k", |b| {
         b.iter(|| {
-            let r = verifier.verify_paths(&[&dir]).unwrap();
+            let r = verifier.verify_paths(&[dir.path()]).unwrap();
             assert_eq!(r.entries, ENTRIES);
         });
     });
     g.finish();
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 criterion_group!(benches, append, sign, verify);

@@ -14,7 +14,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,7 @@ use keymgr_core::{
     AuditEvent, AuditRecord, AuditSink as _, KeyManager, KeyRef, Outcome, SignPayload,
 };
 use keymgr_env::EnvBackend;
+use keymgr_testkit::TempDir;
 use tokio::time::MissedTickBehavior;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -34,14 +35,11 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     }
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!(
-        "keymgr-audit-load-{tag}-{}-{}",
-        std::process::id(),
-        keymgr_audit::time::now_ms()
-    ));
-    std::fs::create_dir_all(&p).unwrap();
-    p
+fn open_log(dir: &Path, durability: Durability) -> AuditLog {
+    let mut config = AuditConfig::new(dir);
+    config.node_id = "load".into();
+    config.durability = durability;
+    AuditLog::open_with(&config, ChainKey::sha256()).unwrap()
 }
 
 struct Latencies(Vec<Duration>);
@@ -88,11 +86,8 @@ async fn latency_at_rate() {
     let rate: u64 = env_or("KEYMGR_LOAD_RATE", 1000);
     let seconds: u64 = env_or("KEYMGR_LOAD_SECONDS", 10);
     let backend = Arc::new(EnvBackend::generate());
-    let dir = temp_dir("rate");
-    let mut config = AuditConfig::new(&dir);
-    config.node_id = "load".into();
-    config.durability = Durability::Durable;
-    let log = AuditLog::open_with(&config, ChainKey::sha256()).unwrap();
+    let dir = TempDir::new("audit-load-rate");
+    let log = open_log(dir.path(), Durability::Durable);
     let off = Arc::new(KeyManager::builder(backend.clone()).build());
     let on = Arc::new(
         KeyManager::builder(backend)
@@ -125,16 +120,12 @@ async fn latency_at_rate() {
         entries as f64 / commits as f64,
     );
     drop(log);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 async fn verify_throughput() {
     let entries: u64 = env_or("KEYMGR_LOAD_VERIFY_ENTRIES", 1_000_000);
-    let dir = temp_dir("verify");
-    let mut config = AuditConfig::new(&dir);
-    config.node_id = "load".into();
-    config.durability = Durability::Buffered;
-    let log = AuditLog::open_with(&config, ChainKey::sha256()).unwrap();
+    let dir = TempDir::new("audit-load-verify");
+    let log = open_log(dir.path(), Durability::Buffered);
     let started = Instant::now();
     for i in 0..entries {
         let mut r = AuditRecord::new(AuditEvent::SignSuccess, "env", "evm", Outcome::Success)
@@ -145,13 +136,13 @@ async fn verify_throughput() {
     log.flush().await.unwrap();
     let write = started.elapsed();
     drop(log);
-    let bytes: u64 = std::fs::read_dir(&dir)
+    let bytes: u64 = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().metadata().unwrap().len())
         .sum();
     let started = Instant::now();
     let report = Verifier::new(ChainKey::sha256())
-        .verify_paths(&[&dir])
+        .verify_paths(&[dir.path()])
         .unwrap();
     let verify = started.elapsed();
     assert!(report.is_ok(), "fresh log failed verification: {report:?}");
@@ -162,7 +153,6 @@ async fn verify_throughput() {
         verify.as_secs_f64(),
         entries as f64 / verify.as_secs_f64(),
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::main]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use keymgr::{KeyManager, KeyRef, SignPayload};
 use keymgr_audit::{AuditConfig, AuditLog, ChainKey, Entry};
 use keymgr_env::EnvBackend;
+use keymgr_testkit::TempDir;
 
 fn keymgr(args: &[&str], hmac_key: Option<&str>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_keymgr"));
@@ -37,26 +38,6 @@ fn json(out: &Output) -> serde_json::Value {
     serde_json::from_str(stdout.trim()).expect("valid JSON")
 }
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!(
-            "keymgr-cli-audit-{tag}-{}-{}",
-            std::process::id(),
-            keymgr_audit::time::now_ms()
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        Self(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Signs `n` times through a KeyManager auditing into `dir` (2 entries per signature).
 fn write_log(dir: &Path, key: ChainKey, n: usize) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -84,8 +65,8 @@ fn segment(dir: &Path) -> PathBuf {
 #[test]
 fn verify_reports_ok_and_the_first_broken_link() {
     let dir = TempDir::new("verify");
-    write_log(&dir.0, ChainKey::sha256(), 5);
-    let path = dir.0.to_str().unwrap();
+    write_log(dir.path(), ChainKey::sha256(), 5);
+    let path = dir.path().to_str().unwrap();
 
     let out = keymgr(&["--json", "audit", "verify", path], None);
     assert!(out.status.success(), "{out:?}");
@@ -105,7 +86,7 @@ fn verify_reports_ok_and_the_first_broken_link() {
     assert!(msg.contains("seq 11") && msg.contains("truncated"), "{msg}");
 
     // Edit entry 3's key: verify fails at seq 3, in text and JSON.
-    let file = segment(&dir.0);
+    let file = segment(dir.path());
     let text = std::fs::read_to_string(&file).unwrap();
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
     lines[2] = lines[2].replacen("\"key\":\"evm\"", "\"key\":\"evx\"", 1);
@@ -128,8 +109,8 @@ fn verify_reports_ok_and_the_first_broken_link() {
 fn verify_keyed_log_needs_the_key() {
     let dir = TempDir::new("keyed");
     let key_hex = "11".repeat(32);
-    write_log(&dir.0, ChainKey::hmac(&[0x11; 32]).unwrap(), 2);
-    let path = dir.0.to_str().unwrap();
+    write_log(dir.path(), ChainKey::hmac(&[0x11; 32]).unwrap(), 2);
+    let path = dir.path().to_str().unwrap();
     let ok = keymgr(&["--json", "audit", "verify", path], Some(&key_hex));
     assert!(ok.status.success(), "{ok:?}");
     assert_eq!(json(&ok)["report"]["mode"], "hmac-sha256");
@@ -147,9 +128,9 @@ fn verify_keyed_log_needs_the_key() {
 #[test]
 fn export_time_range_as_json_lines() {
     let dir = TempDir::new("export");
-    write_log(&dir.0, ChainKey::sha256(), 3);
-    let path = dir.0.to_str().unwrap();
-    let all: Vec<Entry> = std::fs::read_to_string(segment(&dir.0))
+    write_log(dir.path(), ChainKey::sha256(), 3);
+    let path = dir.path().to_str().unwrap();
+    let all: Vec<Entry> = std::fs::read_to_string(segment(dir.path()))
         .unwrap()
         .lines()
         .map(|l| Entry::parse(l.as_bytes()).unwrap())
@@ -188,7 +169,7 @@ fn export_time_range_as_json_lines() {
     assert_eq!(v["entries"].as_array().unwrap().len(), expected.len());
 
     // --output streams to a file.
-    let file = dir.0.join("export.jsonl");
+    let file = dir.path().join("export.jsonl");
     let out = keymgr(
         &["audit", "export", "-o", file.to_str().unwrap(), path],
         None,

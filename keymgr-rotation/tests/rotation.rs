@@ -58,10 +58,19 @@ impl Fixture {
     }
 
     fn rotator(&self, policy: RotationPolicy, holder: &str) -> Rotator {
+        self.rotator_auditing_to(self.audit.clone(), policy, holder)
+    }
+
+    fn rotator_auditing_to(
+        &self,
+        audit: Arc<dyn AuditSink>,
+        policy: RotationPolicy,
+        holder: &str,
+    ) -> Rotator {
         Rotator::new(
             self.backend.clone(),
             self.store.clone(),
-            self.audit.clone(),
+            audit,
             policy,
             self.clock.clone(),
             holder,
@@ -85,6 +94,43 @@ impl Fixture {
             )
             .await
             .unwrap();
+    }
+}
+
+/// Several "processes" rotating one backend's key: each rotator gets its own
+/// `FileStateStore` handle on one shared state directory (removed on drop).
+struct Cluster {
+    backend: Arc<MemoryBackend>,
+    clock: Arc<ManualClock>,
+    audit: Arc<Events>,
+    dir: keymgr_testkit::TempDir,
+}
+
+impl Cluster {
+    fn new(tag: &str) -> Self {
+        Self {
+            backend: Arc::new(MemoryBackend::with_key(
+                "evm-settlement",
+                KeyAlgorithm::Secp256k1,
+            )),
+            clock: Arc::new(ManualClock::new(0)),
+            audit: Arc::new(Events::default()),
+            dir: keymgr_testkit::TempDir::new(tag),
+        }
+    }
+
+    fn rotator(&self, holder: &str) -> Arc<Rotator> {
+        Arc::new(
+            Rotator::new(
+                self.backend.clone(),
+                Arc::new(FileStateStore::new(self.dir.path()).unwrap()),
+                self.audit.clone(),
+                RotationPolicy::default(),
+                self.clock.clone(),
+                holder,
+            )
+            .unwrap(),
+        )
     }
 }
 
@@ -300,15 +346,7 @@ async fn a_failed_audit_write_is_retried_not_lost() {
             events: Events::default(),
             refuse: Mutex::new(Some(refused)),
         });
-        let r = Rotator::new(
-            f.backend.clone(),
-            f.store.clone(),
-            audit.clone(),
-            RotationPolicy::default(),
-            f.clock.clone(),
-            "audited",
-        )
-        .unwrap();
+        let r = f.rotator_auditing_to(audit.clone(), RotationPolicy::default(), "audited");
         let mut errors = 0;
         for _ in 0..=100 {
             if r.tick("evm-settlement").await.is_err() {
@@ -339,30 +377,10 @@ async fn a_failed_audit_write_is_retried_not_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_rotators_on_one_file_store_rotate_once() {
-    let dir = std::env::temp_dir().join(format!("keymgr-rotation-race-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let backend = Arc::new(MemoryBackend::with_key(
-        "evm-settlement",
-        KeyAlgorithm::Secp256k1,
-    ));
-    let clock = Arc::new(ManualClock::new(0));
-    let audit = Arc::new(Events::default());
-    let make = |holder: &str| {
-        Arc::new(
-            Rotator::new(
-                backend.clone(),
-                Arc::new(FileStateStore::new(&dir).unwrap()),
-                audit.clone(),
-                RotationPolicy::default(),
-                clock.clone(),
-                holder,
-            )
-            .unwrap(),
-        )
-    };
-    let rotators: Vec<_> = (0..4).map(|i| make(&format!("node-{i}"))).collect();
+    let c = Cluster::new("rotation-race");
+    let rotators: Vec<_> = (0..4).map(|i| c.rotator(&format!("node-{i}"))).collect();
     rotators[0].tick("evm-settlement").await.unwrap();
-    clock.advance(DAY * 90);
+    c.clock.advance(DAY * 90);
     for _round in 0..5 {
         let tasks: Vec<_> = rotators
             .iter()
@@ -376,9 +394,8 @@ async fn racing_rotators_on_one_file_store_rotate_once() {
             let _ = t.await.unwrap();
         }
     }
-    assert_eq!(backend.creates(), 1, "one rotation across all rotators");
-    assert_eq!(audit.of(AuditEvent::KeyRotationComplete).len(), 1);
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(c.backend.creates(), 1, "one rotation across all rotators");
+    assert_eq!(c.audit.of(AuditEvent::KeyRotationComplete).len(), 1);
 }
 
 #[tokio::test]
@@ -447,23 +464,26 @@ async fn scheduler_runs_the_schedule_from_state() {
     handle.stop().await;
 }
 
+/// A rotator over the env backend, which refuses rotation (manual only).
+fn env_rotator(clock: &Arc<ManualClock>, audit: Arc<Events>) -> Rotator {
+    Rotator::new(
+        Arc::new(keymgr_env::EnvBackend::generate()),
+        Arc::new(MemoryStateStore::default()),
+        audit,
+        RotationPolicy::default(),
+        clock.clone(),
+        "env",
+    )
+    .unwrap()
+}
+
 /// A backend that keeps refusing is retried with backoff, not in a tight loop: a few
 /// attempts (and audited failures) in 450 ms, not hundreds.
 #[tokio::test]
 async fn scheduler_backs_off_when_a_step_keeps_failing() {
     let clock = Arc::new(ManualClock::new(0));
     let audit = Arc::new(Events::default());
-    let r = Arc::new(
-        Rotator::new(
-            Arc::new(keymgr_env::EnvBackend::generate()),
-            Arc::new(MemoryStateStore::default()),
-            audit.clone(),
-            RotationPolicy::default(),
-            clock.clone(),
-            "backoff",
-        )
-        .unwrap(),
-    );
+    let r = Arc::new(env_rotator(&clock, audit.clone()));
     r.tick("evm").await.unwrap();
     clock.advance(DAY * 90);
     let handle = Scheduler::new(r, clock.clone(), vec!["evm".into()])
@@ -480,15 +500,7 @@ async fn scheduler_backs_off_when_a_step_keeps_failing() {
 #[tokio::test]
 async fn env_backend_rotation_is_a_clear_unsupported_error() {
     let clock = Arc::new(ManualClock::new(0));
-    let r = Rotator::new(
-        Arc::new(keymgr_env::EnvBackend::generate()),
-        Arc::new(MemoryStateStore::default()),
-        Arc::new(Events::default()),
-        RotationPolicy::default(),
-        clock.clone(),
-        "env",
-    )
-    .unwrap();
+    let r = env_rotator(&clock, Arc::new(Events::default()));
     assert!(r.tick("evm").await.unwrap().is_empty());
     // Due: the env backend refuses and says rotation is manual; its key keeps working.
     clock.advance(DAY * 90);
@@ -529,38 +541,18 @@ async fn rotate_now_skips_the_schedule_but_not_approval_or_overlap() {
 /// disable, and both see the result.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_schedulers_on_one_store_rotate_once() {
-    let dir = std::env::temp_dir().join(format!("keymgr-rotation-sched-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let backend = Arc::new(MemoryBackend::with_key(
-        "evm-settlement",
-        KeyAlgorithm::Secp256k1,
-    ));
-    let clock = Arc::new(ManualClock::new(0));
-    let audit = Arc::new(Events::default());
-    let make = |holder: &str| {
-        Arc::new(
-            Rotator::new(
-                backend.clone(),
-                Arc::new(FileStateStore::new(&dir).unwrap()),
-                audit.clone(),
-                RotationPolicy::default(),
-                clock.clone(),
-                holder,
-            )
-            .unwrap(),
-        )
-    };
-    let (a, b) = (make("node-a"), make("node-b"));
+    let c = Cluster::new("rotation-sched");
+    let (a, b) = (c.rotator("node-a"), c.rotator("node-b"));
     a.tick("evm-settlement").await.unwrap();
     let spawn = |r: Arc<Rotator>| {
-        Scheduler::new(r, clock.clone(), vec!["evm-settlement".into()])
+        Scheduler::new(r, c.clock.clone(), vec!["evm-settlement".into()])
             .max_sleep(Duration::from_millis(2))
             .retry_backoff(Duration::from_millis(5), Duration::from_millis(20))
             .spawn()
     };
     let (sa, sb) = (spawn(a), spawn(b));
     let until = |event: AuditEvent| {
-        let audit = audit.clone();
+        let audit = c.audit.clone();
         async move {
             tokio::time::timeout(Duration::from_secs(20), async {
                 while audit.of(event).is_empty() {
@@ -571,23 +563,26 @@ async fn two_schedulers_on_one_store_rotate_once() {
             .unwrap_or_else(|_| panic!("no {event:?} within 20 s"));
         }
     };
-    clock.advance(DAY * 90);
+    c.clock.advance(DAY * 90);
     until(AuditEvent::KeyRotationComplete).await;
-    clock.advance(DAY * 7);
+    c.clock.advance(DAY * 7);
     until(AuditEvent::KeyDisabled).await;
     // Both keep ticking for a while: nothing more may happen.
     tokio::time::sleep(Duration::from_millis(100)).await;
     sa.stop().await;
     sb.stop().await;
-    assert_eq!(backend.creates(), 1, "one rotation across both schedulers");
     assert_eq!(
-        backend.versions("evm-settlement"),
+        c.backend.creates(),
+        1,
+        "one rotation across both schedulers"
+    );
+    assert_eq!(
+        c.backend.versions("evm-settlement"),
         vec![("1".into(), false), ("2".into(), true)]
     );
-    assert_eq!(audit.of(AuditEvent::KeyRotationComplete).len(), 1);
-    assert_eq!(audit.of(AuditEvent::KeyDisabled).len(), 1);
-    assert_eq!(audit.of(AuditEvent::KeyRotationNotice).len(), 1);
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(c.audit.of(AuditEvent::KeyRotationComplete).len(), 1);
+    assert_eq!(c.audit.of(AuditEvent::KeyDisabled).len(), 1);
+    assert_eq!(c.audit.of(AuditEvent::KeyRotationNotice).len(), 1);
 }
 
 /// Versions move through pending → active → overlapping → disabled, and `resolve`

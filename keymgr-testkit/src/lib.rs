@@ -7,6 +7,7 @@
 //! - `xrp` (cargo feature `xrp`): the XRP claim signer suite, `xrp::run`, for every
 //!   backend with an Ed25519 or secp256k1 key.
 //! - [`fault`]: a wrapper backend that injects errors, latency and corrupted signatures.
+//! - [`TempDir`]: a unique scratch directory, removed on drop.
 //! - [`skip_or_fail`]: how tests that need an external component (SoftHSM2, moto)
 //!   behave when it is missing: fail under `cargo xtask test`, skip loudly elsewhere.
 
@@ -18,8 +19,11 @@ pub mod conformance;
 pub mod evm;
 pub mod fault;
 pub mod memory;
+mod temp;
 #[cfg(feature = "xrp")]
 pub mod xrp;
+
+pub use temp::TempDir;
 
 /// Environment variable `cargo xtask test` sets so that tests needing provisioned
 /// components fail instead of skipping when those are missing.

@@ -2,40 +2,25 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use keymgr_audit::{AuditConfig, Entry};
 
 /// A fresh directory under the system temp dir, removed on drop.
-pub struct TestDir(PathBuf);
+pub struct TestDir(keymgr_testkit::TempDir);
 
 impl TestDir {
     pub fn new(tag: &str) -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "keymgr-audit-{tag}-{}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst),
-            keymgr_audit::time::now_ms()
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        Self(p)
+        Self(keymgr_testkit::TempDir::new(&format!("audit-{tag}")))
     }
 
     pub fn path(&self) -> &Path {
-        &self.0
+        self.0.path()
     }
 
     pub fn config(&self) -> AuditConfig {
-        let mut c = AuditConfig::new(&self.0);
+        let mut c = AuditConfig::new(self.path());
         c.node_id = "test-node".into();
         c
-    }
-}
-
-impl Drop for TestDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
