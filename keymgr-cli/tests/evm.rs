@@ -32,6 +32,22 @@ fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The `{"error": ...}` object of a command that must fail.
+fn error(out: &Output) -> serde_json::Value {
+    assert!(!out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["error"].clone()
+}
+
+/// The signed transaction in `sign-tx` output, recovered (with alloy) to the key's
+/// address.
+fn signed_tx(v: &serde_json::Value) -> alloy_consensus::TxEnvelope {
+    let raw = hex::decode(v["raw"].as_str().unwrap().trim_start_matches("0x")).unwrap();
+    let envelope = alloy_consensus::TxEnvelope::decode_2718(&mut raw.as_slice()).unwrap();
+    assert_eq!(envelope.recover_signer().unwrap(), ADDRESS);
+    envelope
+}
+
 fn signature(v: &serde_json::Value) -> Signature {
     let bytes = hex::decode(v["signature"].as_str().unwrap().trim_start_matches("0x")).unwrap();
     Signature::from_raw(&bytes).unwrap()
@@ -104,16 +120,14 @@ fn eip712_typed_data_recovers_to_the_address() {
     );
 
     let bad = temp_file("bad.json", "{\"types\": 1}");
-    let out = keymgr(&[
+    let e = error(&keymgr(&[
         "evm",
         "sign-typed-data",
         "--file",
         bad.to_str().unwrap(),
         "--json",
-    ]);
-    assert!(!out.status.success());
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["error"]["kind"], "invalid_input");
+    ]));
+    assert_eq!(e["kind"], "invalid_input");
     let _ = std::fs::remove_file(file);
     let _ = std::fs::remove_file(bad);
 }
@@ -138,9 +152,7 @@ fn transactions_decode_and_recover_to_the_address() {
             file.to_str().unwrap(),
             "--json",
         ]));
-        let raw = hex::decode(v["raw"].as_str().unwrap().trim_start_matches("0x")).unwrap();
-        let envelope = alloy_consensus::TxEnvelope::decode_2718(&mut raw.as_slice()).unwrap();
-        assert_eq!(envelope.recover_signer().unwrap(), ADDRESS);
+        let envelope = signed_tx(&v);
         assert_eq!(v["hash"], format!("{}", envelope.tx_hash()));
         let _ = std::fs::remove_file(file);
     }
@@ -150,11 +162,15 @@ fn transactions_decode_and_recover_to_the_address() {
         r#"{"from": "0x5FbDB2315678afecb367f032d93F642f64180aa3", "to": "0x5FbDB2315678afecb367f032d93F642f64180aa3",
             "nonce": "0x0", "gas": "0x5208", "gasPrice": "0x1", "chainId": "0x1"}"#,
     );
-    let out = keymgr(&["evm", "sign-tx", "--file", file.to_str().unwrap(), "--json"]);
-    assert!(!out.status.success());
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["error"]["kind"], "invalid_input");
-    assert!(v["error"]["message"].as_str().unwrap().contains("from"));
+    let e = error(&keymgr(&[
+        "evm",
+        "sign-tx",
+        "--file",
+        file.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(e["kind"], "invalid_input");
+    assert!(e["message"].as_str().unwrap().contains("from"));
     let _ = std::fs::remove_file(file);
 
     // The chain id comes from the file or --chain-id; never neither, never two different.
@@ -164,14 +180,9 @@ fn transactions_decode_and_recover_to_the_address() {
             "gas": "0x5208", "gasPrice": "0x1"}"#,
     );
     let path = file.to_str().unwrap();
-    let out = keymgr(&["evm", "sign-tx", "--file", path, "--json"]);
-    assert!(!out.status.success());
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["error"]["kind"], "invalid_input");
-    assert!(
-        v["error"]["message"].as_str().unwrap().contains("chainId"),
-        "{v}"
-    );
+    let e = error(&keymgr(&["evm", "sign-tx", "--file", path, "--json"]));
+    assert_eq!(e["kind"], "invalid_input");
+    assert!(e["message"].as_str().unwrap().contains("chainId"), "{e}");
     let v = json(&keymgr(&[
         "evm",
         "sign-tx",
@@ -181,11 +192,8 @@ fn transactions_decode_and_recover_to_the_address() {
         "1440002",
         "--json",
     ]));
-    let raw = hex::decode(v["raw"].as_str().unwrap().trim_start_matches("0x")).unwrap();
-    let envelope = alloy_consensus::TxEnvelope::decode_2718(&mut raw.as_slice()).unwrap();
-    assert_eq!(envelope.recover_signer().unwrap(), ADDRESS);
     assert_eq!(
-        alloy_consensus::Transaction::chain_id(&envelope),
+        alloy_consensus::Transaction::chain_id(&signed_tx(&v)),
         Some(1_440_002),
         "EIP-155 protected for the given chain"
     );
@@ -195,7 +203,7 @@ fn transactions_decode_and_recover_to_the_address() {
         r#"{"to": "0x5FbDB2315678afecb367f032d93F642f64180aa3", "nonce": "0x0",
             "gas": "0x5208", "gasPrice": "0x1", "chainId": "0x1"}"#,
     );
-    let out = keymgr(&[
+    let e = error(&keymgr(&[
         "evm",
         "sign-tx",
         "--file",
@@ -203,15 +211,10 @@ fn transactions_decode_and_recover_to_the_address() {
         "--chain-id",
         "5",
         "--json",
-    ]);
-    assert!(!out.status.success());
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    ]));
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("--chain-id is 5"),
-        "{v}"
+        e["message"].as_str().unwrap().contains("--chain-id is 5"),
+        "{e}"
     );
     let _ = std::fs::remove_file(file);
 }

@@ -133,26 +133,9 @@ fn describe(e: &RotationEvent) -> String {
     }
 }
 
-/// `ms` since the Unix epoch as RFC 3339 UTC (e.g. `2026-11-23T10:00:00Z`).
+/// `ms` since the Unix epoch as RFC 3339 UTC (e.g. `2026-11-23T10:00:00.000Z`).
 fn ts(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    keymgr_audit::time::format_rfc3339(ms)
 }
 
 fn stage(stage: &keymgr_rotation::Lifecycle) -> String {
@@ -337,8 +320,8 @@ pub(crate) async fn keys(cmd: KeysCommand, ctx: &Context) -> anyhow::Result<Outp
 mod tests {
     #[test]
     fn timestamps_are_rfc3339_utc() {
-        assert_eq!(super::ts(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::ts(1_795_430_285_123), "2026-11-23T10:38:05Z");
-        assert_eq!(super::ts(951_868_799_000), "2000-02-29T23:59:59Z");
+        assert_eq!(super::ts(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(super::ts(1_795_430_285_123), "2026-11-23T10:38:05.123Z");
+        assert_eq!(super::ts(951_868_799_000), "2000-02-29T23:59:59.000Z");
     }
 }
