@@ -39,6 +39,23 @@ fn client(endpoint: &str) -> Client {
     )
 }
 
+/// The bare SDK call keymgr-aws makes for a secp256k1 prehash.
+async fn raw_sign(
+    client: &Client,
+    key_id: &str,
+    prehash: [u8; 32],
+) -> aws_sdk_kms::operation::sign::SignOutput {
+    client
+        .sign()
+        .key_id(key_id)
+        .message(Blob::new(prehash.to_vec()))
+        .message_type(MessageType::Digest)
+        .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+        .send()
+        .await
+        .expect("sign")
+}
+
 struct Setup {
     client: Client,
     backend: Arc<AwsKmsBackend>,
@@ -184,17 +201,8 @@ fn against_stub(c: &mut Criterion, rt: &tokio::runtime::Runtime, prehash: [u8; 3
         .expect("keymgr signs against the stub");
     let mut group = c.benchmark_group("aws_stub");
     group.bench_function("raw_sdk_sign", |b| {
-        b.to_async(rt).iter(|| async {
-            client
-                .sign()
-                .key_id(stub::ARN)
-                .message(Blob::new(prehash.to_vec()))
-                .message_type(MessageType::Digest)
-                .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
-                .send()
-                .await
-                .expect("sign")
-        });
+        b.to_async(rt)
+            .iter(|| raw_sign(&client, stub::ARN, prehash));
     });
     group.bench_function("keymgr_sign", |b| {
         b.to_async(rt)
@@ -232,31 +240,15 @@ fn bench(c: &mut Criterion) {
     }
     group.throughput(Throughput::Elements(1));
     group.bench_function("raw_sdk_sign/1", |b| {
-        b.to_async(&rt).iter(|| async {
-            s.client
-                .sign()
-                .key_id(&s.key_id)
-                .message(Blob::new(prehash.to_vec()))
-                .message_type(MessageType::Digest)
-                .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
-                .send()
-                .await
-                .expect("sign")
-        });
+        b.to_async(&rt)
+            .iter(|| raw_sign(&s.client, &s.key_id, prehash));
     });
     group.finish();
 
     // keymgr's own work per call on a real KMS response: what it adds to the server time.
     let der = rt.block_on(async {
-        s.client
-            .sign()
-            .key_id(&s.key_id)
-            .message(Blob::new(prehash.to_vec()))
-            .message_type(MessageType::Digest)
-            .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
-            .send()
+        raw_sign(&s.client, &s.key_id, prehash)
             .await
-            .expect("sign")
             .signature
             .unwrap()
             .into_inner()

@@ -269,37 +269,40 @@ impl AwsKmsBackend {
     /// Checks that the KMS key `key_id` is a version of `key`'s logical key; returns its
     /// metadata and whether it is the current version.
     async fn check_version(&self, key: &KeyRef, key_id: &str) -> Result<(KeyMetadata, bool)> {
-        match self.version_status(key, key_id).await? {
-            Ok(found) => Ok(found),
-            Err(not_a_version) => Err(Error::not_found(key.to_string(), not_a_version)),
-        }
+        self.version_status(key, key_id)
+            .await?
+            .ok_or_else(|| Error::not_found(key.to_string(), self.not_a_version(key, key_id)))
     }
 
-    /// Like [`Self::check_version`], but tells "`key_id` is not a version of `key`" (the
-    /// inner `Err`, a message) apart from failing to find out (the outer `Err`).
+    /// Like [`Self::check_version`], but `Ok(None)` when `key_id` is not a version of
+    /// `key`, so callers tell that apart from failing to find out.
     async fn version_status(
         &self,
         key: &KeyRef,
         key_id: &str,
-    ) -> Result<std::result::Result<(KeyMetadata, bool), String>> {
+    ) -> Result<Option<(KeyMetadata, bool)>> {
         let label = key.to_string();
         let target = self.identifier(key.name());
         let version = self.describe(&label, key_id).await?;
         let current = self.describe(&label, target).await?;
         if version.key_id() == current.key_id() {
-            return Ok(Ok((version, true)));
+            return Ok(Some((version, true)));
         }
         if let Some(alias) = alias_of(target) {
             let tags = self.tags(&label, version.key_id()).await?;
             if tags.get(TAG_LOGICAL_KEY).map(String::as_str) == Some(alias.as_str()) {
-                return Ok(Ok((version, false)));
+                return Ok(Some((version, false)));
             }
         }
-        Ok(Err(format!(
-            "KMS key {} is not a version of {target} (it is not the current key and has no \
-             {TAG_LOGICAL_KEY} tag naming {target})",
-            version.key_id()
-        )))
+        Ok(None)
+    }
+
+    fn not_a_version(&self, key: &KeyRef, key_id: &str) -> String {
+        let target = self.identifier(key.name());
+        format!(
+            "KMS key {key_id} is not a version of {target} (it is not the current key and has \
+             no {TAG_LOGICAL_KEY} tag naming {target})"
+        )
     }
 
     /// What `sign` sends to KMS and the key it expects to sign.
@@ -898,10 +901,14 @@ impl KeyBackend for AwsKmsBackend {
             let used = out.key_id.unwrap_or_default();
             // A failed lookup (throttled, unreachable, denied) keeps its own kind and
             // request id; only a definite "not a version" is an integrity error.
-            if let Err(why) = self.version_status(key, key_id_of_arn(&used)).await? {
+            let used = key_id_of_arn(&used);
+            if self.version_status(key, used).await?.is_none() {
                 return Err(Error::integrity(
                     &label,
-                    format!("the ciphertext was made by KMS key {used}: {why}"),
+                    format!(
+                        "the ciphertext was made by {}",
+                        self.not_a_version(key, used)
+                    ),
                 ));
             }
         }

@@ -156,6 +156,20 @@ async fn create_key(
     }
 }
 
+/// A KMS key's tags, read back from KMS.
+async fn tags_of(client: &Client, key_id: impl Into<String>) -> BTreeMap<String, String> {
+    client
+        .list_resource_tags()
+        .key_id(key_id)
+        .send()
+        .await
+        .unwrap()
+        .tags()
+        .iter()
+        .map(|t| (t.tag_key().to_owned(), t.tag_value().to_owned()))
+        .collect()
+}
+
 fn backend(client: &Client, keys: &[(&str, &str)]) -> AwsKmsBackend {
     AwsKmsBackend::from_client(
         client.clone(),
@@ -363,21 +377,7 @@ async fn rotation_moves_the_alias_tags_history_and_disables_the_old_key() {
     assert!(k256_verifies(&pk1, &h3, &sig3));
 
     // Tags tell the history, read back from KMS.
-    let tags = |id: String| {
-        let client = client.clone();
-        async move {
-            client
-                .list_resource_tags()
-                .key_id(id)
-                .send()
-                .await
-                .unwrap()
-                .tags()
-                .iter()
-                .map(|t| (t.tag_key().to_owned(), t.tag_value().to_owned()))
-                .collect::<BTreeMap<_, _>>()
-        }
-    };
+    let tags = |id: String| tags_of(&client, id);
     let t2 = tags(v2_id.clone()).await;
     assert_eq!(t2.get(TAG_LOGICAL_KEY), Some(&v1.alias));
     assert_eq!(t2.get(TAG_VERSION).map(String::as_str), Some("2"));
@@ -659,9 +659,9 @@ async fn data_keys_round_trip_with_encryption_context() {
 
     // When checking which key made a ciphertext fails (here: DescribeKey cannot reach
     // KMS), the failure keeps its kind and stays retryable; it is not an integrity error.
-    let flaky = AwsKmsBackend::from_client(
-        unreachable_client(&endpoint, &["DescribeKey"]),
-        BTreeMap::from([("kek".to_owned(), kek.alias.clone())]),
+    let flaky = backend(
+        &unreachable_client(&endpoint, &["DescribeKey"]),
+        &[("kek", &kek.alias)],
     );
     let e = flaky
         .decrypt(&key, &ciphertext, &ctx)
@@ -1039,10 +1039,9 @@ async fn interrupted_rotation_is_adopted_not_duplicated() {
         &[],
     )
     .await;
-    let keys = BTreeMap::from([("evm".to_owned(), v1.alias.clone())]);
-    let crashing = AwsKmsBackend::from_client(
-        unreachable_client(&endpoint, &["UpdateAlias", "DisableKey"]),
-        keys.clone(),
+    let crashing = backend(
+        &unreachable_client(&endpoint, &["UpdateAlias", "DisableKey"]),
+        &[("evm", &v1.alias)],
     );
     let e = crashing.create_version("evm").await.expect_err("crashed");
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
@@ -1056,12 +1055,7 @@ async fn interrupted_rotation_is_adopted_not_duplicated() {
             let listed = client.list_keys().limit(1000).send().await.unwrap();
             for k in listed.keys() {
                 let id = k.key_id().unwrap();
-                let tags = client.list_resource_tags().key_id(id).send().await.unwrap();
-                if tags
-                    .tags()
-                    .iter()
-                    .any(|t| t.tag_key() == TAG_PREVIOUS && t.tag_value() == v1)
-                {
+                if tags_of(&client, id).await.get(TAG_PREVIOUS) == Some(&v1) {
                     found.push(id.to_owned());
                 }
             }
@@ -1071,7 +1065,7 @@ async fn interrupted_rotation_is_adopted_not_duplicated() {
     let orphans = successors().await;
     assert_eq!(orphans.len(), 1, "the interrupted rotation made one key");
 
-    let fresh = AwsKmsBackend::from_client(client.clone(), keys);
+    let fresh = backend(&client, &[("evm", &v1.alias)]);
     let v2 = fresh.create_version("evm").await.unwrap();
     assert_eq!(v2.key.version(), Some(orphans[0].as_str()), "adopted");
     assert_eq!(successors().await, orphans, "no second key was created");
@@ -1082,14 +1076,10 @@ async fn interrupted_rotation_is_adopted_not_duplicated() {
         .await
         .unwrap();
     assert_eq!(target.key_metadata.unwrap().key_id(), orphans[0]);
-    let old_tags = client
-        .list_resource_tags()
-        .key_id(&v1.key_id)
-        .send()
-        .await
-        .unwrap();
     assert!(
-        old_tags.tags().iter().all(|t| t.tag_key() != TAG_ROTATING),
+        !tags_of(&client, &v1.key_id)
+            .await
+            .contains_key(TAG_ROTATING),
         "the intent marker is cleared"
     );
     // The adopted key signs under the logical name (checked with k256).
