@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -27,11 +28,34 @@ pub struct Scheduler {
     retry_max: Duration,
 }
 
-/// Consecutive unsuccessful attempts on one key and when the next may start.
-#[derive(Debug, Clone, Copy)]
-struct Backoff {
-    failures: u32,
-    retry_at: Instant,
+/// Per key: consecutive unsuccessful attempts and when the next may start.
+#[derive(Debug, Default)]
+struct Backoffs(HashMap<String, (u32, Instant)>);
+
+impl Backoffs {
+    /// When `key` may be tried again, while it is backing off.
+    fn waiting(&self, key: &str) -> Option<Instant> {
+        self.0
+            .get(key)
+            .map(|(_, at)| *at)
+            .filter(|at| *at > Instant::now())
+    }
+
+    fn succeeded(&mut self, key: &str) {
+        self.0.remove(key);
+    }
+
+    /// Records a failure; returns when to try again (`delay` of the failure count).
+    fn failed(&mut self, key: &str, delay: impl Fn(u32) -> Duration) -> Instant {
+        let failures = self.0.get(key).map_or(0, |(n, _)| *n).saturating_add(1);
+        let at = Instant::now() + delay(failures);
+        self.0.insert(key.to_owned(), (failures, at));
+        at
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {
+    Some(a.map_or(b, |a| a.min(b)))
 }
 
 /// A running scheduler; [`stop`](SchedulerHandle::stop) ends it.
@@ -79,47 +103,47 @@ impl Scheduler {
         self
     }
 
+    /// One tick of `key`; events go to `tx`. False when it failed or another rotator
+    /// holds the lease (both back off).
+    async fn step(&self, key: &str, tx: &UnboundedSender<RotationEvent>) -> bool {
+        match self.rotator.tick(key).await {
+            Ok(events) => {
+                let contended = events
+                    .iter()
+                    .any(|e| matches!(e, RotationEvent::LeaseHeldElsewhere { .. }));
+                for e in events {
+                    let _ = tx.send(e);
+                }
+                !contended
+            }
+            Err(e) => {
+                tracing::error!(key, error = %e, "rotation step failed; will retry");
+                false
+            }
+        }
+    }
+
     /// Starts the loop on the current tokio runtime.
     pub fn spawn(self) -> SchedulerHandle {
         let (stop, mut stopped) = watch::channel(false);
         let (tx, events) = tokio::sync::mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
-            let mut backoff: HashMap<String, Backoff> = HashMap::new();
+            let mut backoff = Backoffs::default();
             loop {
                 let mut next = u64::MAX;
                 let mut wake_at: Option<Instant> = None;
                 for key in &self.keys {
-                    if let Some(b) = backoff.get(key)
-                        && b.retry_at > Instant::now()
-                    {
-                        wake_at = Some(wake_at.map_or(b.retry_at, |w| w.min(b.retry_at)));
+                    if let Some(at) = backoff.waiting(key) {
+                        wake_at = earliest(wake_at, at);
                         continue;
                     }
                     match self.rotator.next_due_ms(key) {
                         Ok(Some(due)) if due <= self.clock.now_ms() => {
-                            let succeeded = match self.rotator.tick(key).await {
-                                Ok(evs) => {
-                                    let contended = evs.iter().any(|e| {
-                                        matches!(e, RotationEvent::LeaseHeldElsewhere { .. })
-                                    });
-                                    evs.into_iter().for_each(|e| {
-                                        let _ = tx.send(e);
-                                    });
-                                    !contended
-                                }
-                                Err(e) => {
-                                    tracing::error!(key, error = %e, "rotation step failed; will retry");
-                                    false
-                                }
-                            };
-                            if succeeded {
-                                backoff.remove(key);
+                            if self.step(key, &tx).await {
+                                backoff.succeeded(key);
                             } else {
-                                let failures =
-                                    backoff.get(key).map_or(0, |b| b.failures).saturating_add(1);
-                                let retry_at = Instant::now() + self.backoff_after(failures);
-                                backoff.insert(key.clone(), Backoff { failures, retry_at });
-                                wake_at = Some(wake_at.map_or(retry_at, |w| w.min(retry_at)));
+                                let at = backoff.failed(key, |n| self.backoff_after(n));
+                                wake_at = earliest(wake_at, at);
                                 continue;
                             }
                         }
