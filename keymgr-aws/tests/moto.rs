@@ -170,6 +170,18 @@ async fn tags_of(client: &Client, key_id: impl Into<String>) -> BTreeMap<String,
         .collect()
 }
 
+/// A secp256k1 SIGN_VERIFY key with an alias (no tags).
+async fn secp256k1_key(client: &Client, purpose: &str) -> Created {
+    create_key(
+        client,
+        KeySpec::EccSecgP256K1,
+        KeyUsageType::SignVerify,
+        purpose,
+        &[],
+    )
+    .await
+}
+
 fn backend(client: &Client, keys: &[(&str, &str)]) -> AwsKmsBackend {
     AwsKmsBackend::from_client(
         client.clone(),
@@ -202,14 +214,7 @@ fn missing() -> KeyRef {
 async fn secp256k1_conformance_by_key_id_arn_alias_and_alias_arn() {
     let Some(endpoint) = moto() else { return };
     let client = client(&endpoint);
-    let key = create_key(
-        &client,
-        KeySpec::EccSecgP256K1,
-        KeyUsageType::SignVerify,
-        "evm",
-        &[],
-    )
-    .await;
+    let key = secp256k1_key(&client, "evm").await;
     let mut public_keys = Vec::new();
     for identifier in [&key.key_id, &key.arn, &key.alias, &key.alias_arn] {
         // Configured under a logical name, as AWS_KMS_EVM_KEY_ID would be...
@@ -307,14 +312,7 @@ async fn xrp_claim_suite_with_kms_keys() {
 async fn evm_suite_with_kms_keys() {
     let Some(endpoint) = moto() else { return };
     let client = client(&endpoint);
-    let key = create_key(
-        &client,
-        KeySpec::EccSecgP256K1,
-        KeyUsageType::SignVerify,
-        "evm-suite",
-        &[],
-    )
-    .await;
+    let key = secp256k1_key(&client, "evm-suite").await;
     for identifier in [&key.key_id, &key.arn, &key.alias, &key.alias_arn] {
         let b: Arc<dyn KeyBackend> = Arc::new(backend(&client, &[("evm", identifier)]));
         keymgr_testkit::evm::run(b.clone(), KeyRef::new("evm")).await;
@@ -508,14 +506,7 @@ async fn rotation_moves_the_alias_tags_history_and_disables_the_old_key() {
     );
 
     // A version must belong to the logical key: another key's id is not a version of it.
-    let stranger = create_key(
-        &client,
-        KeySpec::EccSecgP256K1,
-        KeyUsageType::SignVerify,
-        "stranger",
-        &[],
-    )
-    .await;
+    let stranger = secp256k1_key(&client, "stranger").await;
     let e = aws
         .sign(
             &KeyRef::versioned("evm", stranger.key_id.as_str()),
@@ -531,14 +522,7 @@ async fn rotation_moves_the_alias_tags_history_and_disables_the_old_key() {
 async fn rotation_needs_an_alias_and_a_signing_key() {
     let Some(endpoint) = moto() else { return };
     let client = client(&endpoint);
-    let key = create_key(
-        &client,
-        KeySpec::EccSecgP256K1,
-        KeyUsageType::SignVerify,
-        "by-id",
-        &[],
-    )
-    .await;
+    let key = secp256k1_key(&client, "by-id").await;
     let b = backend(&client, &[("evm", &key.key_id)]);
     let e = b
         .create_version("evm")
@@ -672,14 +656,7 @@ async fn data_keys_round_trip_with_encryption_context() {
     assert!(e.to_string().contains("DescribeKey"), "{e}");
 
     // Signing keys do not encrypt.
-    let signer = create_key(
-        &client,
-        KeySpec::EccSecgP256K1,
-        KeyUsageType::SignVerify,
-        "not-kek",
-        &[],
-    )
-    .await;
+    let signer = secp256k1_key(&client, "not-kek").await;
     let e = b2
         .encrypt(&KeyRef::new(signer.alias.as_str()), b"x", &ctx)
         .await
@@ -716,14 +693,7 @@ async fn unusable_keys_are_typed_errors_naming_the_key() {
         &[],
     )
     .await;
-    let disabled = create_key(
-        &client,
-        KeySpec::EccSecgP256K1,
-        KeyUsageType::SignVerify,
-        "disabled",
-        &[],
-    )
-    .await;
+    let disabled = secp256k1_key(&client, "disabled").await;
     client
         .disable_key()
         .key_id(&disabled.key_id)
@@ -823,14 +793,7 @@ async fn unreachable_endpoint_is_unavailable_and_retryable() {
 async fn connects_from_environment_variables() {
     let Some(endpoint) = moto() else { return };
     let client = client(&endpoint);
-    let evm = create_key(
-        &client,
-        KeySpec::EccSecgP256K1,
-        KeyUsageType::SignVerify,
-        "env-evm",
-        &[],
-    )
-    .await;
+    let evm = secp256k1_key(&client, "env-evm").await;
     let xrp = create_key(
         &client,
         KeySpec::EccNistEdwards25519,
@@ -891,14 +854,7 @@ async fn plain_moto_wrong_digest_signature_is_an_integrity_error() {
         return;
     };
     let client = client(&endpoint);
-    let key = create_key(
-        &client,
-        KeySpec::EccSecgP256K1,
-        KeyUsageType::SignVerify,
-        "plain",
-        &[],
-    )
-    .await;
+    let key = secp256k1_key(&client, "plain").await;
     let b = backend(&client, &[("evm", &key.alias)]);
     let evm = KeyRef::new("evm");
     let prehash = random32();
@@ -948,14 +904,7 @@ async fn scheduled_rotation_through_keymgr_rotation() {
     use std::time::Duration;
     let Some(endpoint) = moto() else { return };
     let client = client(&endpoint);
-    let v1 = create_key(
-        &client,
-        KeySpec::EccSecgP256K1,
-        KeyUsageType::SignVerify,
-        "sched",
-        &[],
-    )
-    .await;
+    let v1 = secp256k1_key(&client, "sched").await;
     let aws: Arc<dyn KeyBackend> = Arc::new(backend(&client, &[("evm", &v1.alias)]));
     let clock = Arc::new(ManualClock::new(0));
     let rotator = Rotator::new(
@@ -1031,14 +980,7 @@ async fn scheduled_rotation_through_keymgr_rotation() {
 async fn interrupted_rotation_is_adopted_not_duplicated() {
     let Some(endpoint) = moto() else { return };
     let client = client(&endpoint);
-    let v1 = create_key(
-        &client,
-        KeySpec::EccSecgP256K1,
-        KeyUsageType::SignVerify,
-        "interrupted",
-        &[],
-    )
-    .await;
+    let v1 = secp256k1_key(&client, "interrupted").await;
     let crashing = backend(
         &unreachable_client(&endpoint, &["UpdateAlias", "DisableKey"]),
         &[("evm", &v1.alias)],

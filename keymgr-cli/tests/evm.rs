@@ -32,6 +32,14 @@ fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// `keymgr evm sign-tx --file FILE EXTRA... --json`.
+fn sign_tx(file: &std::path::Path, extra: &[&str]) -> Output {
+    let mut args = vec!["evm", "sign-tx", "--file", file.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.push("--json");
+    keymgr(&args)
+}
+
 /// The `{"error": ...}` object of a command that must fail.
 fn error(out: &Output) -> serde_json::Value {
     assert!(!out.status.success());
@@ -145,13 +153,7 @@ fn transactions_decode_and_recover_to_the_address() {
     ];
     for (i, request) in requests.iter().enumerate() {
         let file = temp_file(&format!("tx{i}.json"), request);
-        let v = json(&keymgr(&[
-            "evm",
-            "sign-tx",
-            "--file",
-            file.to_str().unwrap(),
-            "--json",
-        ]));
+        let v = json(&sign_tx(&file, &[]));
         let envelope = signed_tx(&v);
         assert_eq!(v["hash"], format!("{}", envelope.tx_hash()));
         let _ = std::fs::remove_file(file);
@@ -162,13 +164,7 @@ fn transactions_decode_and_recover_to_the_address() {
         r#"{"from": "0x5FbDB2315678afecb367f032d93F642f64180aa3", "to": "0x5FbDB2315678afecb367f032d93F642f64180aa3",
             "nonce": "0x0", "gas": "0x5208", "gasPrice": "0x1", "chainId": "0x1"}"#,
     );
-    let e = error(&keymgr(&[
-        "evm",
-        "sign-tx",
-        "--file",
-        file.to_str().unwrap(),
-        "--json",
-    ]));
+    let e = error(&sign_tx(&file, &[]));
     assert_eq!(e["kind"], "invalid_input");
     assert!(e["message"].as_str().unwrap().contains("from"));
     let _ = std::fs::remove_file(file);
@@ -179,19 +175,10 @@ fn transactions_decode_and_recover_to_the_address() {
         r#"{"to": "0x5FbDB2315678afecb367f032d93F642f64180aa3", "nonce": "0x0",
             "gas": "0x5208", "gasPrice": "0x1"}"#,
     );
-    let path = file.to_str().unwrap();
-    let e = error(&keymgr(&["evm", "sign-tx", "--file", path, "--json"]));
+    let e = error(&sign_tx(&file, &[]));
     assert_eq!(e["kind"], "invalid_input");
     assert!(e["message"].as_str().unwrap().contains("chainId"), "{e}");
-    let v = json(&keymgr(&[
-        "evm",
-        "sign-tx",
-        "--file",
-        path,
-        "--chain-id",
-        "1440002",
-        "--json",
-    ]));
+    let v = json(&sign_tx(&file, &["--chain-id", "1440002"]));
     assert_eq!(
         alloy_consensus::Transaction::chain_id(&signed_tx(&v)),
         Some(1_440_002),
@@ -203,15 +190,7 @@ fn transactions_decode_and_recover_to_the_address() {
         r#"{"to": "0x5FbDB2315678afecb367f032d93F642f64180aa3", "nonce": "0x0",
             "gas": "0x5208", "gasPrice": "0x1", "chainId": "0x1"}"#,
     );
-    let e = error(&keymgr(&[
-        "evm",
-        "sign-tx",
-        "--file",
-        file.to_str().unwrap(),
-        "--chain-id",
-        "5",
-        "--json",
-    ]));
+    let e = error(&sign_tx(&file, &["--chain-id", "5"]));
     assert!(
         e["message"].as_str().unwrap().contains("--chain-id is 5"),
         "{e}"
