@@ -114,6 +114,9 @@ pub(crate) fn apt_install(packages: &[&str]) -> Result<()> {
     eprintln!("==> apt-get install {}", packages.join(" "));
     let install = || {
         Command::new("apt-get")
+            // Wait for another apt/dpkg run (unattended upgrades, a parallel provision)
+            // instead of failing on its lock.
+            .args(["-o", "DPkg::Lock::Timeout=300"])
             .args(["install", "-y", "--no-install-recommends"])
             .args(packages)
             .env("DEBIAN_FRONTEND", "noninteractive")
@@ -125,7 +128,7 @@ pub(crate) fn apt_install(packages: &[&str]) -> Result<()> {
         return Ok(());
     }
     let updated = Command::new("apt-get")
-        .arg("update")
+        .args(["-o", "DPkg::Lock::Timeout=300", "update"])
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
