@@ -14,6 +14,7 @@ use std::process::Command;
 
 use anyhow::{Context as _, Result, bail};
 
+mod deps;
 mod moto;
 mod softhsm;
 
@@ -178,6 +179,7 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         ]),
     )?;
     check_dependency_boundaries(root)?;
+    deps::check_core_only(root)?;
     let env = provision(root)?;
     let mut nextest = cargo();
     nextest
