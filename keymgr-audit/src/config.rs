@@ -31,6 +31,8 @@ pub const KEYMGR_AUDIT_HMAC_KEK: &str = "KEYMGR_AUDIT_HMAC_KEK";
 pub const KEYMGR_AUDIT_CHECKPOINT_KEY: &str = "KEYMGR_AUDIT_CHECKPOINT_KEY";
 /// Seconds between signed checkpoints (default 3600).
 pub const KEYMGR_AUDIT_CHECKPOINT_SECS: &str = "KEYMGR_AUDIT_CHECKPOINT_SECS";
+/// Seconds a second writer waits for the log's writer lock before failing (default 0).
+pub const KEYMGR_AUDIT_LOCK_WAIT_SECS: &str = "KEYMGR_AUDIT_LOCK_WAIT_SECS";
 /// Node id written into every entry (default: the host name).
 pub const KEYMGR_NODE_ID: &str = "KEYMGR_NODE_ID";
 
@@ -79,6 +81,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         KEYMGR_AUDIT_CHECKPOINT_SECS,
         "seconds between signed checkpoints (default 3600)",
+    ),
+    (
+        KEYMGR_AUDIT_LOCK_WAIT_SECS,
+        "seconds to wait for another writer of the same log directory to exit (default 0: fail at once; one directory, one writer)",
     ),
     (
         KEYMGR_NODE_ID,
@@ -239,6 +245,8 @@ pub struct AuditConfig {
     pub checkpoint_key: Option<KeyRef>,
     /// Time between signed checkpoints.
     pub checkpoint_interval: Duration,
+    /// How long open waits for another writer of `dir` to exit (zero: fail at once).
+    pub lock_wait: Duration,
 }
 
 /// Default retention: 365 days.
@@ -263,6 +271,7 @@ impl AuditConfig {
             hmac_key: None,
             checkpoint_key: None,
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+            lock_wait: Duration::ZERO,
         }
     }
 
@@ -352,6 +361,9 @@ impl AuditConfig {
                 ));
             }
             c.checkpoint_interval = Duration::from_secs(secs);
+        }
+        if let Some(secs) = parse_num(&var, KEYMGR_AUDIT_LOCK_WAIT_SECS, "seconds, e.g. 30")? {
+            c.lock_wait = Duration::from_secs(secs);
         }
         Ok(Some(c))
     }
@@ -491,6 +503,7 @@ mod tests {
             KEYMGR_AUDIT_HMAC_KEK,
             KEYMGR_AUDIT_CHECKPOINT_KEY,
             KEYMGR_AUDIT_CHECKPOINT_SECS,
+            KEYMGR_AUDIT_LOCK_WAIT_SECS,
             KEYMGR_NODE_ID,
         ] {
             assert!(VARIABLES.iter().any(|(n, _)| *n == name), "{name}");

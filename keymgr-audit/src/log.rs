@@ -18,11 +18,12 @@ use tokio::sync::oneshot;
 
 use crate::config::{AuditConfig, Durability, FailurePolicy, KEYMGR_AUDIT_CHECKPOINT_KEY};
 use crate::entry::events;
+use crate::lock::{self, WriterLock};
+use crate::recovery;
 use crate::redact::redact_record;
-use crate::segment;
 pub use crate::writer::Head;
-use crate::writer::{Msg, Pending, Recovered, Shared, Writer, WriterConfig, recover};
-use crate::{ChainKey, Checkpoint, Verifier, time};
+use crate::writer::{Msg, Pending, Shared, Writer, WriterConfig};
+use crate::{ChainKey, Checkpoint, Verifier, files, time};
 
 /// Counters and state of a running log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -59,6 +60,8 @@ struct Inner {
     key: ChainKey,
     signer: Option<Signer>,
     torn_bytes: u64,
+    /// Released after the writer thread has stopped (fields drop after `Drop::drop`).
+    _lock: WriterLock,
 }
 
 impl Drop for Inner {
@@ -174,10 +177,11 @@ impl AuditLog {
     }
 
     fn start(config: &AuditConfig, key: ChainKey, signer: Option<Signer>) -> Result<Self> {
-        std::fs::create_dir_all(&config.dir)
-            .map_err(|e| segment::io_error("create directory", &config.dir, e))?;
-        let rec: Recovered = recover(&config.dir, &key)?;
-        let torn_bytes = rec.torn_bytes;
+        files::ensure_dir(&config.dir)?;
+        // One directory, one writer: taken before recovery looks at (and may cut) the tail.
+        let lock = lock::acquire(&config.dir, config.lock_wait)?;
+        let rec = recovery::inspect(&config.dir, &key)?;
+        let torn_bytes = recovery::apply(&config.dir, &rec)?;
         let shared = Arc::new(Shared::default());
         let writer = Writer::new(
             WriterConfig {
@@ -225,6 +229,7 @@ impl AuditLog {
                 key,
                 signer,
                 torn_bytes,
+                _lock: lock,
             }),
         })
     }

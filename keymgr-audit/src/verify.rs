@@ -245,6 +245,11 @@ impl Verifier {
         }
     }
 
+    /// The chain key this verifier checks hashes with.
+    pub fn key(&self) -> &ChainKey {
+        &self.key
+    }
+
     /// Public keys whose checkpoints are trusted (reported in
     /// [`VerifyReport::last_trusted_checkpoint`]).
     pub fn trust(mut self, key: PublicKey) -> Self {
@@ -348,6 +353,19 @@ impl<'v> Chain<'v> {
             start_seq: None,
             broken: None,
         }
+    }
+
+    /// Continues a chain: the next entry must be seq `start_seq` and, when `prev` (seq,
+    /// hash, ts_ms) is given, link to it.
+    pub(crate) fn resume(
+        v: &'v Verifier,
+        start_seq: u64,
+        prev: Option<(u64, String, u64)>,
+    ) -> Self {
+        let mut c = Self::new(v);
+        c.start_seq = Some(start_seq);
+        c.last = prev;
+        c
     }
 
     fn expected_seq(&self) -> u64 {
@@ -615,11 +633,6 @@ impl<'v> Chain<'v> {
         {
             self.unanchored = None;
         }
-    }
-
-    /// Head of the verified chain: (seq, hash, ts_ms).
-    pub(crate) fn head(&self) -> Option<&(u64, String, u64)> {
-        self.last.as_ref()
     }
 
     pub(crate) fn broken(&self) -> Option<&BrokenLink> {

@@ -6,9 +6,9 @@
 //! oneshot acknowledgement, so the async runtime never waits on the disk.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -18,10 +18,11 @@ use keymgr_core::{Error, Result};
 use tokio::sync::oneshot;
 
 use crate::config::{Durability, FailurePolicy};
-use crate::entry::{GENESIS_HASH, LOG_BACKEND, events};
+use crate::entry::{LOG_BACKEND, events};
+use crate::recovery::RecoveryPlan;
 use crate::segment::{self, io_error};
-use crate::verify::{CHECKPOINT_WINDOW, Chain};
-use crate::{ChainKey, Entry, Verifier, time};
+use crate::verify::CHECKPOINT_WINDOW;
+use crate::{ChainKey, Entry, files, time};
 
 /// Most messages taken into one commit group.
 const MAX_BATCH: usize = 4096;
@@ -152,129 +153,8 @@ pub(crate) struct Writer {
     inject: u32,
 }
 
-/// What recovery found.
-pub(crate) struct Recovered {
-    pub head: Head,
-    pub active: Option<(PathBuf, u64)>,
-    pub torn_bytes: u64,
-}
-
-/// Finds the last valid entry, saves and cuts a torn tail, drops empty trailing segments.
-///
-/// A tail is torn (a crash during an unacknowledged write) when nothing after the first
-/// bad line is a valid entry; if a valid entry follows a bad one, the segment was damaged
-/// or edited, and opening fails instead of destroying evidence.
-pub(crate) fn recover(dir: &Path, key: &ChainKey) -> Result<Recovered> {
-    let mut torn_bytes = 0;
-    let verifier = Verifier::new(key.clone());
-    loop {
-        let segments = segment::list(dir)?;
-        let Some(last) = segments.last() else {
-            return Ok(Recovered {
-                head: Head {
-                    seq: 0,
-                    hash: GENESIS_HASH.to_owned(),
-                    ts_ms: 0,
-                },
-                active: None,
-                torn_bytes,
-            });
-        };
-        let path = &last.path;
-        let data = fs::read(path).map_err(|e| io_error("read", path, e))?;
-        let mut chain = Chain::new(&verifier);
-        let mut valid_len = 0usize;
-        let mut pos = 0usize;
-        let mut n = 0u64;
-        let mut first_seq = None;
-        while pos < data.len() {
-            let Some(nl) = data[pos..].iter().position(|b| *b == b'\n') else {
-                break;
-            };
-            n += 1;
-            let line = &data[pos..pos + nl];
-            match chain.push(line, Some(path), n) {
-                Some(e) => {
-                    first_seq.get_or_insert(e.seq);
-                    pos += nl + 1;
-                    valid_len = pos;
-                }
-                None => break,
-            }
-        }
-        if let Some(fs) = first_seq
-            && fs != last.first_seq
-        {
-            return Err(Error::integrity(
-                path.display().to_string(),
-                format!(
-                    "segment name says it starts at seq {} but its first entry is seq {fs}; run `keymgr audit verify`",
-                    last.first_seq
-                ),
-            ));
-        }
-        if valid_len < data.len() {
-            // Is anything after the valid prefix a genuine entry? Then this is damage.
-            let rest = &data[valid_len..];
-            // Complete lines only: the piece after the last newline is torn by definition.
-            let mut complete: Vec<&[u8]> = rest.split(|b| *b == b'\n').collect();
-            complete.pop();
-            let later_valid = complete
-                .iter()
-                .filter_map(|l| Entry::parse(l).ok())
-                .any(|e| hex::encode(key.digest(&e.canonical_body())) == e.hash);
-            let first_bad_is_complete = rest.contains(&b'\n');
-            if later_valid {
-                let reason = chain
-                    .broken()
-                    .map_or_else(|| "damaged".to_owned(), ToString::to_string);
-                return Err(Error::integrity(
-                    path.display().to_string(),
-                    format!(
-                        "audit log damaged before its end ({reason}); refusing to append. Run `keymgr audit verify`, then move the damaged segment aside"
-                    ),
-                ));
-            }
-            // Keep the torn bytes for forensics, then cut them off.
-            let torn_path = path.with_extension(format!("jsonl.torn-{}", time::now_ms()));
-            fs::write(&torn_path, rest)
-                .map_err(|e| io_error("save torn tail to", &torn_path, e))?;
-            let f = OpenOptions::new()
-                .write(true)
-                .open(path)
-                .map_err(|e| io_error("open", path, e))?;
-            f.set_len(valid_len as u64)
-                .and_then(|()| f.sync_all())
-                .map_err(|e| io_error("truncate torn tail of", path, e))?;
-            torn_bytes += rest.len() as u64;
-            tracing::warn!(
-                target: "keymgr::audit",
-                segment = %path.display(),
-                torn_bytes = rest.len(),
-                complete_line = first_bad_is_complete,
-                saved_to = %torn_path.display(),
-                "audit log: removed an unacknowledged torn tail left by a crash"
-            );
-        }
-        if valid_len == 0 {
-            fs::remove_file(path).map_err(|e| io_error("remove empty segment", path, e))?;
-            segment::sync_dir(dir)?;
-            continue;
-        }
-        let (seq, hash, ts_ms) = chain
-            .head()
-            .cloned()
-            .ok_or_else(|| Error::integrity(path.display().to_string(), "no entries"))?;
-        return Ok(Recovered {
-            head: Head { seq, hash, ts_ms },
-            active: Some((path.clone(), valid_len as u64)),
-            torn_bytes,
-        });
-    }
-}
-
 impl Writer {
-    pub(crate) fn new(cfg: WriterConfig, shared: Arc<Shared>, rec: Recovered) -> Result<Self> {
+    pub(crate) fn new(cfg: WriterConfig, shared: Arc<Shared>, rec: RecoveryPlan) -> Result<Self> {
         let mut w = Self {
             cfg,
             shared,
@@ -294,10 +174,7 @@ impl Writer {
             inject: 0,
         };
         if let Some((path, len)) = rec.active {
-            let file = OpenOptions::new()
-                .append(true)
-                .open(&path)
-                .map_err(|e| io_error("open", &path, e))?;
+            let file = files::open_append(&path).map_err(|e| io_error("open", &path, e))?;
             w.file = Some(file);
             w.seg_path = path;
             w.durable_len = len;
@@ -528,7 +405,7 @@ impl Writer {
                 "no space left on device (injected)",
             ))
         } else {
-            OpenOptions::new().create_new(true).append(true).open(&path)
+            files::create_new(&path)
         }
         .map_err(|e| io_error("create segment", &path, e))?;
         segment::sync_dir(&self.cfg.dir)?;
