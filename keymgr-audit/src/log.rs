@@ -16,9 +16,13 @@ use keymgr_core::{
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use crate::config::{AuditConfig, Durability, FailurePolicy, KEYMGR_AUDIT_CHECKPOINT_KEY};
-use crate::entry::events;
+use crate::config::{
+    self, AuditConfig, Durability, FailurePolicy, KEYMGR_AUDIT_CHECKPOINT_KEY,
+    KEYMGR_AUDIT_HMAC_KEY, KEYMGR_AUDIT_PATH,
+};
+use crate::entry::{GENESIS_HASH, events};
 use crate::lock::{self, WriterLock};
+use crate::publish::Publisher;
 use crate::recovery;
 use crate::redact::redact_record;
 pub use crate::writer::Head;
@@ -60,6 +64,9 @@ struct Inner {
     key: ChainKey,
     signer: Option<Signer>,
     torn_bytes: u64,
+    publisher: Publisher,
+    /// (seq, hash) of the last checkpoint; held while a checkpoint is made.
+    last_checkpoint: tokio::sync::Mutex<(u64, String)>,
     /// Released after the writer thread has stopped (fields drop after `Drop::drop`).
     _lock: WriterLock,
 }
@@ -98,7 +105,10 @@ impl fmt::Debug for AuditLog {
 }
 
 /// Builds the sink `KeyManager` should use from `KEYMGR_AUDIT_*` variables: the file log
-/// when `KEYMGR_AUDIT_PATH` is set, otherwise `tracing` only (and says so at INFO level).
+/// when `KEYMGR_AUDIT_PATH` is set, otherwise `tracing` only, with a WARN.
+///
+/// Under `KEYMGR_PROFILE=production`, no file log or an unkeyed chain is a
+/// configuration error instead of a warning.
 ///
 /// `backend` is the provider (not a `KeyManager`): it unwraps a wrapped HMAC key and
 /// signs checkpoints when those are configured.
@@ -106,12 +116,23 @@ pub async fn sink_from_vars(
     var: impl Fn(&str) -> Option<String>,
     backend: Option<Arc<dyn KeyBackend>>,
 ) -> Result<Arc<dyn AuditSink>> {
-    match AuditConfig::from_vars(var)? {
+    let production = config::is_production(&var)?;
+    match AuditConfig::from_vars(&var)? {
+        Some(config) if production && config.hmac_key.is_none() => Err(Error::config(
+            KEYMGR_AUDIT_HMAC_KEY,
+            "an HMAC key (or KEYMGR_AUDIT_HMAC_KEY_WRAPPED + KEYMGR_AUDIT_HMAC_KEK) under KEYMGR_PROFILE=production",
+            "not set: an unkeyed chain can be recomputed by anyone with write access to the log",
+        )),
         Some(config) => Ok(Arc::new(AuditLog::open(config, backend).await?)),
+        None if production => Err(Error::config(
+            KEYMGR_AUDIT_PATH,
+            "the audit log directory under KEYMGR_PROFILE=production",
+            "not set: no audit file log would be kept",
+        )),
         None => {
-            tracing::info!(
+            tracing::warn!(
                 target: "keymgr::audit",
-                "KEYMGR_AUDIT_PATH is not set: no audit file log is kept; audit entries go to tracing (target keymgr::audit) only"
+                "KEYMGR_AUDIT_PATH is not set: NO audit file log is kept; audit entries go to tracing (target keymgr::audit) only"
             );
             Ok(Arc::new(TracingAuditSink))
         }
@@ -129,10 +150,20 @@ impl AuditLog {
             None => ChainKey::sha256(),
         };
         let signer = match (&config.checkpoint_key, backend) {
-            (Some(k), Some(b)) => Some(Signer {
-                backend: b,
-                key: k.clone(),
-            }),
+            (Some(k), Some(b)) => {
+                // A checkpoint key that does not exist fails now, not at the first tick.
+                b.public_key(k).await.map_err(|e| {
+                    Error::config(
+                        KEYMGR_AUDIT_CHECKPOINT_KEY,
+                        "a signing key of the configured backend",
+                        format!("{k}: {e}"),
+                    )
+                })?;
+                Some(Signer {
+                    backend: b,
+                    key: k.clone(),
+                })
+            }
             (Some(_), None) => {
                 return Err(Error::config(
                     KEYMGR_AUDIT_CHECKPOINT_KEY,
@@ -181,7 +212,32 @@ impl AuditLog {
         // One directory, one writer: taken before recovery looks at (and may cut) the tail.
         let lock = lock::acquire(&config.dir, config.lock_wait)?;
         let rec = recovery::inspect(&config.dir, &key)?;
+        if config.checkpoint_file.is_some() && signer.is_none() {
+            return Err(Error::config(
+                KEYMGR_AUDIT_CHECKPOINT_KEY,
+                "the key that signs the checkpoints published to KEYMGR_AUDIT_CHECKPOINT_FILE",
+                "no checkpoint signer was given",
+            ));
+        }
+        let publisher = Publisher::open(config.checkpoint_file.as_deref(), &config.dir)?;
         let torn_bytes = recovery::apply(&config.dir, &rec)?;
+        let last_checkpoint = rec
+            .last_checkpoint
+            .clone()
+            .unwrap_or_else(|| (0, GENESIS_HASH.to_owned()));
+        if !key.is_keyed() {
+            tracing::warn!(
+                target: "keymgr::audit",
+                dir = %config.dir.display(),
+                "the audit log is an unkeyed (sha256) chain: anyone with write access can edit it and recompute the chain; set KEYMGR_AUDIT_HMAC_KEY"
+            );
+        }
+        if signer.is_none() {
+            tracing::info!(
+                target: "keymgr::audit",
+                "no KEYMGR_AUDIT_CHECKPOINT_KEY: no signed checkpoints are published, so a cut-off tail of the log is not detectable"
+            );
+        }
         let shared = Arc::new(Shared::default());
         let writer = Writer::new(
             WriterConfig {
@@ -229,6 +285,8 @@ impl AuditLog {
                 key,
                 signer,
                 torn_bytes,
+                publisher,
+                last_checkpoint: tokio::sync::Mutex::new(last_checkpoint),
                 _lock: lock,
             }),
         })
@@ -296,9 +354,11 @@ impl AuditLog {
         rx.await.map_err(|_| writer_gone())?
     }
 
-    /// Signs the current head with the checkpoint key and appends the checkpoint as an
-    /// `AUDIT_CHECKPOINT` entry. Returns it, so it can also be kept elsewhere (an
-    /// external party verifies it with [`Checkpoint::verify`] and the key's public key).
+    /// Signs the current head (naming the previous checkpoint) with the checkpoint key,
+    /// appends it as an `AUDIT_CHECKPOINT` entry, then publishes it outside the log
+    /// (`tracing` target [`crate::publish::TRACING_TARGET`], and the checkpoint file when
+    /// configured). Returns it; an external party verifies it with
+    /// [`Checkpoint::verify`] and the key's public key.
     pub async fn checkpoint(&self) -> Result<Checkpoint> {
         let signer = self.inner.signer.as_ref().ok_or_else(|| {
             Error::config(
@@ -307,6 +367,8 @@ impl AuditLog {
                 "no checkpoint key is configured",
             )
         })?;
+        // One checkpoint at a time: each names the one before it.
+        let mut last = self.inner.last_checkpoint.lock().await;
         let head = self.flush().await?;
         if head.seq == 0 {
             return Err(Error::invalid_input("checkpoint", "the log is empty"));
@@ -315,8 +377,8 @@ impl AuditLog {
             &*signer.backend,
             &signer.key,
             &self.inner.node,
-            head.seq,
-            &head.hash,
+            (head.seq, &head.hash),
+            (last.0, &last.1),
             time::now_ms(),
         )
         .await?;
@@ -325,17 +387,10 @@ impl AuditLog {
         p.key = signer.key.name().to_owned();
         p.key_version = signer.key.version().map(str::to_owned);
         p.refers_to = Some(head.seq);
-        tracing::info!(
-            target: "keymgr::audit",
-            event = events::CHECKPOINT,
-            seq = cp.seq,
-            hash = %cp.hash,
-            key = %cp.key,
-            public_key = %cp.public_key,
-            signature = %cp.signature,
-            "audit"
-        );
         self.append(p, true).await?;
+        *last = (cp.seq, cp.hash.clone());
+        // Published once it is in the log, so a published checkpoint is always there.
+        self.inner.publisher.publish(&cp)?;
         Ok(cp)
     }
 

@@ -1,8 +1,7 @@
 //! Verification: walks segments in order and reports the first broken link.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
-use std::fs;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 
@@ -210,6 +209,12 @@ pub struct VerifyReport {
     pub last_trusted_checkpoint: Option<(u64, String)>,
     /// `sha256` or `hmac-sha256`.
     pub mode: &'static str,
+    /// Node ids found in the entries.
+    pub nodes: BTreeSet<String>,
+    /// Anchors and published checkpoints the log was checked against (kept outside it).
+    pub external_points: u64,
+    /// Whether the verifier was given anything kept outside the log to check against.
+    pub externally_anchored: bool,
     /// The first broken link, if any.
     pub broken: Option<BrokenLink>,
 }
@@ -219,6 +224,49 @@ impl VerifyReport {
     pub fn is_ok(&self) -> bool {
         self.broken.is_none()
     }
+
+    /// What the chain alone cannot vouch for (`keymgr audit verify --strict` fails on any).
+    pub fn warnings(&self) -> Vec<VerifyWarning> {
+        let mut w = Vec::new();
+        if self.entries == 0 {
+            w.push(VerifyWarning::EmptyLog);
+        }
+        if self.mode == ChainKey::sha256().mode() {
+            w.push(VerifyWarning::UnkeyedChain);
+        }
+        if !self.externally_anchored {
+            w.push(VerifyWarning::TailNotAnchored);
+        }
+        w
+    }
+}
+
+/// Something a successful verification does not rule out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum VerifyWarning {
+    /// No entries at all (a deleted log verifies as an empty one).
+    EmptyLog,
+    /// Plain SHA-256 chain: anyone with write access can recompute it after an edit.
+    UnkeyedChain,
+    /// Nothing kept outside the log (anchor, published checkpoints) was checked, so a
+    /// cut-off tail or a replaced log would not be seen.
+    TailNotAnchored,
+}
+
+impl fmt::Display for VerifyWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            VerifyWarning::EmptyLog => "the log has no entries",
+            VerifyWarning::UnkeyedChain => {
+                "unkeyed (sha256) chain: anyone with write access can recompute it; use KEYMGR_AUDIT_HMAC_KEY"
+            }
+            VerifyWarning::TailNotAnchored => {
+                "no --checkpoints or --anchor given: a cut-off tail or a replaced log would not be detected"
+            }
+        })
+    }
 }
 
 /// Verifies logs: chain links, hashes (plain or keyed), canonical form, checkpoints.
@@ -226,7 +274,9 @@ impl VerifyReport {
 pub struct Verifier {
     key: ChainKey,
     trusted: Vec<PublicKey>,
-    anchor: Option<Anchor>,
+    anchors: Vec<Anchor>,
+    /// Published checkpoints: node -> seq -> hash.
+    external: BTreeMap<String, BTreeMap<u64, String>>,
 }
 
 impl Default for Verifier {
@@ -241,7 +291,8 @@ impl Verifier {
         Self {
             key,
             trusted: Vec::new(),
-            anchor: None,
+            anchors: Vec::new(),
+            external: BTreeMap::new(),
         }
     }
 
@@ -259,9 +310,38 @@ impl Verifier {
 
     /// Requires the log to reach `anchor` (detects truncation at a line boundary, which a
     /// chain alone cannot see).
+    /// Repeatable.
     pub fn anchor(mut self, anchor: Anchor) -> Self {
-        self.anchor = Some(anchor);
+        self.anchors.push(anchor);
         self
+    }
+
+    /// Requires the log to contain every published checkpoint of the nodes it has
+    /// entries of (seq present, same hash). Detects a cut-off tail, deleted segments
+    /// and a replaced or re-chained log. Check the checkpoints themselves first
+    /// ([`crate::publish::check_published`]).
+    pub fn checkpoints<'c>(mut self, cps: impl IntoIterator<Item = &'c Checkpoint>) -> Self {
+        for cp in cps {
+            self.external
+                .entry(cp.node.clone())
+                .or_default()
+                .insert(cp.seq, cp.hash.clone());
+        }
+        self
+    }
+
+    /// Nodes that have published checkpoints but no entries in any of `reports`: their
+    /// log was not given, or was replaced by one with other node ids.
+    pub fn unmatched_nodes<'r>(
+        &self,
+        reports: impl IntoIterator<Item = &'r VerifyReport>,
+    ) -> Vec<String> {
+        let seen: BTreeSet<&String> = reports.into_iter().flat_map(|r| &r.nodes).collect();
+        self.external
+            .keys()
+            .filter(|n| !seen.contains(n))
+            .cloned()
+            .collect()
     }
 
     /// Verifies the segments of a log: each path is a log directory or a segment file.
@@ -275,6 +355,27 @@ impl Verifier {
             }
         }
         Ok(chain.finish(files.len()))
+    }
+
+    /// Verifies several logs at once: each directory is a chain of its own (one writer
+    /// per directory, e.g. one per node); segment files given directly form one more
+    /// chain together. Returns each chain's name (the directory, or `files`) and report.
+    pub fn verify_each<P: AsRef<Path>>(&self, paths: &[P]) -> Result<Vec<(String, VerifyReport)>> {
+        let (dirs, loose): (Vec<&Path>, Vec<&Path>) =
+            paths.iter().map(AsRef::as_ref).partition(|p| p.is_dir());
+        let mut out = Vec::new();
+        for d in dirs {
+            out.push((d.display().to_string(), self.verify_paths(&[d])?));
+        }
+        if !loose.is_empty() {
+            let name = loose
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ");
+            out.push((name, self.verify_paths(&loose)?));
+        }
+        Ok(out)
     }
 
     /// Verifies a sequence of lines (as read from one or more files, without `\n`).
@@ -306,6 +407,12 @@ pub(crate) fn collect_files<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<PathBuf>>
     let mut files: Vec<(u64, PathBuf)> = Vec::new();
     for p in paths {
         let p = p.as_ref();
+        if !p.exists() {
+            return Err(keymgr_core::Error::not_found(
+                p.display().to_string(),
+                "no such audit log directory or segment file",
+            ));
+        }
         if p.is_dir() {
             files.extend(segment::list(p)?.into_iter().map(|s| (s.first_seq, s.path)));
         } else {
@@ -332,7 +439,10 @@ pub(crate) struct Chain<'v> {
     entries: u64,
     checkpoints: u64,
     trusted_checkpoint: Option<(u64, String)>,
-    anchor_seen: bool,
+    last_checkpoint: Option<(u64, String)>,
+    anchors_seen: Vec<bool>,
+    external_points: u64,
+    nodes: BTreeSet<String>,
     /// The first seq the log should start at (from the first segment's file name).
     start_seq: Option<u64>,
     broken: Option<BrokenLink>,
@@ -349,7 +459,10 @@ impl<'v> Chain<'v> {
             entries: 0,
             checkpoints: 0,
             trusted_checkpoint: None,
-            anchor_seen: false,
+            last_checkpoint: None,
+            anchors_seen: vec![false; v.anchors.len()],
+            external_points: 0,
+            nodes: BTreeSet::new(),
             start_seq: None,
             broken: None,
         }
@@ -410,7 +523,7 @@ impl<'v> Chain<'v> {
                 .and_then(|n| n.to_str())
                 .and_then(segment::parse_name);
         }
-        let f = match fs::File::open(path) {
+        let f = match crate::files::open_read(path) {
             Ok(f) => f,
             Err(e) => {
                 self.fail(
@@ -562,24 +675,37 @@ impl<'v> Chain<'v> {
         if entry.event == events::RETENTION {
             self.check_retention(&entry);
         }
-        if let Some(a) = &self.v.anchor
-            && a.seq == entry.seq
-        {
-            self.anchor_seen = true;
-            if let Some(h) = &a.hash
-                && h != &entry.hash
-            {
-                let expected = h.clone();
-                self.fail(
-                    file,
-                    n,
-                    BreakReason::AnchorMismatch {
-                        expected,
-                        found: entry.hash.clone(),
-                    },
-                );
-                return None;
+        let mut expected = None;
+        for (i, a) in self.v.anchors.iter().enumerate() {
+            if a.seq == entry.seq {
+                self.anchors_seen[i] = true;
+                self.external_points += 1;
+                expected = expected.or(a.hash.as_ref().filter(|h| **h != entry.hash));
             }
+        }
+        if let Some(h) = self
+            .v
+            .external
+            .get(&entry.node)
+            .and_then(|m| m.get(&entry.seq))
+        {
+            self.external_points += 1;
+            expected = expected.or(Some(h).filter(|h| **h != entry.hash));
+        }
+        if let Some(h) = expected {
+            let expected = h.clone();
+            self.fail(
+                file,
+                n,
+                BreakReason::AnchorMismatch {
+                    expected,
+                    found: entry.hash.clone(),
+                },
+            );
+            return None;
+        }
+        if !self.nodes.contains(&entry.node) {
+            self.nodes.insert(entry.node.clone());
         }
         self.recent.push_back((entry.seq, entry.hash.clone()));
         if self.recent.len() as u64 > CHECKPOINT_WINDOW + 1 {
@@ -614,6 +740,15 @@ impl<'v> Chain<'v> {
         }
         let embedded = cp.embedded_public_key().map_err(|e| e.to_string())?;
         cp.verify(&embedded).map_err(|e| e.to_string())?;
+        if let Some((seq, hash)) = &self.last_checkpoint
+            && (cp.prev_seq, &cp.prev_hash) != (*seq, hash)
+        {
+            return Err(format!(
+                "names checkpoint seq {} as its predecessor, but the previous checkpoint in the log is seq {seq}",
+                cp.prev_seq
+            ));
+        }
+        self.last_checkpoint = Some((cp.seq, cp.hash.clone()));
         self.checkpoints += 1;
         if self.v.trusted.contains(&embedded) {
             self.trusted_checkpoint = Some((cp.seq, cp.hash));
@@ -651,23 +786,30 @@ impl<'v> Chain<'v> {
                 BreakReason::UnanchoredStart { first_seq: first },
             );
         }
-        if self.broken.is_none()
-            && let Some(a) = &self.v.anchor
-            && !self.anchor_seen
-        {
-            let last_seq = self.last.as_ref().map_or(0, |(s, _, _)| *s);
-            let expected_seq = a.seq;
-            if expected_seq > last_seq {
-                self.fail_at(
-                    last_seq + 1,
-                    None,
-                    0,
-                    BreakReason::MissingTail {
-                        last_seq,
-                        expected_seq,
-                    },
-                );
-            }
+        let last_seq = self.last.as_ref().map_or(0, |(s, _, _)| *s);
+        // The furthest point kept outside the log that it does not reach.
+        let plain = self
+            .v
+            .anchors
+            .iter()
+            .zip(&self.anchors_seen)
+            .filter(|(_, seen)| !**seen)
+            .map(|(a, _)| a.seq);
+        let published = self
+            .nodes
+            .iter()
+            .filter_map(|n| self.v.external.get(n))
+            .filter_map(|m| m.keys().next_back().copied());
+        if let Some(expected_seq) = plain.chain(published).filter(|s| *s > last_seq).max() {
+            self.fail_at(
+                last_seq + 1,
+                None,
+                0,
+                BreakReason::MissingTail {
+                    last_seq,
+                    expected_seq,
+                },
+            );
         }
         VerifyReport {
             files,
@@ -678,6 +820,9 @@ impl<'v> Chain<'v> {
             checkpoints: self.checkpoints,
             last_trusted_checkpoint: self.trusted_checkpoint,
             mode: self.v.key.mode(),
+            nodes: self.nodes,
+            external_points: self.external_points,
+            externally_anchored: !self.v.anchors.is_empty() || !self.v.external.is_empty(),
             broken: self.broken,
         }
     }
