@@ -10,6 +10,7 @@ mod log;
 pub mod publish;
 pub mod recovery;
 pub mod redact;
+mod report;
 pub mod segment;
 pub mod time;
 mod verify;

@@ -208,6 +208,9 @@ impl AuditLog {
     }
 
     fn start(config: &AuditConfig, key: ChainKey, signer: Option<Signer>) -> Result<Self> {
+        // Redacted like the actor: a node id is configuration, and may carry a secret
+        // pasted by mistake.
+        let node = crate::redact::redact_value(&config.node_id);
         files::ensure_dir(&config.dir)?;
         // One directory, one writer: taken before recovery looks at (and may cut) the tail.
         let lock = lock::acquire(&config.dir, config.lock_wait)?;
@@ -242,7 +245,7 @@ impl AuditLog {
         let writer = Writer::new(
             WriterConfig {
                 dir: config.dir.clone(),
-                node: config.node_id.clone(),
+                node: node.clone(),
                 key: key.clone(),
                 durability: config.durability,
                 on_failure: config.on_failure,
@@ -267,7 +270,7 @@ impl AuditLog {
         tracing::info!(
             target: "keymgr::audit",
             dir = %config.dir.display(),
-            node = %config.node_id,
+            node = %node,
             durability = ?config.durability,
             on_failure = ?config.on_failure,
             mode = key.mode(),
@@ -279,7 +282,7 @@ impl AuditLog {
                 thread: Mutex::new(Some(thread)),
                 shared,
                 dir: config.dir.clone(),
-                node: config.node_id.clone(),
+                node: node.clone(),
                 durability: config.durability,
                 on_failure: config.on_failure,
                 key,
@@ -470,6 +473,7 @@ impl Pending {
             error_kind: r.error_kind.map(|k| k.as_str().to_owned()),
             details,
             refers_to: None,
+            deferred: false,
         }
     }
 }
@@ -489,16 +493,33 @@ impl AuditSink for AuditLog {
     /// fsynced; buffered mode once it is queued. On I/O errors: an error under
     /// fail-closed, `Ok` plus an alarm under fail-open.
     async fn record(&self, record: AuditRecord) -> Result<()> {
+        self.record_with(record, false).await
+    }
+
+    /// Durable mode: queued without waiting; the writer keeps it for the commit that
+    /// carries its outcome (or commits it within 100 ms anyway). Refused, so the
+    /// operation does not start, while the log is failing under fail-closed.
+    async fn record_request(&self, record: AuditRecord) -> Result<()> {
+        self.record_with(record, true).await
+    }
+}
+
+impl AuditLog {
+    async fn record_with(&self, record: AuditRecord, request: bool) -> Result<()> {
         let record = redact_record(record);
         trace_record(&record);
-        let pending = Pending::from_record(record);
+        let mut pending = Pending::from_record(record);
+        // While the disk fails, a request waits for its own commit: that probes the
+        // disk, and refuses the operation before it starts if the disk still fails.
+        let failing = self.inner.shared.failing().is_some();
+        pending.deferred = request && !failing;
         match self.inner.durability {
-            Durability::Durable => match self.append(pending, true).await {
+            Durability::Durable if !pending.deferred => match self.append(pending, true).await {
                 Ok(_) => Ok(()),
                 Err(e) => self.on_error(e),
             },
-            Durability::Buffered => {
-                // Nobody waits for a buffered entry, so refuse up front while the disk fails.
+            Durability::Durable | Durability::Buffered => {
+                // Nobody waits for this entry, so refuse up front while the disk fails.
                 if self.inner.on_failure == FailurePolicy::FailClosed
                     && let Some(msg) = self.inner.shared.failing()
                 {

@@ -28,6 +28,9 @@ use crate::{ChainKey, Entry, files, time};
 const MAX_BATCH: usize = 4096;
 /// Buffered mode: longest time written data stays without fsync.
 const BUFFERED_SYNC: Duration = Duration::from_millis(100);
+/// Durable mode: longest time an entry nobody waits for (a request whose outcome will
+/// follow) stays uncommitted; normally it goes to disk with its outcome.
+pub(crate) const DEFERRED_MAX: Duration = Duration::from_millis(100);
 /// How often a failing writer probes the disk again when nobody is writing.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -46,6 +49,9 @@ pub(crate) struct Pending {
     pub details: BTreeMap<String, String>,
     /// For checkpoints: the seq they vouch for (must stay within the verifier's window).
     pub refers_to: Option<u64>,
+    /// A request whose outcome follows: nobody waits for it, and if its commit fails the
+    /// outcome's caller hears of it (so under fail-closed it is not counted as lost).
+    pub deferred: bool,
 }
 
 impl Pending {
@@ -62,6 +68,7 @@ impl Pending {
             error_kind: None,
             details,
             refers_to: None,
+            deferred: false,
         }
     }
 }
@@ -150,6 +157,8 @@ pub(crate) struct Writer {
     last_error: Option<String>,
     gap_staged: u64,
     dirty_since: Option<Instant>,
+    /// Durable mode: staged entries nobody waits for, since when.
+    deferred_since: Option<Instant>,
     inject: u32,
 }
 
@@ -171,6 +180,7 @@ impl Writer {
             last_error: None,
             gap_staged: 0,
             dirty_since: None,
+            deferred_since: None,
             inject: 0,
         };
         if let Some((path, len)) = rec.active {
@@ -188,7 +198,9 @@ impl Writer {
             tracing::warn!(target: "keymgr::audit", error = %e, "audit log retention failed");
         }
         loop {
-            let wait = if let Some(since) = self.dirty_since {
+            let wait = if let Some(since) = self.deferred_since {
+                Some(DEFERRED_MAX.saturating_sub(since.elapsed()))
+            } else if let Some(since) = self.dirty_since {
                 Some(BUFFERED_SYNC.saturating_sub(since.elapsed()))
             } else if self.lost > 0 {
                 Some(PROBE_INTERVAL)
@@ -223,6 +235,7 @@ impl Writer {
     }
 
     fn idle(&mut self) {
+        self.commit();
         if self.lost > 0 && self.buf.is_empty() {
             self.stage_gap();
             self.commit();
@@ -245,6 +258,14 @@ impl Writer {
                     self.inject += n;
                 }
             }
+        }
+        // Durable mode: entries nobody waits for wait for the next one somebody does.
+        let waiting = self.acks.iter().any(|(ack, _, _)| ack.is_some());
+        if self.cfg.durability == Durability::Durable && !waiting && flushes.is_empty() {
+            if !self.buf.is_empty() {
+                self.deferred_since.get_or_insert_with(Instant::now);
+            }
+            return;
         }
         self.commit();
         if !flushes.is_empty() {
@@ -289,15 +310,15 @@ impl Writer {
         (e, line)
     }
 
-    fn push(&mut self, e: Entry, line: Vec<u8>, ack: Option<Ack>, is_gap: bool) {
+    fn push(&mut self, e: Entry, line: Vec<u8>, ack: Option<Ack>, is_gap: bool, deferred: bool) {
         self.buf.extend_from_slice(&line);
         self.next = Head {
             seq: e.seq,
             hash: e.hash,
             ts_ms: e.ts_ms,
         };
-        let lost_if_failed =
-            !is_gap && (ack.is_none() || self.cfg.on_failure == FailurePolicy::FailOpen);
+        let lost_if_failed = !is_gap
+            && ((ack.is_none() && !deferred) || self.cfg.on_failure == FailurePolicy::FailOpen);
         self.acks.push((ack, self.next.clone(), lost_if_failed));
     }
 
@@ -319,7 +340,7 @@ impl Writer {
         }
         let (e, line) = self.seal(&p, ts);
         self.gap_staged = self.lost;
-        self.push(e, line, None, true);
+        self.push(e, line, None, true, false);
     }
 
     fn append(&mut self, p: Pending, ack: Option<Ack>) {
@@ -355,7 +376,7 @@ impl Writer {
             }
             (e, line) = self.seal(&p, ts);
         }
-        self.push(e, line, ack, false);
+        self.push(e, line, ack, false, p.deferred);
     }
 
     fn fail_one(&mut self, ack: Option<Ack>, err: Error) {
@@ -454,6 +475,7 @@ impl Writer {
 
     /// Writes (and in durable mode fsyncs) the staged entries and answers their callers.
     fn commit(&mut self) {
+        self.deferred_since = None;
         if self.buf.is_empty() {
             return;
         }
@@ -566,7 +588,7 @@ impl Writer {
         let ts = p.ts_ms.max(self.next.ts_ms);
         let (e, line) = self.seal(&p, ts);
         let (tx, mut rx) = oneshot::channel();
-        self.push(e, line, Some(tx), false);
+        self.push(e, line, Some(tx), false, false);
         self.commit();
         // Buffered mode: the anchor must be on disk before anything is deleted.
         self.sync_now();
