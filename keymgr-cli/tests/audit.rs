@@ -526,3 +526,39 @@ fn verify_checks_several_chains_and_published_checkpoints() {
     let msg = json(&out)["error"]["message"].as_str().unwrap().to_owned();
     assert!(msg.contains("node-b") && msg.contains("truncated"), "{msg}");
 }
+
+/// With a permissive umask (000), the log still creates its directory 0700 and its
+/// files (segments, lock, checkpoint file) 0600.
+#[test]
+fn files_are_private_whatever_the_umask() {
+    use std::os::unix::fs::MetadataExt as _;
+    let root = TempDir::new("cli-umask");
+    let log = root.path().join("a/log");
+    let script = format!(
+        "umask 000; exec {} sign --key evm --digest {}",
+        env!("CARGO_BIN_EXE_keymgr"),
+        "22".repeat(32)
+    );
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &script]);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("KEYMGR_") || k == "KEY_BACKEND" {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd
+        .env("EVM_PRIVATE_KEY", EVM_KEY)
+        .env("KEYMGR_AUDIT_PATH", &log)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o777;
+    assert_eq!(mode(&log), 0o700);
+    assert_eq!(mode(&root.path().join("a")), 0o700);
+    assert_eq!(mode(&log.join(keymgr_audit::LOCK_FILE)), 0o600);
+    assert_eq!(mode(&segment(&log)), 0o600);
+}
