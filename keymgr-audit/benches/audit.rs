@@ -86,6 +86,7 @@ fn sign(c: &mut Criterion) {
             .build(),
     );
     let off = Arc::new(KeyManager::builder(backend).build());
+    let on_ref = on.clone();
     let key = KeyRef::new("evm");
     let payload = SignPayload::Prehash([7; 32]);
     let mut g = c.benchmark_group("sign");
@@ -117,7 +118,42 @@ fn sign(c: &mut Criterion) {
         });
     }
     g.finish();
+
+    // Fsyncs per signature, sequential (the goal is at most 1).
+    let before = log.status();
+    rt.block_on(async {
+        for _ in 0..200 {
+            on_ref.sign(&key, &payload).await.unwrap();
+        }
+    });
+    let after = log.status();
+    eprintln!(
+        "sign/sequential durable: {:.2} fsyncs per signature (goal <= 1)",
+        (after.commits - before.commits) as f64 / 200.0
+    );
+    for bench in ["sequential", "concurrent_64"] {
+        if let (Some(off), Some(on)) = (
+            mean_ns(&format!("sign/{bench}/audit_off")),
+            mean_ns(&format!("sign/{bench}/audit_on_durable")),
+        ) {
+            eprintln!(
+                "sign/{bench}: durable-log throughput = {:.2} x audit off (goal for concurrent_64: >= 0.8)",
+                off / on
+            );
+        }
+    }
     drop(log);
+}
+
+/// Criterion's mean time for `id` from this run (`<target>/criterion/<id>/new`).
+fn mean_ns(id: &str) -> Option<f64> {
+    let root = std::env::var_os("CRITERION_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(|t| Path::new(&t).join("criterion")))
+        .unwrap_or_else(|| Path::new("../target/criterion").to_path_buf());
+    let text = std::fs::read_to_string(root.join(id).join("new/estimates.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["mean"]["point_estimate"].as_f64()
 }
 
 fn verify(c: &mut Criterion) {

@@ -5,12 +5,17 @@
 //! The signed bytes are
 //!
 //! ```text
-//! keymgr-audit checkpoint v1\n
+//! keymgr-audit checkpoint v2\n
 //! node=<node>\n
 //! seq=<seq>\n
 //! hash=<64 hex>\n
 //! ts_ms=<ms>\n
+//! prev_seq=<seq of the previous checkpoint, 0 for the first>\n
+//! prev_hash=<its hash, 64 zeros for the first>\n
 //! ```
+//!
+//! Naming the predecessor makes the checkpoints a chain of their own: a checkpoint
+//! deleted from where they are published is detected like an entry deleted from the log.
 //!
 //! Ed25519 keys sign these bytes; secp256k1 keys sign their SHA-256 (a 32-byte prehash).
 
@@ -42,22 +47,31 @@ pub struct Checkpoint {
     pub public_key: String,
     /// The signature (`r ‖ s` or Ed25519), hex.
     pub signature: String,
+    /// `seq` of the previous checkpoint of this log (0 for the first).
+    pub prev_seq: u64,
+    /// `hash` of the previous checkpoint ([`crate::GENESIS_HASH`] for the first).
+    pub prev_hash: String,
 }
 
-const DETAIL_FIELDS: [&str; 6] = [
+const DETAIL_FIELDS: [&str; 8] = [
     "checkpoint_seq",
     "checkpoint_hash",
     "checkpoint_ts_ms",
     "algorithm",
     "public_key",
     "signature",
+    "prev_checkpoint_seq",
+    "prev_checkpoint_hash",
 ];
 
 impl Checkpoint {
-    /// The bytes whose signature the checkpoint carries.
-    pub fn signed_message(node: &str, seq: u64, hash: &str, ts_ms: u64) -> Vec<u8> {
-        format!("keymgr-audit checkpoint v1\nnode={node}\nseq={seq}\nhash={hash}\nts_ms={ts_ms}\n")
-            .into_bytes()
+    /// The bytes whose signature the checkpoint carries (see the module docs).
+    pub fn signed_message(&self) -> Vec<u8> {
+        format!(
+            "keymgr-audit checkpoint v2\nnode={}\nseq={}\nhash={}\nts_ms={}\nprev_seq={}\nprev_hash={}\n",
+            self.node, self.seq, self.hash, self.ts_ms, self.prev_seq, self.prev_hash
+        )
+        .into_bytes()
     }
 
     fn payload(message: Vec<u8>, algorithm: KeyAlgorithm) -> SignPayload {
@@ -67,7 +81,8 @@ impl Checkpoint {
         }
     }
 
-    /// Signs `(node, seq, hash, ts_ms)` with `key` in `backend`.
+    /// Signs "on `node` the chain had `head` (seq, hash) at `ts_ms`, and the previous
+    /// checkpoint was `prev`" with `key` in `backend`.
     ///
     /// Use the provider backend directly, not a `KeyManager` that audits into this log
     /// (its own SIGN_* entries would recurse into the log being checkpointed).
@@ -75,26 +90,30 @@ impl Checkpoint {
         backend: &dyn KeyBackend,
         key: &KeyRef,
         node: &str,
-        seq: u64,
-        hash: &str,
+        head: (u64, &str),
+        prev: (u64, &str),
         ts_ms: u64,
     ) -> Result<Self> {
         let public_key = backend.public_key(key).await?;
         let algorithm = public_key.algorithm();
-        let payload = Self::payload(Self::signed_message(node, seq, hash, ts_ms), algorithm);
-        let signature = backend.sign(key, &payload).await?;
-        // Never store a checkpoint that would not verify.
-        public_key.verify(&payload, &signature)?;
-        Ok(Self {
+        let mut cp = Self {
             node: node.to_owned(),
-            seq,
-            hash: hash.to_owned(),
+            seq: head.0,
+            hash: head.1.to_owned(),
             ts_ms,
             key: key.to_string(),
             algorithm: algorithm.as_str().to_owned(),
             public_key: hex::encode(public_key.to_bytes()),
-            signature: hex::encode(signature.to_bytes()),
-        })
+            signature: String::new(),
+            prev_seq: prev.0,
+            prev_hash: prev.1.to_owned(),
+        };
+        let payload = Self::payload(cp.signed_message(), algorithm);
+        let signature = backend.sign(key, &payload).await?;
+        // Never store a checkpoint that would not verify.
+        public_key.verify(&payload, &signature)?;
+        cp.signature = hex::encode(signature.to_bytes());
+        Ok(cp)
     }
 
     /// The public key the checkpoint names (not a reason to trust it: compare it with a
@@ -120,10 +139,7 @@ impl Checkpoint {
             KeyAlgorithm::Ed25519 => Signature::Ed25519(Ed25519Signature::from_slice(&bytes)?),
             _ => Signature::Secp256k1(Secp256k1Signature::from_raw(&bytes)?),
         };
-        let payload = Self::payload(
-            Self::signed_message(&self.node, self.seq, &self.hash, self.ts_ms),
-            public_key.algorithm(),
-        );
+        let payload = Self::payload(self.signed_message(), public_key.algorithm());
         public_key.verify(&payload, &signature).map_err(|_| {
             Error::integrity(
                 self.key.clone(),
@@ -145,6 +161,8 @@ impl Checkpoint {
             self.algorithm.clone(),
             self.public_key.clone(),
             self.signature.clone(),
+            self.prev_seq.to_string(),
+            self.prev_hash.clone(),
         ];
         DETAIL_FIELDS
             .iter()
@@ -180,6 +198,8 @@ impl Checkpoint {
             algorithm: get("algorithm")?,
             public_key: get("public_key")?,
             signature: get("signature")?,
+            prev_seq: num("prev_checkpoint_seq")?,
+            prev_hash: get("prev_checkpoint_hash")?,
         })
     }
 }
@@ -194,15 +214,29 @@ mod tests {
         let backend = EnvBackend::generate();
         for name in ["evm", "xrp"] {
             let key = KeyRef::new(name);
-            let cp = Checkpoint::sign(&backend, &key, "n1", 7, &"ab".repeat(32), 1_000)
-                .await
-                .unwrap();
+            let genesis = crate::GENESIS_HASH;
+            let cp = Checkpoint::sign(
+                &backend,
+                &key,
+                "n1",
+                (7, &"ab".repeat(32)),
+                (0, genesis),
+                1_000,
+            )
+            .await
+            .unwrap();
             let pk = backend.public_key(&key).await.unwrap();
             cp.verify(&pk).unwrap();
             assert_eq!(cp.embedded_public_key().unwrap(), pk);
-            let mut forged = cp.clone();
-            forged.seq = 8;
-            assert!(forged.verify(&pk).is_err());
+            for forge in [
+                |c: &mut Checkpoint| c.seq = 8,
+                |c: &mut Checkpoint| c.prev_seq = 1,
+                |c: &mut Checkpoint| c.prev_hash = "cd".repeat(32),
+            ] {
+                let mut forged = cp.clone();
+                forge(&mut forged);
+                assert!(forged.verify(&pk).is_err());
+            }
             let other = EnvBackend::generate().public_key(&key).await.unwrap();
             assert!(cp.verify(&other).is_err());
         }

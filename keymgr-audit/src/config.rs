@@ -29,8 +29,16 @@ pub const KEYMGR_AUDIT_HMAC_KEY_WRAPPED: &str = "KEYMGR_AUDIT_HMAC_KEY_WRAPPED";
 pub const KEYMGR_AUDIT_HMAC_KEK: &str = "KEYMGR_AUDIT_HMAC_KEK";
 /// Key (`NAME` or `NAME@VERSION`) that signs checkpoints; unset means no signed checkpoints.
 pub const KEYMGR_AUDIT_CHECKPOINT_KEY: &str = "KEYMGR_AUDIT_CHECKPOINT_KEY";
+/// File (outside the log directory, ideally on another volume) each signed checkpoint is
+/// appended to as a JSON line, for `keymgr audit verify --checkpoints`.
+pub const KEYMGR_AUDIT_CHECKPOINT_FILE: &str = "KEYMGR_AUDIT_CHECKPOINT_FILE";
+/// `development` (default) or `production`: production refuses to start without a file
+/// log or with an unkeyed chain (the same variable selects rotation defaults).
+pub const KEYMGR_PROFILE: &str = "KEYMGR_PROFILE";
 /// Seconds between signed checkpoints (default 3600).
 pub const KEYMGR_AUDIT_CHECKPOINT_SECS: &str = "KEYMGR_AUDIT_CHECKPOINT_SECS";
+/// Seconds a second writer waits for the log's writer lock before failing (default 0).
+pub const KEYMGR_AUDIT_LOCK_WAIT_SECS: &str = "KEYMGR_AUDIT_LOCK_WAIT_SECS";
 /// Node id written into every entry (default: the host name).
 pub const KEYMGR_NODE_ID: &str = "KEYMGR_NODE_ID";
 
@@ -77,8 +85,20 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "backend key (NAME or NAME@VERSION) that signs periodic checkpoints; unset: unsigned log",
     ),
     (
+        KEYMGR_AUDIT_CHECKPOINT_FILE,
+        "file outside the log directory (another volume) that every signed checkpoint is appended to; needs KEYMGR_AUDIT_CHECKPOINT_KEY",
+    ),
+    (
+        KEYMGR_PROFILE,
+        "development (default) | production: refuse to start without KEYMGR_AUDIT_PATH or with an unkeyed chain",
+    ),
+    (
         KEYMGR_AUDIT_CHECKPOINT_SECS,
         "seconds between signed checkpoints (default 3600)",
+    ),
+    (
+        KEYMGR_AUDIT_LOCK_WAIT_SECS,
+        "seconds to wait for another writer of the same log directory to exit (default 0: fail at once; one directory, one writer)",
     ),
     (
         KEYMGR_NODE_ID,
@@ -239,6 +259,10 @@ pub struct AuditConfig {
     pub checkpoint_key: Option<KeyRef>,
     /// Time between signed checkpoints.
     pub checkpoint_interval: Duration,
+    /// File every signed checkpoint is also appended to (outside `dir`).
+    pub checkpoint_file: Option<PathBuf>,
+    /// How long open waits for another writer of `dir` to exit (zero: fail at once).
+    pub lock_wait: Duration,
 }
 
 /// Default retention: 365 days.
@@ -263,6 +287,8 @@ impl AuditConfig {
             hmac_key: None,
             checkpoint_key: None,
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+            checkpoint_file: None,
+            lock_wait: Duration::ZERO,
         }
     }
 
@@ -353,7 +379,34 @@ impl AuditConfig {
             }
             c.checkpoint_interval = Duration::from_secs(secs);
         }
+        if let Some(f) = non_empty(&var, KEYMGR_AUDIT_CHECKPOINT_FILE) {
+            if c.checkpoint_key.is_none() {
+                return Err(Error::config(
+                    KEYMGR_AUDIT_CHECKPOINT_KEY,
+                    "the key that signs the checkpoints published to KEYMGR_AUDIT_CHECKPOINT_FILE",
+                    "not set",
+                ));
+            }
+            c.checkpoint_file = Some(PathBuf::from(f.trim()));
+        }
+        if let Some(secs) = parse_num(&var, KEYMGR_AUDIT_LOCK_WAIT_SECS, "seconds, e.g. 30")? {
+            c.lock_wait = Duration::from_secs(secs);
+        }
         Ok(Some(c))
+    }
+}
+
+/// Whether `KEYMGR_PROFILE` is `production` (`development` or unset: false; anything
+/// else is an error naming the variable).
+pub fn is_production(var: impl Fn(&str) -> Option<String>) -> Result<bool> {
+    match non_empty(&var, KEYMGR_PROFILE).as_deref().map(str::trim) {
+        None | Some("development") => Ok(false),
+        Some("production") => Ok(true),
+        Some(other) => Err(Error::config(
+            KEYMGR_PROFILE,
+            "development or production",
+            format!("{other:?} is not a profile"),
+        )),
     }
 }
 
@@ -491,6 +544,9 @@ mod tests {
             KEYMGR_AUDIT_HMAC_KEK,
             KEYMGR_AUDIT_CHECKPOINT_KEY,
             KEYMGR_AUDIT_CHECKPOINT_SECS,
+            KEYMGR_AUDIT_LOCK_WAIT_SECS,
+            KEYMGR_AUDIT_CHECKPOINT_FILE,
+            KEYMGR_PROFILE,
             KEYMGR_NODE_ID,
         ] {
             assert!(VARIABLES.iter().any(|(n, _)| *n == name), "{name}");

@@ -1,13 +1,15 @@
 //! Export: the entries of a time range, as the original JSON lines, verified on the way.
 
 use std::io::Write;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 
 use keymgr_core::{Error, Result};
 use serde::Serialize;
 
+use crate::segment::io_error;
 use crate::verify::{BrokenLink, Chain, collect_files};
-use crate::{Verifier, time};
+use crate::{Verifier, files, time};
 
 /// What an export did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -105,4 +107,86 @@ pub fn export<P: AsRef<Path>>(
         exported,
         broken: report.broken,
     })
+}
+
+/// Like [`export`], into the file `out`: refuses a path inside any log it reads (or a
+/// link to one of its segments), writes a new `0600` file next to `out` and renames it
+/// into place only when the whole export succeeded, so an existing file is replaced,
+/// never truncated in place, and a failed export leaves nothing behind.
+pub fn export_file<P: AsRef<Path>>(
+    paths: &[P],
+    range: TimeRange,
+    verifier: &Verifier,
+    out: &Path,
+) -> Result<ExportReport> {
+    collect_files(paths)?;
+    refuse_inside_log(paths, out)?;
+    let name = out
+        .file_name()
+        .ok_or_else(|| Error::invalid_input("--output", "must name a file"))?;
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.keymgr-export-{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let file = files::create_new(&tmp).map_err(|e| {
+        Error::invalid_input("--output", format!("cannot create {}: {e}", tmp.display()))
+    })?;
+    let result = export(paths, range, verifier, std::io::BufWriter::new(&file)).and_then(|r| {
+        file.sync_all()
+            .map_err(|e| io_error("fsync", &tmp, e))
+            .map(|()| r)
+    });
+    match result {
+        Ok(report) if report.broken.is_none() => {
+            std::fs::rename(&tmp, out).map_err(|e| io_error("rename the export to", out, e))?;
+            Ok(report)
+        }
+        other => {
+            let _ = std::fs::remove_file(&tmp);
+            other
+        }
+    }
+}
+
+/// An export written into the log it reads would change (or, through a link, truncate)
+/// the evidence it is exporting.
+fn refuse_inside_log<P: AsRef<Path>>(paths: &[P], out: &Path) -> Result<()> {
+    let out_dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let out_dir = out_dir
+        .canonicalize()
+        .map_err(|e| Error::invalid_input("--output", format!("{}: {e}", out_dir.display())))?;
+    let out_id = std::fs::metadata(out).ok().map(|m| (m.dev(), m.ino()));
+    for p in paths {
+        let p = p.as_ref();
+        let log_dir = if p.is_dir() { Some(p) } else { p.parent() };
+        let log_dir = log_dir
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .canonicalize()
+            .map_err(|e| io_error("resolve", p, e))?;
+        let inside = out_dir.starts_with(&log_dir);
+        let same_file = out_id.is_some()
+            && collect_files(&[p])?
+                .iter()
+                .any(|f| std::fs::metadata(f).is_ok_and(|m| Some((m.dev(), m.ino())) == out_id));
+        if inside || same_file {
+            return Err(Error::invalid_input(
+                "--output",
+                format!(
+                    "{} is inside the audit log {} being exported; write the export elsewhere",
+                    out.display(),
+                    log_dir.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

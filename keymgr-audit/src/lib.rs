@@ -4,8 +4,13 @@ mod checkpoint;
 pub mod config;
 mod entry;
 mod export;
+mod files;
+mod lock;
 mod log;
+pub mod publish;
+pub mod recovery;
 pub mod redact;
+mod report;
 pub mod segment;
 pub mod time;
 mod verify;
@@ -14,6 +19,10 @@ mod writer;
 pub use checkpoint::Checkpoint;
 pub use config::{AuditConfig, Durability, FailurePolicy, HmacKeySource};
 pub use entry::{ChainKey, Entry, GENESIS_HASH, LOG_BACKEND, events};
-pub use export::{ExportReport, TimeRange, export};
+pub use export::{ExportReport, TimeRange, export, export_file};
+pub use lock::{LOCK_FILE, LogLocked};
 pub use log::{AuditLog, AuditStatus, Head, sink_from_vars};
-pub use verify::{Anchor, BreakReason, BrokenLink, CHECKPOINT_WINDOW, Verifier, VerifyReport};
+pub use recovery::{RecoveryPlan, Refusal};
+pub use verify::{
+    Anchor, BreakReason, BrokenLink, CHECKPOINT_WINDOW, Verifier, VerifyReport, VerifyWarning,
+};

@@ -16,13 +16,18 @@ use keymgr_core::{
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use crate::config::{AuditConfig, Durability, FailurePolicy, KEYMGR_AUDIT_CHECKPOINT_KEY};
-use crate::entry::events;
+use crate::config::{
+    self, AuditConfig, Durability, FailurePolicy, KEYMGR_AUDIT_CHECKPOINT_KEY,
+    KEYMGR_AUDIT_HMAC_KEY, KEYMGR_AUDIT_PATH,
+};
+use crate::entry::{GENESIS_HASH, events};
+use crate::lock::{self, WriterLock};
+use crate::publish::Publisher;
+use crate::recovery;
 use crate::redact::redact_record;
-use crate::segment;
 pub use crate::writer::Head;
-use crate::writer::{Msg, Pending, Recovered, Shared, Writer, WriterConfig, recover};
-use crate::{ChainKey, Checkpoint, Verifier, time};
+use crate::writer::{Msg, Pending, Shared, Writer, WriterConfig};
+use crate::{ChainKey, Checkpoint, Verifier, files, time};
 
 /// Counters and state of a running log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -59,6 +64,11 @@ struct Inner {
     key: ChainKey,
     signer: Option<Signer>,
     torn_bytes: u64,
+    publisher: Publisher,
+    /// (seq, hash) of the last checkpoint; held while a checkpoint is made.
+    last_checkpoint: tokio::sync::Mutex<(u64, String)>,
+    /// Released after the writer thread has stopped (fields drop after `Drop::drop`).
+    _lock: WriterLock,
 }
 
 impl Drop for Inner {
@@ -95,7 +105,10 @@ impl fmt::Debug for AuditLog {
 }
 
 /// Builds the sink `KeyManager` should use from `KEYMGR_AUDIT_*` variables: the file log
-/// when `KEYMGR_AUDIT_PATH` is set, otherwise `tracing` only (and says so at INFO level).
+/// when `KEYMGR_AUDIT_PATH` is set, otherwise `tracing` only, with a WARN.
+///
+/// Under `KEYMGR_PROFILE=production`, no file log or an unkeyed chain is a
+/// configuration error instead of a warning.
 ///
 /// `backend` is the provider (not a `KeyManager`): it unwraps a wrapped HMAC key and
 /// signs checkpoints when those are configured.
@@ -103,12 +116,23 @@ pub async fn sink_from_vars(
     var: impl Fn(&str) -> Option<String>,
     backend: Option<Arc<dyn KeyBackend>>,
 ) -> Result<Arc<dyn AuditSink>> {
-    match AuditConfig::from_vars(var)? {
+    let production = config::is_production(&var)?;
+    match AuditConfig::from_vars(&var)? {
+        Some(config) if production && config.hmac_key.is_none() => Err(Error::config(
+            KEYMGR_AUDIT_HMAC_KEY,
+            "an HMAC key (or KEYMGR_AUDIT_HMAC_KEY_WRAPPED + KEYMGR_AUDIT_HMAC_KEK) under KEYMGR_PROFILE=production",
+            "not set: an unkeyed chain can be recomputed by anyone with write access to the log",
+        )),
         Some(config) => Ok(Arc::new(AuditLog::open(config, backend).await?)),
+        None if production => Err(Error::config(
+            KEYMGR_AUDIT_PATH,
+            "the audit log directory under KEYMGR_PROFILE=production",
+            "not set: no audit file log would be kept",
+        )),
         None => {
-            tracing::info!(
+            tracing::warn!(
                 target: "keymgr::audit",
-                "KEYMGR_AUDIT_PATH is not set: no audit file log is kept; audit entries go to tracing (target keymgr::audit) only"
+                "KEYMGR_AUDIT_PATH is not set: NO audit file log is kept; audit entries go to tracing (target keymgr::audit) only"
             );
             Ok(Arc::new(TracingAuditSink))
         }
@@ -126,10 +150,20 @@ impl AuditLog {
             None => ChainKey::sha256(),
         };
         let signer = match (&config.checkpoint_key, backend) {
-            (Some(k), Some(b)) => Some(Signer {
-                backend: b,
-                key: k.clone(),
-            }),
+            (Some(k), Some(b)) => {
+                // A checkpoint key that does not exist fails now, not at the first tick.
+                b.public_key(k).await.map_err(|e| {
+                    Error::config(
+                        KEYMGR_AUDIT_CHECKPOINT_KEY,
+                        "a signing key of the configured backend",
+                        format!("{k}: {e}"),
+                    )
+                })?;
+                Some(Signer {
+                    backend: b,
+                    key: k.clone(),
+                })
+            }
             (Some(_), None) => {
                 return Err(Error::config(
                     KEYMGR_AUDIT_CHECKPOINT_KEY,
@@ -174,15 +208,44 @@ impl AuditLog {
     }
 
     fn start(config: &AuditConfig, key: ChainKey, signer: Option<Signer>) -> Result<Self> {
-        std::fs::create_dir_all(&config.dir)
-            .map_err(|e| segment::io_error("create directory", &config.dir, e))?;
-        let rec: Recovered = recover(&config.dir, &key)?;
-        let torn_bytes = rec.torn_bytes;
+        // Redacted like the actor: a node id is configuration, and may carry a secret
+        // pasted by mistake.
+        let node = crate::redact::redact_value(&config.node_id);
+        files::ensure_dir(&config.dir)?;
+        // One directory, one writer: taken before recovery looks at (and may cut) the tail.
+        let lock = lock::acquire(&config.dir, config.lock_wait)?;
+        let rec = recovery::inspect(&config.dir, &key)?;
+        if config.checkpoint_file.is_some() && signer.is_none() {
+            return Err(Error::config(
+                KEYMGR_AUDIT_CHECKPOINT_KEY,
+                "the key that signs the checkpoints published to KEYMGR_AUDIT_CHECKPOINT_FILE",
+                "no checkpoint signer was given",
+            ));
+        }
+        let publisher = Publisher::open(config.checkpoint_file.as_deref(), &config.dir)?;
+        let torn_bytes = recovery::apply(&config.dir, &rec)?;
+        let last_checkpoint = rec
+            .last_checkpoint
+            .clone()
+            .unwrap_or_else(|| (0, GENESIS_HASH.to_owned()));
+        if !key.is_keyed() {
+            tracing::warn!(
+                target: "keymgr::audit",
+                dir = %config.dir.display(),
+                "the audit log is an unkeyed (sha256) chain: anyone with write access can edit it and recompute the chain; set KEYMGR_AUDIT_HMAC_KEY"
+            );
+        }
+        if signer.is_none() {
+            tracing::info!(
+                target: "keymgr::audit",
+                "no KEYMGR_AUDIT_CHECKPOINT_KEY: no signed checkpoints are published, so a cut-off tail of the log is not detectable"
+            );
+        }
         let shared = Arc::new(Shared::default());
         let writer = Writer::new(
             WriterConfig {
                 dir: config.dir.clone(),
-                node: config.node_id.clone(),
+                node: node.clone(),
                 key: key.clone(),
                 durability: config.durability,
                 on_failure: config.on_failure,
@@ -207,7 +270,7 @@ impl AuditLog {
         tracing::info!(
             target: "keymgr::audit",
             dir = %config.dir.display(),
-            node = %config.node_id,
+            node = %node,
             durability = ?config.durability,
             on_failure = ?config.on_failure,
             mode = key.mode(),
@@ -219,12 +282,15 @@ impl AuditLog {
                 thread: Mutex::new(Some(thread)),
                 shared,
                 dir: config.dir.clone(),
-                node: config.node_id.clone(),
+                node: node.clone(),
                 durability: config.durability,
                 on_failure: config.on_failure,
                 key,
                 signer,
                 torn_bytes,
+                publisher,
+                last_checkpoint: tokio::sync::Mutex::new(last_checkpoint),
+                _lock: lock,
             }),
         })
     }
@@ -291,9 +357,11 @@ impl AuditLog {
         rx.await.map_err(|_| writer_gone())?
     }
 
-    /// Signs the current head with the checkpoint key and appends the checkpoint as an
-    /// `AUDIT_CHECKPOINT` entry. Returns it, so it can also be kept elsewhere (an
-    /// external party verifies it with [`Checkpoint::verify`] and the key's public key).
+    /// Signs the current head (naming the previous checkpoint) with the checkpoint key,
+    /// appends it as an `AUDIT_CHECKPOINT` entry, then publishes it outside the log
+    /// (`tracing` target [`crate::publish::TRACING_TARGET`], and the checkpoint file when
+    /// configured). Returns it; an external party verifies it with
+    /// [`Checkpoint::verify`] and the key's public key.
     pub async fn checkpoint(&self) -> Result<Checkpoint> {
         let signer = self.inner.signer.as_ref().ok_or_else(|| {
             Error::config(
@@ -302,6 +370,8 @@ impl AuditLog {
                 "no checkpoint key is configured",
             )
         })?;
+        // One checkpoint at a time: each names the one before it.
+        let mut last = self.inner.last_checkpoint.lock().await;
         let head = self.flush().await?;
         if head.seq == 0 {
             return Err(Error::invalid_input("checkpoint", "the log is empty"));
@@ -310,8 +380,8 @@ impl AuditLog {
             &*signer.backend,
             &signer.key,
             &self.inner.node,
-            head.seq,
-            &head.hash,
+            (head.seq, &head.hash),
+            (last.0, &last.1),
             time::now_ms(),
         )
         .await?;
@@ -320,17 +390,10 @@ impl AuditLog {
         p.key = signer.key.name().to_owned();
         p.key_version = signer.key.version().map(str::to_owned);
         p.refers_to = Some(head.seq);
-        tracing::info!(
-            target: "keymgr::audit",
-            event = events::CHECKPOINT,
-            seq = cp.seq,
-            hash = %cp.hash,
-            key = %cp.key,
-            public_key = %cp.public_key,
-            signature = %cp.signature,
-            "audit"
-        );
         self.append(p, true).await?;
+        *last = (cp.seq, cp.hash.clone());
+        // Published once it is in the log, so a published checkpoint is always there.
+        self.inner.publisher.publish(&cp)?;
         Ok(cp)
     }
 
@@ -410,6 +473,7 @@ impl Pending {
             error_kind: r.error_kind.map(|k| k.as_str().to_owned()),
             details,
             refers_to: None,
+            deferred: false,
         }
     }
 }
@@ -429,16 +493,33 @@ impl AuditSink for AuditLog {
     /// fsynced; buffered mode once it is queued. On I/O errors: an error under
     /// fail-closed, `Ok` plus an alarm under fail-open.
     async fn record(&self, record: AuditRecord) -> Result<()> {
+        self.record_with(record, false).await
+    }
+
+    /// Durable mode: queued without waiting; the writer keeps it for the commit that
+    /// carries its outcome (or commits it within 100 ms anyway). Refused, so the
+    /// operation does not start, while the log is failing under fail-closed.
+    async fn record_request(&self, record: AuditRecord) -> Result<()> {
+        self.record_with(record, true).await
+    }
+}
+
+impl AuditLog {
+    async fn record_with(&self, record: AuditRecord, request: bool) -> Result<()> {
         let record = redact_record(record);
         trace_record(&record);
-        let pending = Pending::from_record(record);
+        let mut pending = Pending::from_record(record);
+        // While the disk fails, a request waits for its own commit: that probes the
+        // disk, and refuses the operation before it starts if the disk still fails.
+        let failing = self.inner.shared.failing().is_some();
+        pending.deferred = request && !failing;
         match self.inner.durability {
-            Durability::Durable => match self.append(pending, true).await {
+            Durability::Durable if !pending.deferred => match self.append(pending, true).await {
                 Ok(_) => Ok(()),
                 Err(e) => self.on_error(e),
             },
-            Durability::Buffered => {
-                // Nobody waits for a buffered entry, so refuse up front while the disk fails.
+            Durability::Durable | Durability::Buffered => {
+                // Nobody waits for this entry, so refuse up front while the disk fails.
                 if self.inner.on_failure == FailurePolicy::FailClosed
                     && let Some(msg) = self.inner.shared.failing()
                 {

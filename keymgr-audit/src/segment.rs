@@ -46,6 +46,19 @@ pub fn list(dir: &Path) -> Result<Vec<Segment>> {
         let item = item.map_err(|e| io_error("read directory", dir, e))?;
         let name = item.file_name();
         if let Some(first_seq) = name.to_str().and_then(parse_name) {
+            // A link or special file under a segment name was planted: refuse it rather
+            // than skip it, or a verifier would silently read less than is there.
+            let kind = item
+                .file_type()
+                .map_err(|e| io_error("inspect", &item.path(), e))?;
+            if !kind.is_file() {
+                return Err(Error::integrity(
+                    item.path().display().to_string(),
+                    format!(
+                        "not a regular file ({kind:?}); the audit log never follows links and only reads files it created"
+                    ),
+                ));
+            }
             out.push(Segment {
                 path: item.path(),
                 first_seq,
@@ -58,7 +71,7 @@ pub fn list(dir: &Path) -> Result<Vec<Segment>> {
 
 /// The first line of a file (without `\n`), if it has a complete one.
 pub fn first_line(path: &Path) -> Result<Option<Vec<u8>>> {
-    let f = fs::File::open(path).map_err(|e| io_error("open", path, e))?;
+    let f = crate::files::open_read(path).map_err(|e| io_error("open", path, e))?;
     let mut line = Vec::new();
     BufReader::new(f)
         .read_until(b'\n', &mut line)

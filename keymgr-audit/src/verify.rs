@@ -1,232 +1,26 @@
 //! Verification: walks segments in order and reports the first broken link.
 
-use std::collections::VecDeque;
-use std::fmt;
-use std::fs;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 
 use keymgr_core::{PublicKey, Result};
-use serde::Serialize;
 
 use crate::entry::{GENESIS_HASH, events};
+pub use crate::report::{Anchor, BreakReason, BrokenLink, VerifyReport, VerifyWarning};
 use crate::{ChainKey, Checkpoint, Entry, segment};
 
 /// How far back (in entries) a checkpoint may refer; the writer never exceeds it.
 pub const CHECKPOINT_WINDOW: u64 = 4096;
-
-/// Why verification stopped.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum BreakReason {
-    /// The line is not a well-formed entry.
-    Malformed {
-        /// Parser message.
-        detail: String,
-    },
-    /// The line parses but is not byte-for-byte the canonical encoding of its content.
-    NotCanonical,
-    /// The stored hash is not the hash of the entry.
-    HashMismatch {
-        /// The hash in the line.
-        stated: String,
-        /// The recomputed hash.
-        computed: String,
-    },
-    /// An entry is missing, duplicated or out of order.
-    SeqGap {
-        /// The sequence number that should come next.
-        expected: u64,
-        /// The one found.
-        found: u64,
-    },
-    /// `prev` does not match the previous entry's hash.
-    PrevMismatch {
-        /// Hash of the previous entry.
-        expected: String,
-        /// `prev` in this entry.
-        found: String,
-    },
-    /// A timestamp earlier than the previous entry's.
-    TimeWentBackwards {
-        /// Previous entry's time.
-        previous_ms: u64,
-        /// This entry's time.
-        ts_ms: u64,
-    },
-    /// The final line has no newline: a torn write or a truncated file.
-    TruncatedLine,
-    /// The log starts after seq 1 and no retention checkpoint accounts for the rest.
-    UnanchoredStart {
-        /// The first sequence number present.
-        first_seq: u64,
-    },
-    /// A checkpoint entry does not check out.
-    BadCheckpoint {
-        /// What is wrong.
-        detail: String,
-    },
-    /// The log ends before an entry the verifier was told to expect.
-    MissingTail {
-        /// Last sequence number present (0 if none).
-        last_seq: u64,
-        /// The expected one.
-        expected_seq: u64,
-    },
-    /// The entry at the expected sequence number has a different hash.
-    AnchorMismatch {
-        /// The expected hash.
-        expected: String,
-        /// The hash found.
-        found: String,
-    },
-    /// A file could not be read.
-    Io {
-        /// The error.
-        detail: String,
-    },
-}
-
-impl fmt::Display for BreakReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BreakReason::Malformed { detail } => write!(f, "malformed entry: {detail}"),
-            BreakReason::NotCanonical => {
-                f.write_str("line is not the canonical encoding of its entry (edited)")
-            }
-            BreakReason::HashMismatch { stated, computed } => write!(
-                f,
-                "hash mismatch: entry says {stated}, content hashes to {computed} (edited, or wrong HMAC key/mode)"
-            ),
-            BreakReason::SeqGap { expected, found } => write!(
-                f,
-                "expected seq {expected}, found {found} (entries deleted, inserted or reordered)"
-            ),
-            BreakReason::PrevMismatch { expected, found } => write!(
-                f,
-                "prev is {found} but the previous entry's hash is {expected} (chain broken)"
-            ),
-            BreakReason::TimeWentBackwards { previous_ms, ts_ms } => write!(
-                f,
-                "timestamp {ts_ms} is earlier than the previous entry's {previous_ms}"
-            ),
-            BreakReason::TruncatedLine => {
-                f.write_str("final line is incomplete (truncated file or torn write)")
-            }
-            BreakReason::UnanchoredStart { first_seq } => write!(
-                f,
-                "log starts at seq {first_seq}; entries before it are missing and no retention checkpoint accounts for them"
-            ),
-            BreakReason::BadCheckpoint { detail } => write!(f, "bad checkpoint: {detail}"),
-            BreakReason::MissingTail {
-                last_seq,
-                expected_seq,
-            } => write!(
-                f,
-                "log ends at seq {last_seq} but seq {expected_seq} was expected (entries truncated)"
-            ),
-            BreakReason::AnchorMismatch { expected, found } => write!(
-                f,
-                "expected hash {expected} at this seq, found {found} (log rewritten)"
-            ),
-            BreakReason::Io { detail } => write!(f, "cannot read: {detail}"),
-        }
-    }
-}
-
-/// The first broken link found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct BrokenLink {
-    /// Sequence number of the first entry that does not verify (for a malformed or
-    /// missing entry: the one that should have been there).
-    pub seq: u64,
-    /// The file, when the break is in one.
-    pub file: Option<PathBuf>,
-    /// 1-based line number in that file (0 when not about a line).
-    pub line: u64,
-    /// Why.
-    pub reason: BreakReason,
-}
-
-impl fmt::Display for BrokenLink {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "seq {}: {}", self.seq, self.reason)?;
-        if let Some(file) = &self.file {
-            write!(f, " ({}:{})", file.display(), self.line)?;
-        }
-        Ok(())
-    }
-}
-
-/// A point the log must contain: typically from a checkpoint kept outside the host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Anchor {
-    /// Sequence number.
-    pub seq: u64,
-    /// Its hash (hex), if known.
-    pub hash: Option<String>,
-}
-
-impl Anchor {
-    /// Parses `SEQ` or `SEQ:HASH`.
-    pub fn parse(s: &str) -> Result<Self> {
-        let (seq, hash) = match s.split_once(':') {
-            Some((s, h)) => (s, Some(h.trim().to_ascii_lowercase())),
-            None => (s, None),
-        };
-        let seq = seq.trim().parse().map_err(|_| {
-            keymgr_core::Error::invalid_input("anchor", format!("{s:?}: expected SEQ or SEQ:HASH"))
-        })?;
-        if hash
-            .as_ref()
-            .is_some_and(|h| h.len() != 64 || hex::decode(h).is_err())
-        {
-            return Err(keymgr_core::Error::invalid_input(
-                "anchor",
-                format!("{s:?}: HASH must be 64 hex characters"),
-            ));
-        }
-        Ok(Self { seq, hash })
-    }
-}
-
-/// The outcome of a verification.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct VerifyReport {
-    /// Segment files read.
-    pub files: usize,
-    /// Entries that verified.
-    pub entries: u64,
-    /// First sequence number present.
-    pub first_seq: Option<u64>,
-    /// Last sequence number that verified.
-    pub last_seq: Option<u64>,
-    /// Its hash.
-    pub last_hash: Option<String>,
-    /// Checkpoint entries whose signature verified with their embedded key.
-    pub checkpoints: u64,
-    /// The last checkpoint signed by one of the trusted keys: (seq, hash) it vouches for.
-    pub last_trusted_checkpoint: Option<(u64, String)>,
-    /// `sha256` or `hmac-sha256`.
-    pub mode: &'static str,
-    /// The first broken link, if any.
-    pub broken: Option<BrokenLink>,
-}
-
-impl VerifyReport {
-    /// Whether the whole log verified.
-    pub fn is_ok(&self) -> bool {
-        self.broken.is_none()
-    }
-}
 
 /// Verifies logs: chain links, hashes (plain or keyed), canonical form, checkpoints.
 #[derive(Debug, Clone)]
 pub struct Verifier {
     key: ChainKey,
     trusted: Vec<PublicKey>,
-    anchor: Option<Anchor>,
+    anchors: Vec<Anchor>,
+    /// Published checkpoints: node -> seq -> hash.
+    external: BTreeMap<String, BTreeMap<u64, String>>,
 }
 
 impl Default for Verifier {
@@ -241,8 +35,14 @@ impl Verifier {
         Self {
             key,
             trusted: Vec::new(),
-            anchor: None,
+            anchors: Vec::new(),
+            external: BTreeMap::new(),
         }
+    }
+
+    /// The chain key this verifier checks hashes with.
+    pub fn key(&self) -> &ChainKey {
+        &self.key
     }
 
     /// Public keys whose checkpoints are trusted (reported in
@@ -254,9 +54,38 @@ impl Verifier {
 
     /// Requires the log to reach `anchor` (detects truncation at a line boundary, which a
     /// chain alone cannot see).
+    /// Repeatable.
     pub fn anchor(mut self, anchor: Anchor) -> Self {
-        self.anchor = Some(anchor);
+        self.anchors.push(anchor);
         self
+    }
+
+    /// Requires the log to contain every published checkpoint of the nodes it has
+    /// entries of (seq present, same hash). Detects a cut-off tail, deleted segments
+    /// and a replaced or re-chained log. Check the checkpoints themselves first
+    /// ([`crate::publish::check_published`]).
+    pub fn checkpoints<'c>(mut self, cps: impl IntoIterator<Item = &'c Checkpoint>) -> Self {
+        for cp in cps {
+            self.external
+                .entry(cp.node.clone())
+                .or_default()
+                .insert(cp.seq, cp.hash.clone());
+        }
+        self
+    }
+
+    /// Nodes that have published checkpoints but no entries in any of `reports`: their
+    /// log was not given, or was replaced by one with other node ids.
+    pub fn unmatched_nodes<'r>(
+        &self,
+        reports: impl IntoIterator<Item = &'r VerifyReport>,
+    ) -> Vec<String> {
+        let seen: BTreeSet<&String> = reports.into_iter().flat_map(|r| &r.nodes).collect();
+        self.external
+            .keys()
+            .filter(|n| !seen.contains(n))
+            .cloned()
+            .collect()
     }
 
     /// Verifies the segments of a log: each path is a log directory or a segment file.
@@ -270,6 +99,27 @@ impl Verifier {
             }
         }
         Ok(chain.finish(files.len()))
+    }
+
+    /// Verifies several logs at once: each directory is a chain of its own (one writer
+    /// per directory, e.g. one per node); segment files given directly form one more
+    /// chain together. Returns each chain's name (the directory, or `files`) and report.
+    pub fn verify_each<P: AsRef<Path>>(&self, paths: &[P]) -> Result<Vec<(String, VerifyReport)>> {
+        let (dirs, loose): (Vec<&Path>, Vec<&Path>) =
+            paths.iter().map(AsRef::as_ref).partition(|p| p.is_dir());
+        let mut out = Vec::new();
+        for d in dirs {
+            out.push((d.display().to_string(), self.verify_paths(&[d])?));
+        }
+        if !loose.is_empty() {
+            let name = loose
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ");
+            out.push((name, self.verify_paths(&loose)?));
+        }
+        Ok(out)
     }
 
     /// Verifies a sequence of lines (as read from one or more files, without `\n`).
@@ -301,6 +151,12 @@ pub(crate) fn collect_files<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<PathBuf>>
     let mut files: Vec<(u64, PathBuf)> = Vec::new();
     for p in paths {
         let p = p.as_ref();
+        if !p.exists() {
+            return Err(keymgr_core::Error::not_found(
+                p.display().to_string(),
+                "no such audit log directory or segment file",
+            ));
+        }
         if p.is_dir() {
             files.extend(segment::list(p)?.into_iter().map(|s| (s.first_seq, s.path)));
         } else {
@@ -327,7 +183,10 @@ pub(crate) struct Chain<'v> {
     entries: u64,
     checkpoints: u64,
     trusted_checkpoint: Option<(u64, String)>,
-    anchor_seen: bool,
+    last_checkpoint: Option<(u64, String)>,
+    anchors_seen: Vec<bool>,
+    external_points: u64,
+    nodes: BTreeSet<String>,
     /// The first seq the log should start at (from the first segment's file name).
     start_seq: Option<u64>,
     broken: Option<BrokenLink>,
@@ -344,10 +203,26 @@ impl<'v> Chain<'v> {
             entries: 0,
             checkpoints: 0,
             trusted_checkpoint: None,
-            anchor_seen: false,
+            last_checkpoint: None,
+            anchors_seen: vec![false; v.anchors.len()],
+            external_points: 0,
+            nodes: BTreeSet::new(),
             start_seq: None,
             broken: None,
         }
+    }
+
+    /// Continues a chain: the next entry must be seq `start_seq` and, when `prev` (seq,
+    /// hash, ts_ms) is given, link to it.
+    pub(crate) fn resume(
+        v: &'v Verifier,
+        start_seq: u64,
+        prev: Option<(u64, String, u64)>,
+    ) -> Self {
+        let mut c = Self::new(v);
+        c.start_seq = Some(start_seq);
+        c.last = prev;
+        c
     }
 
     fn expected_seq(&self) -> u64 {
@@ -392,7 +267,7 @@ impl<'v> Chain<'v> {
                 .and_then(|n| n.to_str())
                 .and_then(segment::parse_name);
         }
-        let f = match fs::File::open(path) {
+        let f = match crate::files::open_read(path) {
             Ok(f) => f,
             Err(e) => {
                 self.fail(
@@ -544,24 +419,37 @@ impl<'v> Chain<'v> {
         if entry.event == events::RETENTION {
             self.check_retention(&entry);
         }
-        if let Some(a) = &self.v.anchor
-            && a.seq == entry.seq
-        {
-            self.anchor_seen = true;
-            if let Some(h) = &a.hash
-                && h != &entry.hash
-            {
-                let expected = h.clone();
-                self.fail(
-                    file,
-                    n,
-                    BreakReason::AnchorMismatch {
-                        expected,
-                        found: entry.hash.clone(),
-                    },
-                );
-                return None;
+        let mut expected = None;
+        for (i, a) in self.v.anchors.iter().enumerate() {
+            if a.seq == entry.seq {
+                self.anchors_seen[i] = true;
+                self.external_points += 1;
+                expected = expected.or(a.hash.as_ref().filter(|h| **h != entry.hash));
             }
+        }
+        if let Some(h) = self
+            .v
+            .external
+            .get(&entry.node)
+            .and_then(|m| m.get(&entry.seq))
+        {
+            self.external_points += 1;
+            expected = expected.or(Some(h).filter(|h| **h != entry.hash));
+        }
+        if let Some(h) = expected {
+            let expected = h.clone();
+            self.fail(
+                file,
+                n,
+                BreakReason::AnchorMismatch {
+                    expected,
+                    found: entry.hash.clone(),
+                },
+            );
+            return None;
+        }
+        if !self.nodes.contains(&entry.node) {
+            self.nodes.insert(entry.node.clone());
         }
         self.recent.push_back((entry.seq, entry.hash.clone()));
         if self.recent.len() as u64 > CHECKPOINT_WINDOW + 1 {
@@ -596,6 +484,15 @@ impl<'v> Chain<'v> {
         }
         let embedded = cp.embedded_public_key().map_err(|e| e.to_string())?;
         cp.verify(&embedded).map_err(|e| e.to_string())?;
+        if let Some((seq, hash)) = &self.last_checkpoint
+            && (cp.prev_seq, &cp.prev_hash) != (*seq, hash)
+        {
+            return Err(format!(
+                "names checkpoint seq {} as its predecessor, but the previous checkpoint in the log is seq {seq}",
+                cp.prev_seq
+            ));
+        }
+        self.last_checkpoint = Some((cp.seq, cp.hash.clone()));
         self.checkpoints += 1;
         if self.v.trusted.contains(&embedded) {
             self.trusted_checkpoint = Some((cp.seq, cp.hash));
@@ -617,11 +514,6 @@ impl<'v> Chain<'v> {
         }
     }
 
-    /// Head of the verified chain: (seq, hash, ts_ms).
-    pub(crate) fn head(&self) -> Option<&(u64, String, u64)> {
-        self.last.as_ref()
-    }
-
     pub(crate) fn broken(&self) -> Option<&BrokenLink> {
         self.broken.as_ref()
     }
@@ -638,23 +530,30 @@ impl<'v> Chain<'v> {
                 BreakReason::UnanchoredStart { first_seq: first },
             );
         }
-        if self.broken.is_none()
-            && let Some(a) = &self.v.anchor
-            && !self.anchor_seen
-        {
-            let last_seq = self.last.as_ref().map_or(0, |(s, _, _)| *s);
-            let expected_seq = a.seq;
-            if expected_seq > last_seq {
-                self.fail_at(
-                    last_seq + 1,
-                    None,
-                    0,
-                    BreakReason::MissingTail {
-                        last_seq,
-                        expected_seq,
-                    },
-                );
-            }
+        let last_seq = self.last.as_ref().map_or(0, |(s, _, _)| *s);
+        // The furthest point kept outside the log that it does not reach.
+        let plain = self
+            .v
+            .anchors
+            .iter()
+            .zip(&self.anchors_seen)
+            .filter(|(_, seen)| !**seen)
+            .map(|(a, _)| a.seq);
+        let published = self
+            .nodes
+            .iter()
+            .filter_map(|n| self.v.external.get(n))
+            .filter_map(|m| m.keys().next_back().copied());
+        if let Some(expected_seq) = plain.chain(published).filter(|s| *s > last_seq).max() {
+            self.fail_at(
+                last_seq + 1,
+                None,
+                0,
+                BreakReason::MissingTail {
+                    last_seq,
+                    expected_seq,
+                },
+            );
         }
         VerifyReport {
             files,
@@ -665,6 +564,9 @@ impl<'v> Chain<'v> {
             checkpoints: self.checkpoints,
             last_trusted_checkpoint: self.trusted_checkpoint,
             mode: self.v.key.mode(),
+            nodes: self.nodes,
+            external_points: self.external_points,
+            externally_anchored: !self.v.anchors.is_empty() || !self.v.external.is_empty(),
             broken: self.broken,
         }
     }

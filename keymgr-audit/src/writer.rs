@@ -6,9 +6,9 @@
 //! oneshot acknowledgement, so the async runtime never waits on the disk.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -18,15 +18,19 @@ use keymgr_core::{Error, Result};
 use tokio::sync::oneshot;
 
 use crate::config::{Durability, FailurePolicy};
-use crate::entry::{GENESIS_HASH, LOG_BACKEND, events};
+use crate::entry::{LOG_BACKEND, events};
+use crate::recovery::RecoveryPlan;
 use crate::segment::{self, io_error};
-use crate::verify::{CHECKPOINT_WINDOW, Chain};
-use crate::{ChainKey, Entry, Verifier, time};
+use crate::verify::CHECKPOINT_WINDOW;
+use crate::{ChainKey, Entry, files, time};
 
 /// Most messages taken into one commit group.
 const MAX_BATCH: usize = 4096;
 /// Buffered mode: longest time written data stays without fsync.
 const BUFFERED_SYNC: Duration = Duration::from_millis(100);
+/// Durable mode: longest time an entry nobody waits for (a request whose outcome will
+/// follow) stays uncommitted; normally it goes to disk with its outcome.
+pub(crate) const DEFERRED_MAX: Duration = Duration::from_millis(100);
 /// How often a failing writer probes the disk again when nobody is writing.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -45,6 +49,9 @@ pub(crate) struct Pending {
     pub details: BTreeMap<String, String>,
     /// For checkpoints: the seq they vouch for (must stay within the verifier's window).
     pub refers_to: Option<u64>,
+    /// A request whose outcome follows: nobody waits for it, and if its commit fails the
+    /// outcome's caller hears of it (so under fail-closed it is not counted as lost).
+    pub deferred: bool,
 }
 
 impl Pending {
@@ -61,6 +68,7 @@ impl Pending {
             error_kind: None,
             details,
             refers_to: None,
+            deferred: false,
         }
     }
 }
@@ -149,132 +157,13 @@ pub(crate) struct Writer {
     last_error: Option<String>,
     gap_staged: u64,
     dirty_since: Option<Instant>,
+    /// Durable mode: staged entries nobody waits for, since when.
+    deferred_since: Option<Instant>,
     inject: u32,
 }
 
-/// What recovery found.
-pub(crate) struct Recovered {
-    pub head: Head,
-    pub active: Option<(PathBuf, u64)>,
-    pub torn_bytes: u64,
-}
-
-/// Finds the last valid entry, saves and cuts a torn tail, drops empty trailing segments.
-///
-/// A tail is torn (a crash during an unacknowledged write) when nothing after the first
-/// bad line is a valid entry; if a valid entry follows a bad one, the segment was damaged
-/// or edited, and opening fails instead of destroying evidence.
-pub(crate) fn recover(dir: &Path, key: &ChainKey) -> Result<Recovered> {
-    let mut torn_bytes = 0;
-    let verifier = Verifier::new(key.clone());
-    loop {
-        let segments = segment::list(dir)?;
-        let Some(last) = segments.last() else {
-            return Ok(Recovered {
-                head: Head {
-                    seq: 0,
-                    hash: GENESIS_HASH.to_owned(),
-                    ts_ms: 0,
-                },
-                active: None,
-                torn_bytes,
-            });
-        };
-        let path = &last.path;
-        let data = fs::read(path).map_err(|e| io_error("read", path, e))?;
-        let mut chain = Chain::new(&verifier);
-        let mut valid_len = 0usize;
-        let mut pos = 0usize;
-        let mut n = 0u64;
-        let mut first_seq = None;
-        while pos < data.len() {
-            let Some(nl) = data[pos..].iter().position(|b| *b == b'\n') else {
-                break;
-            };
-            n += 1;
-            let line = &data[pos..pos + nl];
-            match chain.push(line, Some(path), n) {
-                Some(e) => {
-                    first_seq.get_or_insert(e.seq);
-                    pos += nl + 1;
-                    valid_len = pos;
-                }
-                None => break,
-            }
-        }
-        if let Some(fs) = first_seq
-            && fs != last.first_seq
-        {
-            return Err(Error::integrity(
-                path.display().to_string(),
-                format!(
-                    "segment name says it starts at seq {} but its first entry is seq {fs}; run `keymgr audit verify`",
-                    last.first_seq
-                ),
-            ));
-        }
-        if valid_len < data.len() {
-            // Is anything after the valid prefix a genuine entry? Then this is damage.
-            let rest = &data[valid_len..];
-            // Complete lines only: the piece after the last newline is torn by definition.
-            let mut complete: Vec<&[u8]> = rest.split(|b| *b == b'\n').collect();
-            complete.pop();
-            let later_valid = complete
-                .iter()
-                .filter_map(|l| Entry::parse(l).ok())
-                .any(|e| hex::encode(key.digest(&e.canonical_body())) == e.hash);
-            let first_bad_is_complete = rest.contains(&b'\n');
-            if later_valid {
-                let reason = chain
-                    .broken()
-                    .map_or_else(|| "damaged".to_owned(), ToString::to_string);
-                return Err(Error::integrity(
-                    path.display().to_string(),
-                    format!(
-                        "audit log damaged before its end ({reason}); refusing to append. Run `keymgr audit verify`, then move the damaged segment aside"
-                    ),
-                ));
-            }
-            // Keep the torn bytes for forensics, then cut them off.
-            let torn_path = path.with_extension(format!("jsonl.torn-{}", time::now_ms()));
-            fs::write(&torn_path, rest)
-                .map_err(|e| io_error("save torn tail to", &torn_path, e))?;
-            let f = OpenOptions::new()
-                .write(true)
-                .open(path)
-                .map_err(|e| io_error("open", path, e))?;
-            f.set_len(valid_len as u64)
-                .and_then(|()| f.sync_all())
-                .map_err(|e| io_error("truncate torn tail of", path, e))?;
-            torn_bytes += rest.len() as u64;
-            tracing::warn!(
-                target: "keymgr::audit",
-                segment = %path.display(),
-                torn_bytes = rest.len(),
-                complete_line = first_bad_is_complete,
-                saved_to = %torn_path.display(),
-                "audit log: removed an unacknowledged torn tail left by a crash"
-            );
-        }
-        if valid_len == 0 {
-            fs::remove_file(path).map_err(|e| io_error("remove empty segment", path, e))?;
-            segment::sync_dir(dir)?;
-            continue;
-        }
-        let (seq, hash, ts_ms) = chain
-            .head()
-            .cloned()
-            .ok_or_else(|| Error::integrity(path.display().to_string(), "no entries"))?;
-        return Ok(Recovered {
-            head: Head { seq, hash, ts_ms },
-            active: Some((path.clone(), valid_len as u64)),
-            torn_bytes,
-        });
-    }
-}
-
 impl Writer {
-    pub(crate) fn new(cfg: WriterConfig, shared: Arc<Shared>, rec: Recovered) -> Result<Self> {
+    pub(crate) fn new(cfg: WriterConfig, shared: Arc<Shared>, rec: RecoveryPlan) -> Result<Self> {
         let mut w = Self {
             cfg,
             shared,
@@ -291,13 +180,11 @@ impl Writer {
             last_error: None,
             gap_staged: 0,
             dirty_since: None,
+            deferred_since: None,
             inject: 0,
         };
         if let Some((path, len)) = rec.active {
-            let file = OpenOptions::new()
-                .append(true)
-                .open(&path)
-                .map_err(|e| io_error("open", &path, e))?;
+            let file = files::open_append(&path).map_err(|e| io_error("open", &path, e))?;
             w.file = Some(file);
             w.seg_path = path;
             w.durable_len = len;
@@ -311,7 +198,9 @@ impl Writer {
             tracing::warn!(target: "keymgr::audit", error = %e, "audit log retention failed");
         }
         loop {
-            let wait = if let Some(since) = self.dirty_since {
+            let wait = if let Some(since) = self.deferred_since {
+                Some(DEFERRED_MAX.saturating_sub(since.elapsed()))
+            } else if let Some(since) = self.dirty_since {
                 Some(BUFFERED_SYNC.saturating_sub(since.elapsed()))
             } else if self.lost > 0 {
                 Some(PROBE_INTERVAL)
@@ -346,6 +235,7 @@ impl Writer {
     }
 
     fn idle(&mut self) {
+        self.commit();
         if self.lost > 0 && self.buf.is_empty() {
             self.stage_gap();
             self.commit();
@@ -368,6 +258,14 @@ impl Writer {
                     self.inject += n;
                 }
             }
+        }
+        // Durable mode: entries nobody waits for wait for the next one somebody does.
+        let waiting = self.acks.iter().any(|(ack, _, _)| ack.is_some());
+        if self.cfg.durability == Durability::Durable && !waiting && flushes.is_empty() {
+            if !self.buf.is_empty() {
+                self.deferred_since.get_or_insert_with(Instant::now);
+            }
+            return;
         }
         self.commit();
         if !flushes.is_empty() {
@@ -412,15 +310,15 @@ impl Writer {
         (e, line)
     }
 
-    fn push(&mut self, e: Entry, line: Vec<u8>, ack: Option<Ack>, is_gap: bool) {
+    fn push(&mut self, e: Entry, line: Vec<u8>, ack: Option<Ack>, is_gap: bool, deferred: bool) {
         self.buf.extend_from_slice(&line);
         self.next = Head {
             seq: e.seq,
             hash: e.hash,
             ts_ms: e.ts_ms,
         };
-        let lost_if_failed =
-            !is_gap && (ack.is_none() || self.cfg.on_failure == FailurePolicy::FailOpen);
+        let lost_if_failed = !is_gap
+            && ((ack.is_none() && !deferred) || self.cfg.on_failure == FailurePolicy::FailOpen);
         self.acks.push((ack, self.next.clone(), lost_if_failed));
     }
 
@@ -442,7 +340,7 @@ impl Writer {
         }
         let (e, line) = self.seal(&p, ts);
         self.gap_staged = self.lost;
-        self.push(e, line, None, true);
+        self.push(e, line, None, true, false);
     }
 
     fn append(&mut self, p: Pending, ack: Option<Ack>) {
@@ -478,7 +376,7 @@ impl Writer {
             }
             (e, line) = self.seal(&p, ts);
         }
-        self.push(e, line, ack, false);
+        self.push(e, line, ack, false, p.deferred);
     }
 
     fn fail_one(&mut self, ack: Option<Ack>, err: Error) {
@@ -528,7 +426,7 @@ impl Writer {
                 "no space left on device (injected)",
             ))
         } else {
-            OpenOptions::new().create_new(true).append(true).open(&path)
+            files::create_new(&path)
         }
         .map_err(|e| io_error("create segment", &path, e))?;
         segment::sync_dir(&self.cfg.dir)?;
@@ -577,6 +475,7 @@ impl Writer {
 
     /// Writes (and in durable mode fsyncs) the staged entries and answers their callers.
     fn commit(&mut self) {
+        self.deferred_since = None;
         if self.buf.is_empty() {
             return;
         }
@@ -689,7 +588,7 @@ impl Writer {
         let ts = p.ts_ms.max(self.next.ts_ms);
         let (e, line) = self.seal(&p, ts);
         let (tx, mut rx) = oneshot::channel();
-        self.push(e, line, Some(tx), false);
+        self.push(e, line, Some(tx), false, false);
         self.commit();
         // Buffered mode: the anchor must be on disk before anything is deleted.
         self.sync_now();

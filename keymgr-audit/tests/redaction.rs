@@ -43,8 +43,11 @@ async fn no_secret_reaches_the_file_or_tracing() {
     tracing::subscriber::set_global_default(subscriber).unwrap();
 
     let dir = TestDir::new("redaction");
-    let log = AuditLog::open_with(&dir.config(), ChainKey::hmac(&[7; 32]).unwrap()).unwrap();
-    let r = AuditRecord::new(AuditEvent::SignFailure, "hsm", "evm", Outcome::Failure)
+    // The node id is redacted like the actor (an operator pasted the wrong variable).
+    let mut cfg = dir.config();
+    cfg.node_id = format!("api-1 token={TOKEN}");
+    let log = AuditLog::open_with(&cfg, ChainKey::hmac(&[7; 32]).unwrap()).unwrap();
+    let mut r = AuditRecord::new(AuditEvent::SignFailure, "hsm", "evm", Outcome::Failure)
         .detail("pin", PIN)
         .detail("HSM_PIN", PIN)
         .detail("client_secret", CLIENT_SECRET)
@@ -55,6 +58,7 @@ async fn no_secret_reaches_the_file_or_tracing() {
             format!("login failed with PIN {PIN}; seed {SEED}; token={TOKEN}"),
         )
         .detail("algorithm", "secp256k1");
+    r.actor = Some(format!("ops password={CLIENT_SECRET}"));
     log.record(r).await.unwrap();
     let dbg = format!("{log:?}");
     drop(log);
@@ -74,6 +78,10 @@ async fn no_secret_reaches_the_file_or_tracing() {
         }
     }
     assert!(file.contains("[REDACTED]") && file.contains("secp256k1"));
+    assert!(
+        file.contains("\"node\":\"api-1 token=[REDACTED]\""),
+        "{file}"
+    );
     assert_eq!(
         Verifier::new(ChainKey::hmac(&[7; 32]).unwrap())
             .verify_paths(&[dir.path()])

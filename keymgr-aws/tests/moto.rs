@@ -1035,3 +1035,82 @@ async fn interrupted_rotation_is_adopted_not_duplicated() {
     let v3 = fresh.create_version("evm").await.unwrap();
     assert_ne!(v3.key.version(), v2.key.version());
 }
+
+/// Keeps every audit record in memory (the file log's own tests cover the disk).
+#[derive(Debug, Default)]
+struct Recorded(std::sync::Mutex<Vec<keymgr_core::AuditRecord>>);
+
+#[async_trait::async_trait]
+impl keymgr_core::AuditSink for Recorded {
+    async fn record(&self, r: keymgr_core::AuditRecord) -> keymgr_core::Result<()> {
+        self.0.lock().unwrap().push(r);
+        Ok(())
+    }
+}
+
+/// Symmetric operations through a KeyManager are audited like signatures: a request and
+/// an outcome each, with the encryption context and never the plaintext.
+#[tokio::test]
+async fn key_manager_audits_symmetric_operations() {
+    let Some(endpoint) = moto() else { return };
+    let client = client(&endpoint);
+    let kek = create_key(
+        &client,
+        KeySpec::SymmetricDefault,
+        KeyUsageType::EncryptDecrypt,
+        "audited-kek",
+        &[],
+    )
+    .await;
+    let sink = Arc::new(Recorded::default());
+    let manager = KeyManager::builder(Arc::new(backend(&client, &[("kek", &kek.alias)])))
+        .audit(sink.clone())
+        .actor("payments")
+        .build();
+    let key = KeyRef::new("kek");
+    let ctx: EncryptionContext = [("tenant".to_owned(), "acme".to_owned())].into();
+    let secret = b"channel secret 42";
+    let ciphertext = manager.encrypt(&key, secret, &ctx).await.unwrap();
+    let plain = manager.decrypt(&key, &ciphertext, &ctx).await.unwrap();
+    assert_eq!(plain.expose(), secret);
+    let dk = manager.generate_data_key(&key, &ctx).await.unwrap();
+    assert!(
+        manager
+            .decrypt(&key, &ciphertext, &EncryptionContext::new())
+            .await
+            .is_err()
+    );
+
+    let to_hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let records = sink.0.lock().unwrap().clone();
+    let events: Vec<&str> = records.iter().map(|r| r.event.as_str()).collect();
+    assert_eq!(
+        events,
+        [
+            "ENCRYPT_REQUEST",
+            "ENCRYPT_SUCCESS",
+            "DECRYPT_REQUEST",
+            "DECRYPT_SUCCESS",
+            "GENERATE_DATA_KEY_REQUEST",
+            "GENERATE_DATA_KEY_SUCCESS",
+            "DECRYPT_REQUEST",
+            "DECRYPT_FAILURE",
+        ]
+    );
+    assert!(
+        records
+            .iter()
+            .all(|r| r.actor.as_deref() == Some("payments"))
+    );
+    assert_eq!(records[0].details["context.tenant"], "acme");
+    assert_eq!(
+        records[0].details["plaintext_len"],
+        secret.len().to_string()
+    );
+    let ct_hash = to_hex(&sha2::Sha256::digest(&ciphertext));
+    assert_eq!(records[2].payload_sha256.as_deref(), Some(ct_hash.as_str()));
+    assert_eq!(records[7].error_kind, Some(ErrorKind::Integrity));
+    let all = format!("{records:?}");
+    assert!(!all.contains(&to_hex(secret)) && !all.contains("channel secret"));
+    assert!(!all.contains(&to_hex(dk.plaintext.expose())));
+}

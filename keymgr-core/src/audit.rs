@@ -37,6 +37,24 @@ pub enum AuditEvent {
     KeyAccessDenied,
     /// A per-key rate limit refused a call.
     RateLimited,
+    /// An encryption was requested.
+    EncryptRequest,
+    /// An encryption succeeded.
+    EncryptSuccess,
+    /// An encryption failed.
+    EncryptFailure,
+    /// A decryption was requested.
+    DecryptRequest,
+    /// A decryption succeeded.
+    DecryptSuccess,
+    /// A decryption failed.
+    DecryptFailure,
+    /// A data key was requested.
+    GenerateDataKeyRequest,
+    /// A data key was generated.
+    GenerateDataKeySuccess,
+    /// Generating a data key failed.
+    GenerateDataKeyFailure,
 }
 
 impl AuditEvent {
@@ -54,6 +72,15 @@ impl AuditEvent {
             AuditEvent::KeyDisabled => "KEY_DISABLED",
             AuditEvent::KeyAccessDenied => "KEY_ACCESS_DENIED",
             AuditEvent::RateLimited => "RATE_LIMITED",
+            AuditEvent::EncryptRequest => "ENCRYPT_REQUEST",
+            AuditEvent::EncryptSuccess => "ENCRYPT_SUCCESS",
+            AuditEvent::EncryptFailure => "ENCRYPT_FAILURE",
+            AuditEvent::DecryptRequest => "DECRYPT_REQUEST",
+            AuditEvent::DecryptSuccess => "DECRYPT_SUCCESS",
+            AuditEvent::DecryptFailure => "DECRYPT_FAILURE",
+            AuditEvent::GenerateDataKeyRequest => "GENERATE_DATA_KEY_REQUEST",
+            AuditEvent::GenerateDataKeySuccess => "GENERATE_DATA_KEY_SUCCESS",
+            AuditEvent::GenerateDataKeyFailure => "GENERATE_DATA_KEY_FAILURE",
         }
     }
 }
@@ -142,6 +169,14 @@ impl AuditRecord {
 pub trait AuditSink: Send + Sync + fmt::Debug {
     /// Records one entry.
     async fn record(&self, record: AuditRecord) -> Result<()>;
+
+    /// Records an entry whose outcome will follow in a [`record`](Self::record) call
+    /// (`SIGN_REQUEST` before `SIGN_SUCCESS`): an error means it could not be appended,
+    /// and the caller must not go on. A durable sink may commit it together with the
+    /// outcome (one fsync per operation); the default records it at once.
+    async fn record_request(&self, record: AuditRecord) -> Result<()> {
+        self.record(record).await
+    }
 }
 
 const _: fn(std::sync::Arc<dyn AuditSink>) = |_| {};

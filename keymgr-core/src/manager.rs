@@ -170,7 +170,8 @@ impl KeyManager {
     }
 
     /// Signs `payload` with `key`: audits the request, signs through the layers, audits
-    /// the outcome, and returns only after the outcome record is written.
+    /// the outcome, and returns only after the outcome record (and with it the request)
+    /// is written.
     ///
     /// If the request record cannot be written, nothing is signed (fail closed).
     pub async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature> {
@@ -180,7 +181,8 @@ impl KeyManager {
         request
             .details
             .insert("payload_kind".into(), payload.kind().into());
-        self.audit.record(request).await?;
+        // Appended now, made durable with the outcome (one commit per signature).
+        self.audit.record_request(request).await?;
 
         let result = self.sign_verified(key, payload).await;
         let mut outcome = match &result {
@@ -339,7 +341,11 @@ impl KeyBackend for KeyManager {
         plaintext: &[u8],
         context: &EncryptionContext,
     ) -> Result<Vec<u8>> {
-        self.backend.encrypt(key, plaintext, context).await
+        let op = self.backend.encrypt(key, plaintext, context);
+        let input = Symmetric::Encrypt {
+            plaintext_len: plaintext.len(),
+        };
+        self.audited(input, key, context, op).await
     }
 
     async fn decrypt(
@@ -348,7 +354,9 @@ impl KeyBackend for KeyManager {
         ciphertext: &[u8],
         context: &EncryptionContext,
     ) -> Result<SecretBytes> {
-        self.backend.decrypt(key, ciphertext, context).await
+        let op = self.backend.decrypt(key, ciphertext, context);
+        self.audited(Symmetric::Decrypt { ciphertext }, key, context, op)
+            .await
     }
 
     async fn generate_data_key(
@@ -356,10 +364,77 @@ impl KeyBackend for KeyManager {
         key: &KeyRef,
         context: &EncryptionContext,
     ) -> Result<DataKey> {
-        self.backend.generate_data_key(key, context).await
+        let op = self.backend.generate_data_key(key, context);
+        self.audited(Symmetric::GenerateDataKey, key, context, op)
+            .await
     }
 
     fn invalidate(&self, name: &str) {
         self.backend.invalidate(name);
+    }
+}
+
+/// A symmetric key operation, as far as the audit log may know it: never the plaintext
+/// (not even its hash: a low-entropy secret's hash can be guessed), the SHA-256 of a
+/// ciphertext, the encryption context (not secret: KMS logs it too).
+enum Symmetric<'a> {
+    Encrypt { plaintext_len: usize },
+    Decrypt { ciphertext: &'a [u8] },
+    GenerateDataKey,
+}
+
+impl KeyManager {
+    /// Audits a symmetric operation like a signature: the request (committed together
+    /// with the outcome; if it cannot be appended nothing runs), then the outcome; the
+    /// result is returned only once the outcome is recorded.
+    async fn audited<T>(
+        &self,
+        input: Symmetric<'_>,
+        key: &KeyRef,
+        context: &EncryptionContext,
+        op: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        use AuditEvent as E;
+        let (events, payload_sha256) = match &input {
+            Symmetric::Encrypt { .. } => (
+                [E::EncryptRequest, E::EncryptSuccess, E::EncryptFailure],
+                None,
+            ),
+            Symmetric::Decrypt { ciphertext } => (
+                [E::DecryptRequest, E::DecryptSuccess, E::DecryptFailure],
+                Some(hex::encode(Sha256::digest(ciphertext))),
+            ),
+            Symmetric::GenerateDataKey => (
+                [
+                    E::GenerateDataKeyRequest,
+                    E::GenerateDataKeySuccess,
+                    E::GenerateDataKeyFailure,
+                ],
+                None,
+            ),
+        };
+        let mut request = self.record(events[0], key, Outcome::Pending);
+        request.payload_sha256 = payload_sha256.clone();
+        if let Symmetric::Encrypt { plaintext_len } = input {
+            request = request.detail("plaintext_len", plaintext_len.to_string());
+        }
+        for (k, v) in context {
+            request = request.detail(format!("context.{k}"), v.clone());
+        }
+        self.audit.record_request(request).await?;
+        let result = op.await;
+        let mut outcome = match &result {
+            Ok(_) => self.record(events[1], key, Outcome::Success),
+            Err(e) => {
+                let mut r = self
+                    .record(events[2], key, Outcome::Failure)
+                    .detail("error", e.to_string());
+                r.error_kind = Some(e.kind());
+                r
+            }
+        };
+        outcome.payload_sha256 = payload_sha256;
+        self.audit.record(outcome).await?;
+        result
     }
 }

@@ -3,12 +3,11 @@
 //! A keyed log (KEYMGR_AUDIT_HMAC_KEY, or KEYMGR_AUDIT_HMAC_KEY_WRAPPED + _KEK) is
 //! verified with the same key; the mode is never guessed from the log.
 
-use std::fs::File;
 use std::io::BufWriter;
 use std::path::PathBuf;
 
 use keymgr::PublicKey;
-use keymgr_audit::{Anchor, ChainKey, HmacKeySource, TimeRange, Verifier, VerifyReport};
+use keymgr_audit::{Anchor, ChainKey, HmacKeySource, TimeRange, Verifier, VerifyReport, publish};
 use serde_json::json;
 
 use crate::{Context, Output};
@@ -16,8 +15,9 @@ use crate::{Context, Output};
 /// `keymgr audit ...`.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum AuditCommand {
-    /// Verify the hash chain of a log (directories or segment files); exits with an
-    /// error naming the first broken link (seq and reason).
+    /// Verify the hash chains of logs: each directory is a chain of its own (one writer
+    /// per directory), segment files given directly form one more; exits with an error
+    /// naming the first broken link (seq and reason).
     Verify(VerifyArgs),
     /// Print the entries of a time range as JSON lines (verified while reading).
     Export(ExportArgs),
@@ -30,9 +30,18 @@ pub(crate) struct VerifyArgs {
     #[arg(required = true)]
     paths: Vec<PathBuf>,
     /// A point the log must contain, SEQ or SEQ:HASH (e.g. from a signed checkpoint kept
-    /// elsewhere); detects truncation at an entry boundary.
+    /// elsewhere); detects truncation at an entry boundary. Repeatable.
     #[arg(long)]
-    anchor: Option<String>,
+    anchor: Vec<String>,
+    /// The checkpoint file the writer publishes to (KEYMGR_AUDIT_CHECKPOINT_FILE): every
+    /// checkpoint must verify and be in the logs, which detects a cut-off tail, deleted
+    /// segments and a replaced log.
+    #[arg(long)]
+    checkpoints: Option<PathBuf>,
+    /// Fail on warnings too: an empty log, an unkeyed chain, nothing outside the log
+    /// (--checkpoints/--anchor) to check the tail against.
+    #[arg(long)]
+    strict: bool,
     /// Public key (hex: 33-byte secp256k1 or 32-byte Ed25519) whose checkpoints you
     /// trust; repeatable. The report names the last checkpoint such a key signed.
     #[arg(long = "trust-key")]
@@ -76,6 +85,19 @@ async fn chain_key(ctx: &Context) -> anyhow::Result<ChainKey> {
     })
 }
 
+fn is_broken_pipe(e: &keymgr::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
 fn parse_public_key(hex_key: &str) -> anyhow::Result<PublicKey> {
     let bytes = hex::decode(hex_key.trim().trim_start_matches("0x"))
         .map_err(|e| keymgr::Error::invalid_input("--trust-key", format!("expected hex: {e}")))?;
@@ -107,31 +129,85 @@ fn summary(r: &VerifyReport) -> String {
 
 async fn verify(args: VerifyArgs, ctx: &Context) -> anyhow::Result<Output> {
     let mut verifier = Verifier::new(chain_key(ctx).await?);
-    if let Some(a) = &args.anchor {
+    for a in &args.anchor {
         verifier = verifier.anchor(Anchor::parse(a)?);
     }
-    for k in &args.trust_keys {
-        verifier = verifier.trust(parse_public_key(k)?);
+    let trusted = args
+        .trust_keys
+        .iter()
+        .map(|k| parse_public_key(k))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for k in &trusted {
+        verifier = verifier.trust(k.clone());
     }
-    let report = verifier.verify_paths(&args.paths)?;
-    if let Some(b) = &report.broken {
-        let place = args
-            .paths
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(" ");
+    let checkpoints = match &args.checkpoints {
+        Some(file) => {
+            let cps = publish::read_published(file)?;
+            publish::check_published(&cps, &trusted, &file.display().to_string())?;
+            cps
+        }
+        None => Vec::new(),
+    };
+    let verifier = verifier.checkpoints(&checkpoints);
+    let reports = verifier.verify_each(&args.paths)?;
+    for (name, report) in &reports {
+        if let Some(b) = &report.broken {
+            return Err(keymgr::Error::integrity(
+                format!("audit log {name}"),
+                format!(
+                    "chain broken at {b}; {} entries before it verified",
+                    report.entries
+                ),
+            )
+            .into());
+        }
+    }
+    let unmatched = verifier.unmatched_nodes(reports.iter().map(|(_, r)| r));
+    if !unmatched.is_empty() {
         return Err(keymgr::Error::integrity(
-            format!("audit log {place}"),
+            "audit log",
             format!(
-                "chain broken at {b}; {} entries before it verified",
-                report.entries
+                "published checkpoints of node(s) {} match no entries in the logs given (log missing, replaced or renamed)",
+                unmatched.join(", ")
             ),
         )
         .into());
     }
-    let text = format!("OK: {}", summary(&report));
-    Ok(Output::new(json!({ "ok": true, "report": report }), text))
+    let mut text = Vec::new();
+    let mut all_warnings = Vec::new();
+    let several = reports.len() > 1;
+    for (name, report) in &reports {
+        let label = if several {
+            format!("{name}: ")
+        } else {
+            String::new()
+        };
+        text.push(format!("OK: {label}{}", summary(report)));
+        for w in report.warnings() {
+            text.push(format!("WARNING: {name}: {w}"));
+            all_warnings.push(json!({ "log": name, "warning": w, "message": w.to_string() }));
+        }
+    }
+    if args.strict && !all_warnings.is_empty() {
+        let messages: Vec<&str> = text
+            .iter()
+            .filter_map(|l| l.strip_prefix("WARNING: "))
+            .collect();
+        return Err(keymgr::Error::integrity(
+            "audit log",
+            format!("--strict: {}", messages.join("; ")),
+        )
+        .into());
+    }
+    let json_reports: Vec<_> = reports
+        .iter()
+        .map(|(name, r)| json!({ "log": name, "report": r }))
+        .collect();
+    let mut out = json!({ "ok": true, "logs": json_reports, "warnings": all_warnings });
+    if let [(_, only)] = reports.as_slice() {
+        out["report"] = json!(only);
+    }
+    Ok(Output::new(out, text.join("\n")))
 }
 
 async fn export(args: ExportArgs, ctx: &Context, json: bool) -> anyhow::Result<Output> {
@@ -142,18 +218,16 @@ async fn export(args: ExportArgs, ctx: &Context, json: bool) -> anyhow::Result<O
         // with --json they are collected into the one JSON object.
         None if !json => {
             let stdout = std::io::stdout();
-            let report =
-                keymgr_audit::export(&args.paths, range, &verifier, BufWriter::new(stdout.lock()))?;
-            (report, None)
+            match keymgr_audit::export(&args.paths, range, &verifier, BufWriter::new(stdout.lock()))
+            {
+                Ok(report) => (report, None),
+                // The reader went away (`export | head`): nothing left to say.
+                Err(e) if is_broken_pipe(&e) => return Ok(Output::new(json!({}), "")),
+                Err(e) => return Err(e.into()),
+            }
         }
         Some(path) => {
-            let file = File::create(path).map_err(|e| {
-                keymgr::Error::invalid_input(
-                    "--output",
-                    format!("cannot create {}: {e}", path.display()),
-                )
-            })?;
-            let report = keymgr_audit::export(&args.paths, range, &verifier, BufWriter::new(file))?;
+            let report = keymgr_audit::export_file(&args.paths, range, &verifier, path)?;
             (report, None)
         }
         None => {
