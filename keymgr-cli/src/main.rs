@@ -3,6 +3,7 @@
 
 mod cmd;
 mod context;
+mod input;
 
 use clap::{Parser, Subcommand};
 
