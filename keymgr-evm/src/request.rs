@@ -389,47 +389,19 @@ pub fn type_name(tx_type: TxType) -> &'static str {
     }
 }
 
-/// The known field closest to a misspelt one (edit distance ≤ 2, or equal ignoring case).
+/// The known field closest to a misspelt one (optimal string alignment distance ≤ 2,
+/// ignoring case: `valeu` is one from `value`).
 fn suggest(field: &str) -> Option<&'static str> {
+    if field.len() > 64 {
+        return None;
+    }
+    let field = field.to_lowercase();
     REQUEST_FIELDS
         .iter()
-        .map(|known| {
-            (
-                distance(&field.to_lowercase(), &known.to_lowercase()),
-                *known,
-            )
-        })
+        .map(|known| (strsim::osa_distance(&field, &known.to_lowercase()), *known))
         .filter(|(d, _)| *d <= 2)
         .min_by_key(|(d, _)| *d)
         .map(|(_, known)| known)
-}
-
-/// Damerau–Levenshtein distance (optimal string alignment): `valeu` is one from `value`.
-fn distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    if a.len().abs_diff(b.len()) > 2 || a.len() > 64 {
-        return usize::MAX;
-    }
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for j in 0..=b.len() {
-        d[0][j] = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
-            }
-        }
-    }
-    d[a.len()][b.len()]
 }
 
 impl<B: keymgr_core::KeyBackend> crate::EvmSigner<B> {

@@ -83,6 +83,28 @@ impl RequestError {
     }
 }
 
+impl RequestError {
+    /// What is wrong, without the field names (those are in [`fields`](Self::fields)).
+    pub fn reason(&self) -> String {
+        match self {
+            Self::InvalidValue { reason, .. }
+            | Self::Conflict { reason, .. }
+            | Self::Missing { reason, .. } => reason.clone(),
+            Self::UnknownField { suggestion, .. } => format!(
+                "not a field of a transaction request{}",
+                suggestion
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default()
+            ),
+            Self::DuplicateField { .. } => "given more than once".to_owned(),
+            Self::UnsupportedType { tx_type } => {
+                format!("{tx_type:#x} is not a transaction type keymgr signs (0 to 4)")
+            }
+            Self::NotJson { .. } | Self::TooLarge { .. } => self.to_string(),
+        }
+    }
+}
+
 fn quoted(fields: &[&str]) -> String {
     fields
         .iter()
@@ -99,6 +121,6 @@ impl From<RequestError> for keymgr_core::Error {
         } else {
             fields
         };
-        keymgr_core::Error::invalid_input(field, e.to_string())
+        keymgr_core::Error::invalid_input(field, e.reason())
     }
 }
