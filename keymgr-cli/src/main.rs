@@ -101,3 +101,11 @@ fn usage_error(e: &clap::Error) -> std::process::ExitCode {
     );
     std::process::ExitCode::from(2)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_line_definition_is_consistent() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}

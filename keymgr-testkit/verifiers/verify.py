@@ -26,6 +26,9 @@ def sign_tx(key, request):
         if isinstance(tx.get(name), str):
             tx[name] = int(tx[name], 16)
     tx.pop("from", None)
+    # eth-account knows legacy transactions only by the absence of `type`.
+    if tx.get("type") == 0:
+        del tx["type"]
     if "input" in tx:
         tx["data"] = tx.pop("input")
     signed = Account.sign_transaction(tx, key)

@@ -31,19 +31,19 @@ pub(crate) enum EvmCommand {
     /// Sign an EIP-191 personal message. MESSAGE is read as UTF-8 text (as ethers, viem
     /// and eth-account read a string), also when it starts with 0x; pass --hex 0x... to
     /// sign hex-decoded bytes. The output says which reading was signed.
-    #[command(group(clap::ArgGroup::new("message").required(true)))]
+    #[command(group(clap::ArgGroup::new("reading").required(true)))]
     SignMessage {
         /// Key name, optionally NAME@VERSION.
         #[arg(long, default_value = "evm")]
         key: String,
         /// The message, read as UTF-8 text (the default reading).
-        #[arg(group = "message")]
+        #[arg(group = "reading")]
         message: Option<String>,
         /// The message as UTF-8 text, explicitly.
-        #[arg(long, group = "message", value_name = "TEXT")]
+        #[arg(long, group = "reading", value_name = "TEXT")]
         text: Option<String>,
         /// The message as bytes: 0x followed by an even number of hex digits.
-        #[arg(long, group = "message", value_name = "0xHEX")]
+        #[arg(long, group = "reading", value_name = "0xHEX")]
         hex: Option<String>,
     },
     /// Sign EIP-712 typed data (the JSON eth_signTypedData_v4 takes).
