@@ -367,3 +367,29 @@ fn the_core_error_keeps_the_fields() {
         "{core}"
     );
 }
+
+#[tokio::test]
+async fn blob_and_set_code_requests() {
+    let signer = signer().await;
+    // A blob request without its sidecar cannot be sent: refused, naming what is missing.
+    let blob_hash = "0x01ae39c06daecb6a178655e3fab2e56bd61e81392027947529e4def3280c546e";
+    let e = refused(&eip1559(json!({ "blobVersionedHashes": [blob_hash] })));
+    assert!(matches!(e, RequestError::Missing { tx_type: 3, .. }), "{e}");
+    assert_eq!(e.fields(), ["maxFeePerBlobGas", "blobs"]);
+
+    // EIP-7702: an authorization signed by keymgr goes into a type 4 transaction.
+    let delegate = address!("5FbDB2315678afecb367f032d93F642f64180aa3");
+    let auth = signer
+        .sign_authorization(alloy_primitives::U256::from(1), delegate, 43)
+        .await
+        .unwrap();
+    assert_eq!(auth.recover_authority().unwrap(), ADDRESS);
+    let request = eip1559(json!({ "authorizationList": [auth], "to": ADDRESS.to_string() }));
+    let checked = CheckedRequest::from_json(&request.to_string()).unwrap();
+    assert_eq!(checked.tx_type(), TxType::Eip7702);
+    let envelope = signer.sign_checked(checked).await.unwrap();
+    signed_by_us(&envelope);
+    let list = envelope.authorization_list().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].recover_authority().unwrap(), ADDRESS);
+}
