@@ -71,10 +71,11 @@ pub(crate) fn print(result: anyhow::Result<Output>, json: bool) -> ExitCode {
             let kind = error_kind(&e);
             let message = format!("{e:#}");
             if json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "error": { "kind": kind, "message": message } })
-                );
+                let mut error = serde_json::json!({ "kind": kind, "message": message });
+                if let Some(fields) = request_fields(&e) {
+                    error["fields"] = serde_json::json!(fields);
+                }
+                println!("{}", serde_json::json!({ "error": error }));
             } else {
                 eprintln!("keymgr: {message}");
             }
@@ -89,7 +90,13 @@ fn error_kind(e: &anyhow::Error) -> &'static str {
         if let Some(k) = cause.downcast_ref::<keymgr::Error>() {
             return k.kind().as_str();
         }
+        if cause.is::<keymgr_evm::RequestError>() {
+            return "invalid_input";
+        }
         if let Some(a) = cause.downcast_ref::<alloy_signer::Error>() {
+            if keymgr_evm::request_error(a).is_some() {
+                return "invalid_input";
+            }
             if let Some(k) = keymgr_evm::keymgr_error(a) {
                 return k.kind().as_str();
             }
@@ -97,4 +104,18 @@ fn error_kind(e: &anyhow::Error) -> &'static str {
         }
     }
     "error"
+}
+
+/// The JSON fields a refused EVM request names (`--json` reports them as `fields`).
+fn request_fields(e: &anyhow::Error) -> Option<Vec<String>> {
+    e.chain().find_map(|cause| {
+        let request = cause
+            .downcast_ref::<keymgr_evm::RequestError>()
+            .or_else(|| {
+                cause
+                    .downcast_ref::<alloy_signer::Error>()
+                    .and_then(keymgr_evm::request_error)
+            })?;
+        Some(request.fields().into_iter().map(str::to_owned).collect())
+    })
 }

@@ -3,6 +3,7 @@
 
 mod cmd;
 mod context;
+mod input;
 
 use clap::{Parser, Subcommand};
 
@@ -99,4 +100,12 @@ fn usage_error(e: &clap::Error) -> std::process::ExitCode {
         serde_json::json!({ "error": { "kind": "usage", "message": message } })
     );
     std::process::ExitCode::from(2)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_line_definition_is_consistent() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }

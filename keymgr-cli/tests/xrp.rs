@@ -285,3 +285,80 @@ fn malformed_inputs_name_the_field_and_never_echo_secrets() {
     let out = keymgr(&["xrp", "public-key", "--key", "nope", "--json"]);
     assert_eq!(json(&out)["error"]["kind"], "not_found");
 }
+
+#[test]
+fn untrusted_verify_inputs_are_bounded() {
+    // A payee's service runs this on the other party's input: a 60 KB base58 "public
+    // key" is refused before decoding (quadratic base58 took seconds on it).
+    let huge = format!("a{}", "B".repeat(60_000));
+    let out = keymgr(&[
+        "xrp",
+        "verify-claim",
+        "--channel",
+        CHANNEL,
+        "--amount",
+        "1000000",
+        "--signature",
+        DOCS_SIGNATURE,
+        "--public-key",
+        &huge,
+        "--json",
+    ]);
+    assert!(!out.status.success());
+    let v = json(&out);
+    assert_eq!(v["error"]["kind"], "invalid_input", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("public key") && message.len() < 300,
+        "{message}"
+    );
+}
+
+#[test]
+fn xrp_key_type_selects_the_ed25519_account_of_a_plain_seed() {
+    // xrpl-py 5.2.0 derive_keypair("sscp1XjMR4nKVXzP2JBzBmhZ2Qnjj", algorithm=...) (the
+    // script is in keymgr-env/tests/xrp_key_type.rs, which also recomputes it live).
+    for (key_type, public, address) in [
+        (
+            "ed25519",
+            "ED7716CACB7E8D03108372F0B554D9DEF246CAFADDF7FDEC2F8EB56943B09736CD",
+            "rS1d1Y1fTx4ZrcxMcWVsPUcVMTWVAvmtz",
+        ),
+        (
+            "secp256k1",
+            "026749EC866B15316B3CBFF5F5C111BF7005FCA26598AA119390642436DFB3DDF4",
+            "r4He1PBDZnJ7FDut65Gdm6DhXGZn1bCShg",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_keymgr"))
+            .args(["xrp", "public-key", "--json"])
+            .env_remove("KEY_BACKEND")
+            .env_remove("KEYMGR_AUDIT_PATH")
+            .env_remove("EVM_PRIVATE_KEY")
+            .env("XRP_SEED", "sscp1XjMR4nKVXzP2JBzBmhZ2Qnjj")
+            .env("XRP_KEY_TYPE", key_type)
+            .output()
+            .unwrap();
+        let v = json(&out);
+        assert_eq!(v["public_key"], public, "{v}");
+        assert_eq!(v["address"], address);
+        assert_eq!(v["algorithm"], key_type);
+    }
+    // Without XRP_KEY_TYPE a plain seed serves secp256k1 and says so on stderr.
+    let out = Command::new(env!("CARGO_BIN_EXE_keymgr"))
+        .args(["xrp", "address"])
+        .env_remove("KEY_BACKEND")
+        .env_remove("KEYMGR_AUDIT_PATH")
+        .env_remove("EVM_PRIVATE_KEY")
+        .env_remove("XRP_KEY_TYPE")
+        .env("XRP_SEED", "sscp1XjMR4nKVXzP2JBzBmhZ2Qnjj")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("XRP_KEY_TYPE=ed25519"), "{stderr}");
+    assert!(
+        !stderr.contains("sscp1XjMR4nKVXzP2JBzBmhZ2Qnjj"),
+        "{stderr}"
+    );
+}

@@ -36,7 +36,11 @@ pub fn encode_base58check(prefix: &[u8], payload: &[u8]) -> String {
 /// returning the bytes after the prefix (the inverse of [`encode_base58check`]).
 ///
 /// `field` names the input in errors; errors never echo the input.
+///
+/// Inputs longer than [`MAX_BASE58_LEN`] characters are refused before decoding
+/// (base58 decoding is quadratic in the input length).
 pub fn decode_base58check(field: &str, prefix: &[u8], s: &str) -> Result<Vec<u8>> {
+    check_base58_len(field, s)?;
     let bytes = bs58::decode(s)
         .with_alphabet(bs58::Alphabet::RIPPLE)
         .with_check(None)
@@ -60,6 +64,23 @@ pub fn decode_base58check(field: &str, prefix: &[u8], s: &str) -> Result<Vec<u8>
             ),
         )),
     }
+}
+
+/// The longest base58check string the decoders here accept, in characters: XRPL's
+/// encodings (seeds, account ids, public keys) are at most 38 bytes, 52 characters.
+pub const MAX_BASE58_LEN: usize = 64;
+
+fn check_base58_len(field: &str, s: &str) -> Result<()> {
+    if s.len() > MAX_BASE58_LEN {
+        return Err(Error::invalid_input(
+            field,
+            format!(
+                "{} bytes is too long for base58check (at most {MAX_BASE58_LEN} characters)",
+                s.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The classic account id of a public key: RIPEMD-160(SHA-256(public key)).
@@ -92,6 +113,7 @@ pub type SeedEntropy = Zeroizing<[u8; 16]>;
 ///
 /// Errors never echo the seed.
 pub fn decode_seed(seed: &str) -> Result<(SeedType, SeedEntropy)> {
+    check_base58_len("XRPL seed", seed.trim())?;
     let bytes = Zeroizing::new(
         bs58::decode(seed.trim())
             .with_alphabet(bs58::Alphabet::RIPPLE)
@@ -181,6 +203,18 @@ mod tests {
         assert!(e.to_string().contains("prefix"), "{e}");
         let corrupted = "aB44YfzW24VDEJQ2UuLPV2PvqcPCSoLnL7y5M1EzhdW4LnK5xMS4";
         assert!(decode_base58check("x", &[0x23], corrupted).is_err());
+    }
+
+    #[test]
+    fn long_inputs_are_refused_before_decoding() {
+        let long = "r".repeat(60_000);
+        for e in [
+            decode_base58check("public key", &[0x23], &long).unwrap_err(),
+            decode_seed(&long).unwrap_err(),
+        ] {
+            assert!(matches!(e, Error::InvalidInput { .. }), "{e}");
+            assert!(!e.to_string().contains(&long[..100]), "{e}");
+        }
     }
 
     #[test]

@@ -114,9 +114,33 @@ impl EnvBackend {
     }
 
     /// Adds the account key derived from an XRPL family seed (`s...` secp256k1 or `sEd...`
-    /// Ed25519), as rippled derives it (account index 0).
+    /// Ed25519), as rippled derives it (account index 0), for the type the seed's prefix
+    /// names. Use [`with_xrpl_seed_as`](Self::with_xrpl_seed_as) for an Ed25519 account
+    /// whose seed is a plain `s...` seed.
     pub fn with_xrpl_seed(self, name: &str, seed: &str) -> Result<Self> {
-        Ok(match seed::derive(seed)? {
+        self.add_seed(name, seed, None)
+    }
+
+    /// Adds the account key of `seed` for `key_type`, as rippled's `wallet_propose`
+    /// (`key_type`) and xrpl-py's `derive_keypair(seed, algorithm=…)` derive it: a plain
+    /// `s...` seed serves either type; an `sEd...` seed with secp256k1 is
+    /// [`Error::InvalidInput`].
+    pub fn with_xrpl_seed_as(
+        self,
+        name: &str,
+        seed: &str,
+        key_type: keymgr_core::KeyAlgorithm,
+    ) -> Result<Self> {
+        self.add_seed(name, seed, Some(key_type))
+    }
+
+    fn add_seed(
+        self,
+        name: &str,
+        seed: &str,
+        key_type: Option<keymgr_core::KeyAlgorithm>,
+    ) -> Result<Self> {
+        Ok(match seed::derive(seed, key_type)? {
             SeedKey::Secp256k1(k) => self.with_secp256k1_key(name, k),
             SeedKey::Ed25519(k) => self.with_ed25519_key(name, k),
         })

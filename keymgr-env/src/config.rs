@@ -1,6 +1,6 @@
 //! Reading the env backend's keys from environment variables.
 
-use keymgr_core::{Error, Result};
+use keymgr_core::{Error, KeyAlgorithm, Result, xrpl};
 use zeroize::Zeroizing;
 
 use crate::EnvBackend;
@@ -9,6 +9,10 @@ use crate::EnvBackend;
 pub const EVM_PRIVATE_KEY: &str = "EVM_PRIVATE_KEY";
 /// XRPL family seed (the XRP key).
 pub const XRP_SEED: &str = "XRP_SEED";
+/// Key type of `XRP_SEED`: `ed25519` or `secp256k1` (default: the type the seed's
+/// prefix names, `sEd...` Ed25519, `s...` secp256k1), as rippled keeps `key_type` apart
+/// from the seed.
+pub const XRP_KEY_TYPE: &str = "XRP_KEY_TYPE";
 /// Logical name under which `EVM_PRIVATE_KEY` is served.
 pub const DEFAULT_EVM_KEY: &str = "evm";
 /// Logical name under which `XRP_SEED` is served.
@@ -50,18 +54,75 @@ impl EnvBackend {
                     )
                 })?;
         }
+        let key_type = key_type(var(XRP_KEY_TYPE))?;
         if let Some(seed) = xrp {
-            backend = backend
-                .with_xrpl_seed(DEFAULT_XRP_KEY, &seed)
-                .map_err(|e| {
-                    as_config(
-                        XRP_SEED,
-                        "an XRPL family seed: s... (secp256k1) or sEd... (Ed25519)",
-                        e,
-                    )
-                })?;
+            let seed_error = |e| {
+                as_config(
+                    XRP_SEED,
+                    "an XRPL family seed: s... (secp256k1, or Ed25519 with \
+                     XRP_KEY_TYPE=ed25519) or sEd... (Ed25519)",
+                    e,
+                )
+            };
+            let (prefix_type, _) = xrpl::decode_seed(&seed).map_err(seed_error)?;
+            backend = match key_type {
+                Some(t) => backend.with_xrpl_seed_as(DEFAULT_XRP_KEY, &seed, t),
+                None => backend.with_xrpl_seed(DEFAULT_XRP_KEY, &seed),
+            }
+            .map_err(|e| match (prefix_type, key_type) {
+                (xrpl::SeedType::Ed25519, Some(KeyAlgorithm::Secp256k1)) => Error::config(
+                    XRP_KEY_TYPE,
+                    "ed25519 for an sEd... seed",
+                    "XRP_KEY_TYPE=secp256k1 but XRP_SEED is an sEd... (Ed25519) seed",
+                ),
+                _ => seed_error(e),
+            })?;
+            let algorithm = key_type.unwrap_or(match prefix_type {
+                xrpl::SeedType::Ed25519 => KeyAlgorithm::Ed25519,
+                xrpl::SeedType::Secp256k1 => KeyAlgorithm::Secp256k1,
+            });
+            match (key_type, prefix_type) {
+                (Some(_), _) => tracing::info!(
+                    "env backend: key {DEFAULT_XRP_KEY} is {algorithm} (XRP_KEY_TYPE)"
+                ),
+                (None, xrpl::SeedType::Ed25519) => tracing::info!(
+                    "env backend: key {DEFAULT_XRP_KEY} is {algorithm} (XRP_SEED is an sEd... seed)"
+                ),
+                // A plain s... seed may belong to an Ed25519 account (rippled's
+                // wallet_propose returns such seeds): say which key this is.
+                (None, xrpl::SeedType::Secp256k1) => tracing::warn!(
+                    "env backend: key {DEFAULT_XRP_KEY} is {algorithm}, from XRP_SEED's s... \
+                     prefix; set XRP_KEY_TYPE=ed25519 if the account is Ed25519 \
+                     (XRP_KEY_TYPE=secp256k1 silences this)"
+                ),
+            }
+        } else if let Some(t) = key_type {
+            return Err(Error::config(
+                XRP_KEY_TYPE,
+                "XRP_KEY_TYPE only together with XRP_SEED",
+                format!("XRP_KEY_TYPE={t} is set but XRP_SEED is not"),
+            ));
         }
         Ok(backend)
+    }
+}
+
+/// `XRP_KEY_TYPE`: unset or empty is `None`; else `ed25519` or `secp256k1`, any case.
+fn key_type(value: Option<String>) -> Result<Option<KeyAlgorithm>> {
+    let Some(value) = value.filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "ed25519" => Ok(Some(KeyAlgorithm::Ed25519)),
+        "secp256k1" => Ok(Some(KeyAlgorithm::Secp256k1)),
+        _ => Err(Error::config(
+            XRP_KEY_TYPE,
+            "ed25519 or secp256k1",
+            format!(
+                "{:?} is neither",
+                value.chars().take(32).collect::<String>()
+            ),
+        )),
     }
 }
 

@@ -1,5 +1,5 @@
 //! keymgr-env: the development backend. Keys come from environment variables
-//! (`EVM_PRIVATE_KEY`, `XRP_SEED`) or are generated for a demo; they live in process
+//! (`EVM_PRIVATE_KEY`, `XRP_SEED` with `XRP_KEY_TYPE`) or are generated for a demo; they live in process
 //! memory, so use a KMS or HSM backend in production.
 //!
 //! ```
@@ -18,4 +18,4 @@ mod config;
 mod seed;
 
 pub use backend::EnvBackend;
-pub use config::{DEFAULT_EVM_KEY, DEFAULT_XRP_KEY, EVM_PRIVATE_KEY, XRP_SEED};
+pub use config::{DEFAULT_EVM_KEY, DEFAULT_XRP_KEY, EVM_PRIVATE_KEY, XRP_KEY_TYPE, XRP_SEED};

@@ -4,7 +4,7 @@ use k256::elliptic_curve::PrimeField as _;
 use k256::elliptic_curve::sec1::ToEncodedPoint as _;
 use k256::{NonZeroScalar, Scalar};
 use keymgr_core::xrpl::{self, SeedType};
-use keymgr_core::{Error, Result};
+use keymgr_core::{Error, KeyAlgorithm, Result};
 use sha2::{Digest as _, Sha512};
 use zeroize::{Zeroize as _, Zeroizing};
 
@@ -14,9 +14,30 @@ pub(crate) enum SeedKey {
     Ed25519(ed25519_dalek::SigningKey),
 }
 
-/// Derives the account key pair (account index 0) from an `s...`/`sEd...` seed.
-pub(crate) fn derive(seed: &str) -> Result<SeedKey> {
-    let (kind, entropy) = xrpl::decode_seed(seed)?;
+/// Derives the account key pair (account index 0) from an `s...`/`sEd...` seed, for
+/// `key_type` when given (rippled keeps the key type apart from the seed: a plain `s...`
+/// seed may be an Ed25519 account's), else for the type the seed's prefix names.
+///
+/// An `sEd...` seed with secp256k1 is refused: that prefix exists only for Ed25519.
+pub(crate) fn derive(seed: &str, key_type: Option<KeyAlgorithm>) -> Result<SeedKey> {
+    let (prefix_type, entropy) = xrpl::decode_seed(seed)?;
+    let kind = match (prefix_type, key_type) {
+        (SeedType::Ed25519, Some(KeyAlgorithm::Secp256k1)) => {
+            return Err(Error::invalid_input(
+                "XRPL seed",
+                "an sEd... seed is an Ed25519 seed; it cannot serve a secp256k1 key",
+            ));
+        }
+        (_, Some(KeyAlgorithm::Ed25519)) => SeedType::Ed25519,
+        (_, Some(KeyAlgorithm::Secp256k1)) => SeedType::Secp256k1,
+        (_, Some(other)) => {
+            return Err(Error::invalid_input(
+                "XRPL seed",
+                format!("XRPL seeds derive secp256k1 or Ed25519 keys, not {other}"),
+            ));
+        }
+        (from_prefix, None) => from_prefix,
+    };
     match kind {
         SeedType::Ed25519 => {
             // Private key = SHA-512Half(entropy).

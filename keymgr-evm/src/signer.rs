@@ -4,9 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use alloy_consensus::{SignableTransaction, TxEnvelope};
-use alloy_network::{
-    Ethereum, Network, NetworkTransactionBuilder as _, TxSigner, impl_into_wallet,
-};
+use alloy_network::{Ethereum, Network, TxSigner, impl_into_wallet};
 use alloy_primitives::{Address, B256, ChainId, Signature};
 use alloy_signer::{Signer, sign_transaction_with_chain_id};
 use async_trait::async_trait;
@@ -192,40 +190,24 @@ impl<B: KeyBackend> EvmSigner<B> {
         ))
     }
 
-    /// Builds and signs a JSON-RPC transaction request (the `eth_sendTransaction` form
+    /// Checks and signs a JSON-RPC transaction request (the `eth_sendTransaction` form
     /// alloy's `TransactionRequest` deserializes), returning the signed envelope; its
     /// `encoded_2718()` is the raw transaction for `eth_sendRawTransaction`.
     ///
-    /// The transaction type is chosen as alloy's builder does (fields present decide:
-    /// `authorizationList` → 7702, blob fields → 4844, `maxFeePerGas` → 1559,
-    /// `accessList` with `gasPrice` → 2930, else legacy) and missing fields are an error
-    /// naming them. Unlike alloy's builder, a request without `chainId` takes the signer's
-    /// chain id (alloy would default typed transactions to chain 1 and then refuse them
-    /// on a signer with another chain id). A `from` other than [`address`](Self::address)
-    /// is refused.
+    /// The request is checked by [`CheckedRequest::new`](crate::CheckedRequest::new):
+    /// contradictions (`data` ≠ `input`, an explicit `type` the fields do not fit, legacy
+    /// and EIP-1559 fees together, ...), chain id 0 and missing fields are refused with a
+    /// [`RequestError`](crate::RequestError) naming the JSON fields; no `to` with init
+    /// code is a contract creation. Unlike alloy's builder, a request without `chainId`
+    /// takes the signer's chain id. A `from` other than [`address`](Self::address) is
+    /// refused. Parse JSON with [`CheckedRequest::from_json`](crate::CheckedRequest::from_json)
+    /// to also refuse unknown and repeated fields.
     pub async fn sign_request(
         &self,
-        mut request: TransactionRequest,
+        request: TransactionRequest,
     ) -> alloy_signer::Result<TxEnvelope> {
-        if let Some(from) = request.from
-            && from != self.address
-        {
-            return Err(alloy_signer::Error::other(Error::invalid_input(
-                "from",
-                format!(
-                    "the request is from {from}, but this signer ({}) signs for {}",
-                    self.key, self.address
-                ),
-            )));
-        }
-        if request.chain_id.is_none() {
-            request.chain_id = self.chain_id;
-        }
-        let mut tx = request
-            .build_unsigned()
-            .map_err(alloy_signer::Error::other)?;
-        let signature = TxSigner::sign_transaction(self, &mut tx).await?;
-        Ok(tx.into_signed(signature).into())
+        let checked = crate::CheckedRequest::new(request).map_err(alloy_signer::Error::other)?;
+        self.sign_checked(checked).await
     }
 
     fn not_our_key(&self) -> Error {

@@ -249,15 +249,16 @@ async fn sign_request_builds_signs_and_encodes() {
     let mut other = request.clone();
     other.from = Some(Address::repeat_byte(0x11));
     let e = signer.sign_request(other).await.unwrap_err();
-    let k = keymgr_error(&e).expect("keymgr error inside");
-    assert_eq!(k.kind(), ErrorKind::InvalidInput);
+    let r = keymgr_evm::request_error(&e).expect("request error inside");
+    assert_eq!(r.fields(), ["from"]);
     assert!(e.to_string().contains(&signer.address().to_string()), "{e}");
 
     // An incomplete request names what is missing.
     let mut incomplete = request;
     incomplete.nonce = None;
     let e = signer.sign_request(incomplete).await.unwrap_err();
-    assert!(e.to_string().contains("nonce"), "{e}");
+    let r = keymgr_evm::request_error(&e).expect("request error inside");
+    assert_eq!(r.fields(), ["nonce"]);
 }
 
 #[tokio::test]

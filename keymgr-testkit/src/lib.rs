@@ -7,6 +7,7 @@
 //! - `xrp` (cargo feature `xrp`): the XRP claim signer suite, `xrp::run`, for every
 //!   backend with an Ed25519 or secp256k1 key.
 //! - [`fault`]: a wrapper backend that injects errors, latency and corrupted signatures.
+//! - [`verifiers`]: right values from eth-account, xrpl-py and coincurve (pinned).
 //! - [`TempDir`]: a unique scratch directory, removed on drop.
 //! - [`skip_or_fail`]: how tests that need an external component (SoftHSM2, moto)
 //!   behave when it is missing: fail under `cargo xtask test`, skip loudly elsewhere.
@@ -20,6 +21,7 @@ pub mod evm;
 pub mod fault;
 pub mod memory;
 mod temp;
+pub mod verifiers;
 #[cfg(feature = "xrp")]
 pub mod xrp;
 

@@ -46,8 +46,8 @@ impl XrplPublicKey {
     pub fn from_hex(s: &str) -> Result<Self, XrpError> {
         if s.len() != 66 {
             return Err(XrpError::public_key(format!(
-                "expected 66 hex characters (33 bytes), got {} characters",
-                s.chars().count()
+                "expected 66 hex characters (33 bytes), got {} bytes",
+                s.len()
             )));
         }
         let mut bytes = [0u8; 33];
@@ -57,7 +57,16 @@ impl XrplPublicKey {
 
     /// Parses hex, or the base58 account public key form (`a...`) that rippled's
     /// `channel_verify` also accepts.
+    ///
+    /// Input from another party is bounded: anything longer than 66 characters is refused
+    /// before decoding.
     pub fn parse(s: &str) -> Result<Self, XrpError> {
+        if s.len() > 66 {
+            return Err(XrpError::public_key(format!(
+                "{} bytes is too long for a public key (66 hex or at most 52 base58 characters)",
+                s.len()
+            )));
+        }
         if s.starts_with('a') && s.len() != 66 {
             let bytes = xrpl::decode_base58check("public key", &[ACCOUNT_PUBLIC_KEY_PREFIX], s)
                 .map_err(|e| match e {

@@ -177,6 +177,55 @@ mod tests {
             assert_eq!(e.field(), Some(field), "{e}");
             assert!(!verify_claim(c, a, s, k));
         }
+        // Input from the other party is bounded: every field of a 60 KB request is
+        // refused before any quadratic work (base58 of 60 KB took seconds).
+        let huge_base58 = format!("a{}", "B".repeat(60_000));
+        let huge_hex = "0".repeat(60_000);
+        let huge_digits = "1".repeat(60_000);
+        for (c, a, s, k, field) in [
+            (
+                DOCS_CHANNEL,
+                "1",
+                DOCS_SIGNATURE,
+                huge_base58.as_str(),
+                "public key",
+            ),
+            (
+                DOCS_CHANNEL,
+                "1",
+                DOCS_SIGNATURE,
+                huge_hex.as_str(),
+                "public key",
+            ),
+            (
+                DOCS_CHANNEL,
+                "1",
+                huge_hex.as_str(),
+                DOCS_PUBLIC_KEY,
+                "signature",
+            ),
+            (
+                huge_hex.as_str(),
+                "1",
+                DOCS_SIGNATURE,
+                DOCS_PUBLIC_KEY,
+                "channel",
+            ),
+            (
+                DOCS_CHANNEL,
+                huge_digits.as_str(),
+                DOCS_SIGNATURE,
+                DOCS_PUBLIC_KEY,
+                "amount",
+            ),
+        ] {
+            let e = try_verify_claim(c, a, s, k).unwrap_err();
+            assert_eq!(e.field(), Some(field), "{e}");
+            assert!(
+                e.to_string().len() < 300,
+                "the error does not echo the input: {e}"
+            );
+        }
         // A DER signature against an Ed25519 key says why.
         let e = try_verify_claim(
             DOCS_CHANNEL,

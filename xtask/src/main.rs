@@ -17,6 +17,7 @@ use anyhow::{Context as _, Result, bail};
 mod deps;
 mod moto;
 mod softhsm;
+mod verifiers;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -88,6 +89,8 @@ fn provision(root: &Path) -> Result<TestEnv> {
     // Provider provisioning (SoftHSM2 tokens, moto's server) registers here.
     env.vars
         .extend(softhsm::provision(root).context("provisioning SoftHSM2")?);
+    env.vars
+        .extend(verifiers::provision(root).context("installing the Python verifiers")?);
     let moto = moto::start(root).context("starting moto's KMS server")?;
     env.vars.extend(moto.env());
     env.services.push(Box::new(moto));

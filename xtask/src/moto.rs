@@ -116,7 +116,7 @@ fn constraints_file(root: &Path) -> PathBuf {
 }
 
 /// `python -m venv DIR`; false if Python is missing or venv fails.
-fn make_venv(python: &str, venv: &Path) -> bool {
+pub(crate) fn make_venv(python: &str, venv: &Path) -> bool {
     eprintln!("==> {python} -m venv {}", venv.display());
     Command::new(python)
         .args(["-m", "venv"])

@@ -1,17 +1,23 @@
-//! `keymgr evm`: Ethereum addresses, EIP-191 messages, EIP-712 typed data and
-//! transactions, signed by the configured backend through `keymgr-evm`.
+//! `keymgr evm`: Ethereum addresses, EIP-191 messages, EIP-712 typed data, transactions
+//! and EIP-7702 authorizations, signed by the configured backend through `keymgr-evm`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use alloy_dyn_abi::TypedData;
-use alloy_eips::eip2718::Encodable2718 as _;
+use alloy_primitives::{Address, U256};
 use alloy_signer::Signer as _;
 use keymgr::{KeyBackend, KeyRef};
-use keymgr_evm::{EvmSigner, TransactionRequest};
+use keymgr_evm::{CheckedRequest, EvmSigner, MessageReading, RequestError};
 use serde_json::json;
 
+use crate::input::read_text;
 use crate::{Context, Output};
+
+mod tx_output;
+
+/// The largest EIP-712 typed data file `sign-typed-data` reads.
+const MAX_TYPED_DATA_BYTES: usize = 1024 * 1024;
 
 /// `keymgr evm ...`
 #[derive(Debug, clap::Subcommand)]
@@ -22,36 +28,69 @@ pub(crate) enum EvmCommand {
         #[arg(long, default_value = "evm")]
         key: String,
     },
-    /// Sign TEXT as an EIP-191 personal message.
+    /// Sign an EIP-191 personal message. MESSAGE is read as UTF-8 text (as ethers, viem
+    /// and eth-account read a string), also when it starts with 0x; pass --hex 0x... to
+    /// sign hex-decoded bytes. The output says which reading was signed.
+    #[command(group(clap::ArgGroup::new("reading").required(true)))]
     SignMessage {
         /// Key name, optionally NAME@VERSION.
         #[arg(long, default_value = "evm")]
         key: String,
-        /// The message (UTF-8 text; prefix with 0x to sign hex-decoded bytes).
-        text: String,
+        /// The message, read as UTF-8 text (the default reading).
+        #[arg(group = "reading")]
+        message: Option<String>,
+        /// The message as UTF-8 text, explicitly.
+        #[arg(long, group = "reading", value_name = "TEXT")]
+        text: Option<String>,
+        /// The message as bytes: 0x followed by an even number of hex digits.
+        #[arg(long, group = "reading", value_name = "0xHEX")]
+        hex: Option<String>,
     },
     /// Sign EIP-712 typed data (the JSON eth_signTypedData_v4 takes).
     SignTypedData {
         /// Key name, optionally NAME@VERSION.
         #[arg(long, default_value = "evm")]
         key: String,
-        /// File with {types, primaryType, domain, message}.
+        /// File with {types, primaryType, domain, message}; `-` reads standard input.
         #[arg(long)]
         file: PathBuf,
     },
-    /// Sign a JSON transaction request; prints the RLP/EIP-2718 encoded signed transaction.
+    /// Sign a JSON transaction request; prints what was signed (type, chain, from, to or
+    /// create, value, nonce, fees, calldata, hash) and the EIP-2718 encoded transaction.
     SignTx {
         /// Key name, optionally NAME@VERSION.
         #[arg(long, default_value = "evm")]
         key: String,
         /// File with a transaction request (eth_sendTransaction form: to, value, nonce,
-        /// gas, chainId, maxFeePerGas / gasPrice, ...).
+        /// gas, chainId, maxFeePerGas / gasPrice, ...); `-` reads standard input. Unknown
+        /// or repeated fields and contradictions are refused; no `to` with init code in
+        /// `data`/`input` creates a contract.
         #[arg(long)]
         file: PathBuf,
         /// The chain the transaction is for (EIP-155), when the file has no chainId; it
         /// must match the file's chainId when both are given.
         #[arg(long)]
         chain_id: Option<u64>,
+    },
+    /// Sign an EIP-7702 authorization (chain id, delegate address, nonce); prints the
+    /// signed tuple with y parity, r and s.
+    #[command(group(clap::ArgGroup::new("chain").required(true)))]
+    SignAuthorization {
+        /// Key name, optionally NAME@VERSION.
+        #[arg(long, default_value = "evm")]
+        key: String,
+        /// The chain the authorization is valid on (decimal or 0x hex).
+        #[arg(long, group = "chain")]
+        chain_id: Option<U256>,
+        /// Sign chain id 0: the authorization is then valid on every chain.
+        #[arg(long, group = "chain")]
+        any_chain: bool,
+        /// The contract whose code the account delegates to.
+        #[arg(long)]
+        address: Address,
+        /// The account's nonce when the authorization is used.
+        #[arg(long)]
+        nonce: u64,
     },
 }
 
@@ -60,48 +99,65 @@ pub(crate) async fn run(cmd: EvmCommand, ctx: &Context) -> anyhow::Result<Output
         EvmCommand::Address { key }
         | EvmCommand::SignMessage { key, .. }
         | EvmCommand::SignTypedData { key, .. }
-        | EvmCommand::SignTx { key, .. } => KeyRef::parse(key)?,
+        | EvmCommand::SignTx { key, .. }
+        | EvmCommand::SignAuthorization { key, .. } => KeyRef::parse(key)?,
+    };
+    // Requests are read and checked before the backend is touched.
+    let request = match &cmd {
+        EvmCommand::SignTx { file, chain_id, .. } => Some(transaction(file, *chain_id)?),
+        _ => None,
+    };
+    let typed = match &cmd {
+        EvmCommand::SignTypedData { file, .. } => Some(typed_data(file)?),
+        _ => None,
     };
     let backend: Arc<dyn KeyBackend> = ctx.manager().await?;
     let signer = EvmSigner::new(backend, key).await?;
-    let address = signer.address();
+    let address = signer.address().to_checksum(None);
     let bound = signer.key().to_string();
     match cmd {
         EvmCommand::Address { .. } => Ok(Output::new(
-            json!({ "key": bound, "address": address.to_checksum(None) }),
-            format!("{bound}: {}", address.to_checksum(None)),
+            json!({ "key": bound, "address": address }),
+            format!("{bound}: {address}"),
         )),
-        EvmCommand::SignMessage { text, .. } => {
-            let bytes = match text.strip_prefix("0x") {
-                Some(h) => hex::decode(h).map_err(|e| {
-                    keymgr::Error::invalid_input("message", format!("0x-prefixed but not hex: {e}"))
-                })?,
-                None => text.into_bytes(),
+        EvmCommand::SignMessage {
+            message, text, hex, ..
+        } => {
+            let (input, reading, explicit) = match (message, text, hex) {
+                (_, _, Some(h)) => (h, MessageReading::Hex, true),
+                (_, Some(t), None) => (t, MessageReading::Text, true),
+                (m, None, None) => (m.unwrap_or_default(), MessageReading::Text, false),
             };
+            let bytes = keymgr_evm::message_bytes(&input, reading)
+                .map_err(|e| request_error(e, "message"))?;
             let sig = signer.sign_message(&bytes).await.map_err(alloy_error)?;
             let hex_sig = format!("0x{}", hex::encode(sig.as_bytes()));
+            let mut text = format!(
+                "EIP-191 signature by {address} ({bound}) of {} bytes read as {}:\n{hex_sig}",
+                bytes.len(),
+                reading.as_str()
+            );
+            if !explicit && keymgr_evm::looks_like_hex(&input) {
+                text.push_str(&format!(
+                    "\nnote: the message looks like hex but was signed as {} bytes of text \
+                     (the default); pass --hex to sign the {} decoded bytes",
+                    bytes.len(),
+                    (input.len() - 2) / 2
+                ));
+            }
             Ok(Output::new(
-                json!({ "key": bound, "address": address.to_checksum(None), "signature": hex_sig }),
-                format!(
-                    "EIP-191 signature by {} ({bound}):\n{hex_sig}",
-                    address.to_checksum(None)
-                ),
+                json!({
+                    "key": bound,
+                    "address": address,
+                    "reading": reading.as_str(),
+                    "message_bytes": bytes.len(),
+                    "signature": hex_sig,
+                }),
+                text,
             ))
         }
-        EvmCommand::SignTypedData { file, .. } => {
-            let text = read(&file)?;
-            let typed: TypedData = serde_json::from_str(&text).map_err(|e| {
-                keymgr::Error::invalid_input(
-                    "typed data",
-                    format!("{} is not EIP-712 typed data JSON: {e}", file.display()),
-                )
-            })?;
-            let hash = typed.eip712_signing_hash().map_err(|e| {
-                keymgr::Error::invalid_input(
-                    "typed data",
-                    format!("cannot hash {}: {e}", file.display()),
-                )
-            })?;
+        EvmCommand::SignTypedData { .. } => {
+            let (typed, hash) = typed.ok_or_else(|| anyhow::anyhow!("typed data not read"))?;
             let sig = signer
                 .sign_dynamic_typed_data(&typed)
                 .await
@@ -110,76 +166,118 @@ pub(crate) async fn run(cmd: EvmCommand, ctx: &Context) -> anyhow::Result<Output
             Ok(Output::new(
                 json!({
                     "key": bound,
-                    "address": address.to_checksum(None),
+                    "address": address,
                     "signing_hash": format!("{hash}"),
                     "signature": hex_sig,
                 }),
-                format!(
-                    "EIP-712 signature by {} ({bound}):\n{hex_sig}",
-                    address.to_checksum(None)
-                ),
+                format!("EIP-712 signature by {address} ({bound}):\n{hex_sig}"),
             ))
         }
-        EvmCommand::SignTx { file, chain_id, .. } => {
-            let text = read(&file)?;
-            let mut request: TransactionRequest = serde_json::from_str(&text).map_err(|e| {
-                keymgr::Error::invalid_input(
-                    "transaction",
-                    format!("{} is not a JSON transaction request: {e}", file.display()),
-                )
-            })?;
-            request.chain_id = Some(chain_id_of(request.chain_id, chain_id, &file)?);
-            let envelope = signer.sign_request(request).await.map_err(alloy_error)?;
-            let raw = format!("0x{}", hex::encode(envelope.encoded_2718()));
-            let hash = format!("{}", envelope.tx_hash());
+        EvmCommand::SignTx { .. } => {
+            let request = request.ok_or_else(|| anyhow::anyhow!("request not read"))?;
+            let envelope = signer.sign_checked(request).await.map_err(alloy_error)?;
+            Ok(tx_output::signed(&bound, signer.address(), &envelope))
+        }
+        EvmCommand::SignAuthorization {
+            chain_id,
+            address: delegate,
+            nonce,
+            ..
+        } => {
+            let chain_id = match chain_id {
+                Some(id) if id.is_zero() => {
+                    return Err(keymgr::Error::invalid_input(
+                        "--chain-id",
+                        "0 makes the authorization valid on every chain; pass --any-chain \
+                         to sign that deliberately",
+                    )
+                    .into());
+                }
+                Some(id) => id,
+                None => U256::ZERO,
+            };
+            let signed = signer.sign_authorization(chain_id, delegate, nonce).await?;
+            let tuple = json!({
+                "chainId": format!("{:#x}", signed.chain_id()),
+                "address": signed.address().to_checksum(None),
+                "nonce": format!("{:#x}", signed.nonce()),
+                "yParity": format!("{:#x}", signed.y_parity()),
+                "r": format!("{:#x}", signed.r()),
+                "s": format!("{:#x}", signed.s()),
+            });
             Ok(Output::new(
-                json!({
-                    "key": bound,
-                    "from": address.to_checksum(None),
-                    "type": u8::from(envelope.tx_type()),
-                    "hash": hash,
-                    "raw": raw,
-                }),
+                json!({ "key": bound, "authority": address, "authorization": tuple }),
                 format!(
-                    "signed transaction {hash} from {}:\n{raw}",
-                    address.to_checksum(None)
+                    "EIP-7702 authorization by {address} ({bound}): delegate {} on {} at nonce \
+                     {nonce}\n{tuple:#}",
+                    delegate.to_checksum(None),
+                    if chain_id.is_zero() {
+                        "every chain (chain id 0)".to_owned()
+                    } else {
+                        format!("chain {chain_id}")
+                    }
                 ),
             ))
         }
     }
+}
+
+/// Reads and checks a transaction request, with the chain id from the file or the flag.
+fn transaction(file: &std::path::Path, flag: Option<u64>) -> anyhow::Result<CheckedRequest> {
+    let text = read_text(file, keymgr_evm::MAX_REQUEST_JSON_BYTES, "--file")?;
+    let mut request = CheckedRequest::from_json(&text)
+        .map_err(|e| request_error(e, "transaction request"))?
+        .into_request();
+    request.chain_id = Some(chain_id_of(request.chain_id, flag)?);
+    CheckedRequest::new(request).map_err(|e| request_error(e, "transaction request"))
+}
+
+fn typed_data(file: &std::path::Path) -> anyhow::Result<(TypedData, alloy_primitives::B256)> {
+    let text = read_text(file, MAX_TYPED_DATA_BYTES, "--file")?;
+    let typed: TypedData = serde_json::from_str(&text).map_err(|e| {
+        keymgr::Error::invalid_input(
+            "typed data",
+            format!("{} is not EIP-712 typed data JSON: {e}", file.display()),
+        )
+    })?;
+    let hash = typed.eip712_signing_hash().map_err(|e| {
+        keymgr::Error::invalid_input("typed data", format!("cannot hash {}: {e}", file.display()))
+    })?;
+    Ok((typed, hash))
 }
 
 /// The chain id to sign for. The CLI never signs without one: alloy would sign a legacy
 /// request without replay protection and assume chain 1 for a typed one.
-fn chain_id_of(
-    in_file: Option<u64>,
-    flag: Option<u64>,
-    file: &std::path::Path,
-) -> keymgr::Result<u64> {
-    match (in_file, flag) {
-        (Some(a), Some(b)) if a != b => Err(keymgr::Error::invalid_input(
-            "chainId",
-            format!(
-                "{} has chainId {a} but --chain-id is {b}; they must agree",
-                file.display()
-            ),
-        )),
-        (Some(id), _) | (None, Some(id)) => Ok(id),
-        (None, None) => Err(keymgr::Error::invalid_input(
-            "chainId",
-            format!(
-                "{} has no chainId: set it in the file or pass --chain-id (keymgr does not sign \
-                 transactions without EIP-155 replay protection)",
-                file.display()
-            ),
-        )),
-    }
+fn chain_id_of(in_file: Option<u64>, flag: Option<u64>) -> anyhow::Result<u64> {
+    let id = match (in_file, flag) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(request_error(
+                RequestError::InvalidValue {
+                    field: "chainId".into(),
+                    reason: format!("the file has {a} but --chain-id is {b}; they must agree"),
+                },
+                "transaction request",
+            ));
+        }
+        (Some(id), _) | (None, Some(id)) => id,
+        (None, None) => {
+            return Err(request_error(
+                RequestError::InvalidValue {
+                    field: "chainId".into(),
+                    reason: "missing: set it in the file or pass --chain-id (keymgr does not \
+                             sign transactions without EIP-155 replay protection)"
+                        .into(),
+                },
+                "transaction request",
+            ));
+        }
+    };
+    Ok(id)
 }
 
-fn read(file: &PathBuf) -> anyhow::Result<String> {
-    std::fs::read_to_string(file).map_err(|e| {
-        keymgr::Error::invalid_input("file", format!("cannot read {}: {e}", file.display())).into()
-    })
+/// A refused request: the typed error, with where it came from as context.
+fn request_error(e: RequestError, what: &str) -> anyhow::Error {
+    anyhow::Error::new(e).context(format!("refused {what}"))
 }
 
 /// alloy errors keep their keymgr cause (see `context::error_kind`).

@@ -59,8 +59,12 @@ pub(crate) async fn public_key(args: PublicKeyArgs, ctx: &Context) -> anyhow::Re
 
 pub(crate) async fn sign(args: SignArgs, ctx: &Context) -> anyhow::Result<Output> {
     let key = KeyRef::parse(&args.key)?;
-    let payload = match (&args.digest, &args.message) {
-        (Some(d), _) => SignPayload::prehash(&decode_hex("digest", d)?)?,
+    let digest = match &args.digest {
+        Some(d) => Some(decode_hex("digest", d)?),
+        None => None,
+    };
+    let payload = match (&digest, &args.message) {
+        (Some(d), _) => SignPayload::prehash(d)?,
         (None, Some(m)) => SignPayload::message(decode_hex("message", m)?),
         (None, None) => anyhow::bail!("pass --digest or --message"),
     };
@@ -72,16 +76,44 @@ pub(crate) async fn sign(args: SignArgs, ctx: &Context) -> anyhow::Result<Output
         "algorithm": sig.algorithm().as_str(),
         "signature": hex::encode(sig.to_bytes()),
     });
-    if let Signature::Secp256k1(s) = &sig {
-        out["r"] = json!(hex::encode(s.r()));
-        out["s"] = json!(hex::encode(s.s()));
-        out["der"] = json!(hex::encode(s.to_der()));
-    }
-    let text = format!(
+    let mut text = format!(
         "{} signature by {key}: {}",
         sig.algorithm(),
         hex::encode(sig.to_bytes())
     );
+    if let (Signature::Secp256k1(s), SignPayload::Prehash(prehash)) = (&sig, &payload) {
+        out["r"] = json!(hex::encode(s.r()));
+        out["s"] = json!(hex::encode(s.s()));
+        out["der"] = json!(hex::encode(s.to_der()));
+        // The recovery id makes the signature usable where the key is recovered from it
+        // (EVM ecrecover): found by matching the recovered key against the public key.
+        let public_key = manager.public_key(&key).await?;
+        let vk = public_key.as_secp256k1().ok_or_else(|| {
+            keymgr::Error::integrity(
+                key.to_string(),
+                "secp256k1 signature from a non-secp256k1 key",
+            )
+        })?;
+        let recovery_id = s.recovery_id(prehash, vk)?;
+        out["recovery_id"] = json!(recovery_id.to_byte());
+        if recovery_id.is_x_reduced() {
+            // Probability about 2^-127; an Ethereum v cannot express it.
+            text.push_str(&format!(
+                "\nrecovery id: {} (x-reduced: no EVM v)",
+                recovery_id.to_byte()
+            ));
+        } else {
+            let y_parity = u8::from(recovery_id.is_y_odd());
+            let v = 27 + y_parity;
+            out["y_parity"] = json!(y_parity);
+            out["v"] = json!(v);
+            out["signature_rsv"] = json!(format!("{}{v:02x}", hex::encode(s.to_bytes())));
+            text.push_str(&format!(
+                "\ny parity: {y_parity}, v: {v}\nr‖s‖v: {}{v:02x}",
+                hex::encode(s.to_bytes())
+            ));
+        }
+    }
     Ok(Output::new(out, text))
 }
 
