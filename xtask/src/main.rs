@@ -14,6 +14,7 @@ use std::process::Command;
 
 use anyhow::{Context as _, Result, bail};
 
+mod esdk;
 mod moto;
 mod softhsm;
 
@@ -90,6 +91,8 @@ fn provision(root: &Path) -> Result<TestEnv> {
     let moto = moto::start(root).context("starting moto's KMS server")?;
     env.vars.extend(moto.env());
     env.services.push(Box::new(moto));
+    env.vars
+        .extend(esdk::provision(root).context("installing the Python AWS Encryption SDK")?);
     Ok(env)
 }
 
