@@ -247,14 +247,9 @@ impl Decryptor {
             } else {
                 frame::REGULAR_HEAD
             };
-            read_exact(
-                reader,
-                &mut head_bytes[4..head_len],
-                Field::SequenceNumber,
-                offset + 4,
-            )
-            .await?;
-            let mut cur = Cursor::new(&head_bytes[..head_len], offset);
+            // A short head fails in `parse_head`, naming the field that is cut.
+            let got = fill(reader, &mut head_bytes[4..head_len]).await?;
+            let mut cur = Cursor::new(&head_bytes[..4 + got], offset);
             let head = frame::parse_head(&mut cur, expected, header.frame_length)?;
             offset += head_len as u64;
             let buf = &mut content[..head.len + TAG_LEN];

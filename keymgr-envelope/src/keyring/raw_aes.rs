@@ -21,6 +21,23 @@ use crate::data_key::random;
 use crate::header::EncryptedDataKey;
 use crate::suite::{self, DATA_KEY_LEN, IV_LEN, TAG_LEN};
 
+const DEV_KEY_EXPECTED: &str = "64 hex digits (a 256-bit AES key; development only)";
+
+/// Decodes a development KEK; errors name `var`, never the value.
+fn dev_key(var: &str, value: &str) -> keymgr_core::Result<Zeroizing<Vec<u8>>> {
+    let bytes = Zeroizing::new(
+        hex::decode(value.trim()).map_err(|_| Error::config(var, DEV_KEY_EXPECTED, "not hex"))?,
+    );
+    if bytes.len() != DATA_KEY_LEN {
+        return Err(Error::config(
+            var,
+            DEV_KEY_EXPECTED,
+            format!("{} bytes", bytes.len()),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Wraps data keys with a 256-bit AES key held in this process.
 ///
 /// Holding the KEK in memory is what KMS and HSM keyrings avoid: use this for
@@ -90,28 +107,17 @@ impl RawAesKeyring {
         namespace: impl Into<String>,
         name: impl Into<String>,
     ) -> keymgr_core::Result<Self> {
-        let expected = "64 hex digits (a 256-bit AES key; development only)";
         let value = std::env::var(var).map_err(|e| {
             Error::config(
                 var,
-                expected,
+                DEV_KEY_EXPECTED,
                 match e {
                     std::env::VarError::NotPresent => "not set",
                     std::env::VarError::NotUnicode(_) => "not valid UTF-8",
                 },
             )
         })?;
-        let value = Zeroizing::new(value);
-        let bytes = Zeroizing::new(
-            hex::decode(value.trim()).map_err(|_| Error::config(var, expected, "not hex"))?,
-        );
-        if bytes.len() != DATA_KEY_LEN {
-            return Err(Error::config(
-                var,
-                expected,
-                format!("{} bytes", bytes.len()),
-            ));
-        }
+        let bytes = dev_key(var, &Zeroizing::new(value))?;
         tracing::warn!(
             variable = var,
             "envelope KEK read from the environment: development only, use a KMS or HSM keyring in production"
@@ -195,5 +201,25 @@ impl Keyring for RawAesKeyring {
             ));
         }
         Ok(DataKey::from_bytes(*key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_key_errors_name_the_variable_not_the_value() {
+        for bad in ["zz11", "abcd", &"ab".repeat(33)] {
+            let e = dev_key("DEV_KEK", bad).unwrap_err();
+            assert_eq!(e.kind(), keymgr_core::ErrorKind::Config);
+            let text = format!("{e} {e:?}");
+            assert!(text.contains("DEV_KEK"), "{text}");
+            assert!(!text.contains(bad), "{text}");
+        }
+        assert_eq!(
+            dev_key("DEV_KEK", &"07".repeat(32)).unwrap().as_slice(),
+            &[7; 32]
+        );
     }
 }
