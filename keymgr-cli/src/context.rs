@@ -89,6 +89,9 @@ fn error_kind(e: &anyhow::Error) -> &'static str {
         if let Some(k) = cause.downcast_ref::<keymgr::Error>() {
             return k.kind().as_str();
         }
+        if let Some(e) = cause.downcast_ref::<keymgr_envelope::EnvelopeError>() {
+            return e.kind().as_str();
+        }
         if let Some(a) = cause.downcast_ref::<alloy_signer::Error>() {
             if let Some(k) = keymgr_evm::keymgr_error(a) {
                 return k.kind().as_str();

@@ -173,7 +173,10 @@ pub enum EnvelopeError {
         reason: String,
     },
     /// The message's encryption context lacks a pair the caller required.
-    #[error("encryption context mismatch for key {key:?}: expected {expected:?}, found {found:?}")]
+    #[error(
+        "encryption context mismatch for key {key:?}: expected {expected:?}, found {}",
+        found.as_deref().map_or_else(|| "no such key".to_owned(), |v| format!("{v:?}"))
+    )]
     ContextMismatch {
         /// The context key.
         key: String,

@@ -142,7 +142,7 @@ async fn kek_rotation_new_messages_use_the_new_kek() {
     let old = raw_keyring("ns", "kek-v1", &[1; 32]);
     let new = raw_keyring("ns", "kek-v2", &[2; 32]);
     let ctx = context(&[("k", "v")]);
-    let before = Encryptor::new(multi(&[old.clone()]))
+    let before = Encryptor::new(multi(std::slice::from_ref(&old)))
         .encrypt(b"old", &ctx)
         .await
         .unwrap();

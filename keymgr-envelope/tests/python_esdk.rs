@@ -87,7 +87,10 @@ async fn keymgr_decrypts_python_messages() {
         let out = s.esdk.run("encrypt", &a, &data).await;
         assert!(out.ok, "{}", out.stderr);
         // Through the KMS keyring only, the raw keyring only, and streamed.
-        for keyring in [multi(&[s.kms.clone()]), multi(&[raw.clone()])] {
+        for keyring in [
+            multi(std::slice::from_ref(&s.kms)),
+            multi(std::slice::from_ref(&raw)),
+        ] {
             let decrypted = Decryptor::new(keyring.clone())
                 .decrypt(&out.stdout)
                 .await
