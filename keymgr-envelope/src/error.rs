@@ -196,8 +196,16 @@ pub enum EnvelopeError {
         max: u64,
     },
     /// No configured keyring could unwrap any encrypted data key of the message.
-    #[error("no keyring could decrypt the data key ({} attempts{})", attempts.len(), summary(attempts))]
+    #[error(
+        "no keyring could decrypt the data key; the message has it under {}; {} attempts{}",
+        entries.join(", "),
+        attempts.len(),
+        summary(attempts)
+    )]
     NoDecryptableKey {
+        /// The message's entries as `provider id:key` (see
+        /// [`crate::EncryptedDataKey::key_name`]), so the caller knows which KEK to bring.
+        entries: Vec<String>,
         /// Each failed attempt, in the order tried (empty: no keyring matched any entry).
         attempts: Vec<UnwrapAttempt>,
     },
@@ -242,7 +250,7 @@ impl EnvelopeError {
             EnvelopeError::InvalidContext { .. } | EnvelopeError::LimitExceeded { .. } => {
                 ErrorKind::InvalidInput
             }
-            EnvelopeError::NoDecryptableKey { attempts } => attempts
+            EnvelopeError::NoDecryptableKey { attempts, .. } => attempts
                 .iter()
                 .map(|a| a.error.kind())
                 .find(|k| *k != ErrorKind::NotFound)

@@ -49,6 +49,26 @@ pub struct EncryptedDataKey {
     pub ciphertext: Vec<u8>,
 }
 
+impl EncryptedDataKey {
+    /// The wrapping key this entry names, for people: the KMS key ARN for `aws-kms`; the
+    /// key name for raw AES entries (provider info without tag length, IV length, IV);
+    /// otherwise the provider info, lossily as UTF-8.
+    pub fn key_name(&self) -> String {
+        let info = &self.provider_info;
+        let raw_suffix = 4 + 4 + crate::suite::IV_LEN;
+        let name = if self.provider_id != crate::PROVIDER_ID_AWS_KMS
+            && info.len() > raw_suffix
+            && info[info.len() - raw_suffix..info.len() - raw_suffix + 8]
+                == [0, 0, 0, 128, 0, 0, 0, 12]
+        {
+            &info[..info.len() - raw_suffix]
+        } else {
+            &info[..]
+        };
+        String::from_utf8_lossy(name).into_owned()
+    }
+}
+
 /// A parsed (or to-be-written) message header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {

@@ -1,6 +1,6 @@
 //! Property tests of the parser: random and mutated messages never panic and always
-//! fail with a typed error (or, for untouched bytes, decrypt). `cargo xtask fuzz` runs
-//! these with many more cases (PROPTEST_CASES); CI runs the bounded default.
+//! fail with a typed error (or, for untouched bytes, decrypt). CI runs a bounded number
+//! of cases; `cargo xtask fuzz CASES` runs many more (KEYMGR_FUZZ_CASES).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -124,8 +124,21 @@ fn apply(message: &[u8], mutations: &[Mutation]) -> Vec<u8> {
     m
 }
 
+/// Cases per property: `KEYMGR_FUZZ_CASES`, or 2000 (a second or two in CI).
+fn config() -> ProptestConfig {
+    let cases = std::env::var("KEYMGR_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(config())]
     #[test]
     fn mutated_messages_fail_typed(mutations in proptest::collection::vec(mutation(), 1..4)) {
         let f = fixture();

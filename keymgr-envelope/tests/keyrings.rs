@@ -71,7 +71,7 @@ async fn aws_kms_round_trip_through_key_manager() {
     let at = forged.windows(4).position(|w| w == b"acme").unwrap();
     forged[at] = b'A';
     match Decryptor::new(keyring).decrypt(&forged).await.unwrap_err() {
-        EnvelopeError::NoDecryptableKey { attempts } => assert_eq!(attempts.len(), 1),
+        EnvelopeError::NoDecryptableKey { attempts, .. } => assert_eq!(attempts.len(), 1),
         other => panic!("{other:?}"),
     }
 }

@@ -245,18 +245,10 @@ fn edks_json(edks: &[EncryptedDataKey]) -> serde_json::Value {
             json!({
                 "provider_id": e.provider_id,
                 // KMS: the key ARN; raw AES: the key name (the IV and lengths follow).
-                "key": key_name(e),
+                "key": e.key_name(),
             })
         })
         .collect()
-}
-
-fn key_name(e: &EncryptedDataKey) -> String {
-    if e.provider_id == PROVIDER_ID_AWS_KMS {
-        return String::from_utf8_lossy(&e.provider_info).into_owned();
-    }
-    let name_len = e.provider_info.len().saturating_sub(20);
-    String::from_utf8_lossy(&e.provider_info[..name_len]).into_owned()
 }
 
 /// Keeps the output only if the operation succeeded; otherwise removes it.
@@ -327,7 +319,7 @@ pub(crate) async fn encrypt(
                 summary
                     .encrypted_data_keys
                     .iter()
-                    .map(key_name)
+                    .map(EncryptedDataKey::key_name)
                     .collect::<Vec<_>>()
                     .join(", ")
             )

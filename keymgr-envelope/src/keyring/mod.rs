@@ -219,6 +219,12 @@ impl MaterialsProvider for MultiKeyring {
                 }
             }
         }
-        Err(EnvelopeError::NoDecryptableKey { attempts })
+        Err(EnvelopeError::NoDecryptableKey {
+            entries: edks
+                .iter()
+                .map(|e| format!("{}:{}", e.provider_id, e.key_name()))
+                .collect(),
+            attempts,
+        })
     }
 }
