@@ -93,6 +93,9 @@ fn error_kind(e: &anyhow::Error) -> &'static str {
         if cause.is::<keymgr_evm::RequestError>() {
             return "invalid_input";
         }
+        if let Some(e) = cause.downcast_ref::<keymgr_envelope::EnvelopeError>() {
+            return e.kind().as_str();
+        }
         if let Some(a) = cause.downcast_ref::<alloy_signer::Error>() {
             if keymgr_evm::request_error(a).is_some() {
                 return "invalid_input";

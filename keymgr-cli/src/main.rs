@@ -45,6 +45,12 @@ enum Command {
     /// XRP Ledger payment-channel claims: public key, address, sign, verify.
     #[command(subcommand)]
     Xrp(cmd::xrp::XrpCommand),
+    /// Envelope-encrypt a file or stdin (AWS Encryption SDK message format).
+    Encrypt(cmd::envelope::EncryptArgs),
+    /// Decrypt an envelope-encrypted message. A file output appears only once the whole
+    /// message verified; with `--out -`, frames are written as they verify, so discard
+    /// the output if the command fails.
+    Decrypt(cmd::envelope::EnvelopeArgs),
 }
 
 async fn dispatch(command: Command, ctx: &Context, json: bool) -> anyhow::Result<Output> {
@@ -58,6 +64,8 @@ async fn dispatch(command: Command, ctx: &Context, json: bool) -> anyhow::Result
         Command::Xrp(c) => cmd::xrp::run(c, ctx).await,
         Command::Rotate(args) => cmd::rotate::rotate(args, ctx, json).await,
         Command::Keys(c) => cmd::rotate::keys(c, ctx).await,
+        Command::Encrypt(args) => cmd::envelope::encrypt(args, ctx, json).await,
+        Command::Decrypt(args) => cmd::envelope::decrypt(args, ctx, json).await,
     }
 }
 

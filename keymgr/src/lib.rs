@@ -43,3 +43,7 @@ pub use keymgr_xrp as xrp;
 /// Scheduled rotation.
 #[cfg(feature = "rotation")]
 pub use keymgr_rotation as rotation;
+
+/// Envelope encryption in the AWS Encryption SDK message format (feature `envelope`).
+#[cfg(feature = "envelope")]
+pub use keymgr_envelope as envelope;

@@ -15,6 +15,7 @@ use std::process::Command;
 use anyhow::{Context as _, Result, bail};
 
 mod deps;
+mod esdk;
 mod moto;
 mod softhsm;
 mod verifiers;
@@ -36,6 +37,7 @@ fn main() -> Result<()> {
         Some("bench-criterion") => bench(&root, &args[1..]),
         Some("bench-aws") => bench_aws(&root),
         Some("bench-audit") => bench_audit(&root),
+        Some("fuzz") => fuzz(&root, args.get(1).map(String::as_str)),
         Some("provision") => {
             let env = provision(&root)?;
             for (k, v) in env.vars {
@@ -66,6 +68,8 @@ tasks:
   bench-criterion [ARGS]  provision, then cargo bench (ARGS go to cargo bench)
   bench-aws               keymgr-aws vs alloy-signer-aws signatures/s on moto
   bench-audit             audit: added sign latency at 1000/s, verify 1M entries
+  fuzz [CASES]            keymgr-envelope parser property tests, CASES per property
+                          (default 1000000), release build
   provision               provision and print the environment the tests use";
 
 fn workspace_root() -> Result<PathBuf> {
@@ -94,6 +98,8 @@ fn provision(root: &Path) -> Result<TestEnv> {
     let moto = moto::start(root).context("starting moto's KMS server")?;
     env.vars.extend(moto.env());
     env.services.push(Box::new(moto));
+    env.vars
+        .extend(esdk::provision(root).context("installing the Python AWS Encryption SDK")?);
     Ok(env)
 }
 
@@ -221,6 +227,36 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     run("cargo test --doc", &mut doc)?;
     drop(env.services);
     eprintln!("==> all checks passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+/// keymgr-envelope's parser property tests (tests/fuzz.rs) with `cases` cases each, in
+/// a release build; CI runs the same properties with a bounded default.
+fn fuzz(root: &Path, cases: Option<&str>) -> Result<()> {
+    let cases = cases.unwrap_or("1000000");
+    let n: u64 = cases
+        .parse()
+        .with_context(|| format!("CASES must be a number, got {cases:?}"))?;
+    let started = std::time::Instant::now();
+    run(
+        &format!("keymgr-envelope fuzz: {n} cases x 2 properties"),
+        cargo()
+            .current_dir(root)
+            .args([
+                "test",
+                "--release",
+                "-p",
+                "keymgr-envelope",
+                "--test",
+                "fuzz",
+            ])
+            .env("KEYMGR_FUZZ_CASES", cases),
+    )?;
+    eprintln!(
+        "==> {} executions (each decrypted in memory and streamed) in {:.0?}",
+        2 * n,
+        started.elapsed()
+    );
     Ok(())
 }
 

@@ -29,11 +29,11 @@ fn state_dir(root: &Path) -> PathBuf {
     root.join("target").join("keymgr-test")
 }
 
-fn venv_dir(root: &Path) -> PathBuf {
+pub(crate) fn venv_dir(root: &Path) -> PathBuf {
     state_dir(root).join("moto-venv")
 }
 
-fn venv_python(root: &Path) -> PathBuf {
+pub(crate) fn venv_python(root: &Path) -> PathBuf {
     venv_dir(root).join("bin").join("python")
 }
 

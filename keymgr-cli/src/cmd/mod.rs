@@ -2,6 +2,7 @@
 
 pub(crate) mod audit;
 pub(crate) mod demo;
+pub(crate) mod envelope;
 pub(crate) mod evm;
 pub(crate) mod keys;
 pub(crate) mod rotate;
