@@ -38,6 +38,19 @@ pub const REQUEST_FIELDS: &[&str] = &[
     "authorizationList",
 ];
 
+/// Fields whose values are quantities (JSON-RPC: `0x`-prefixed hex strings).
+const QUANTITY_FIELDS: &[&str] = &[
+    "gas",
+    "gasPrice",
+    "maxFeePerGas",
+    "maxPriorityFeePerGas",
+    "maxFeePerBlobGas",
+    "value",
+    "nonce",
+    "chainId",
+    "type",
+];
+
 /// The blob sidecar's fields (flattened into the request).
 const SIDECAR_FIELDS: &[&str] = &["blobs", "commitments", "proofs", "cellProofs"];
 
@@ -55,8 +68,9 @@ impl CheckedRequest {
     /// Parses and checks a JSON request (the `eth_sendTransaction` object; quantities as
     /// hex strings). Beyond [`new`](Self::new)'s checks, refuses input larger than
     /// [`MAX_REQUEST_JSON_BYTES`], fields not in [`REQUEST_FIELDS`] (a typo such as
-    /// `valeu` would otherwise sign value 0), fields given twice, and values that do not
-    /// parse (the error names the field).
+    /// `valeu` would otherwise sign value 0), fields given twice, quantity strings
+    /// without `0x` (`"10"`: decimal or hex?), and values that do not parse (the error
+    /// names the field).
     pub fn from_json(text: &str) -> Result<Self, RequestError> {
         if text.len() > MAX_REQUEST_JSON_BYTES {
             return Err(RequestError::TooLarge {
@@ -74,6 +88,18 @@ impl CheckedRequest {
         }
         // Each field alone first, so a bad value is reported under its own name.
         for (key, value) in &object {
+            if let Some(text) = value.as_str()
+                && QUANTITY_FIELDS.contains(&key.as_str())
+                && !(text.starts_with("0x") || text.starts_with("0X"))
+            {
+                // "10" is 10 to alloy but 16 to whoever thinks in hex; geth refuses it.
+                return Err(RequestError::InvalidValue {
+                    field: key.clone(),
+                    reason: "a quantity string must be 0x-prefixed hex (JSON-RPC); write \
+                             hex such as \"0xa\", or a JSON number for decimal"
+                        .into(),
+                });
+            }
             if SIDECAR_FIELDS.contains(&key.as_str()) || value.is_null() {
                 continue;
             }

@@ -223,6 +223,10 @@ fn unknown_repeated_and_malformed_fields_are_refused() {
         ("chainId", json!(-1)),
         ("accessList", json!("none")),
         ("type", json!("0x100")),
+        // "10": decimal to alloy, 0x10 to a reader thinking in hex; geth refuses it.
+        ("value", json!("10")),
+        ("nonce", json!("42")),
+        ("chainId", json!("1")),
     ] {
         let e = refused(&legacy(json!({ field: value })));
         assert!(
@@ -231,6 +235,14 @@ fn unknown_repeated_and_malformed_fields_are_refused() {
         );
         assert_eq!(e.fields(), [field], "{e}");
     }
+    // JSON numbers are unambiguous decimal.
+    let numbers = legacy(json!({ "value": 10, "nonce": 42, "chainId": 1 }));
+    let checked = CheckedRequest::from_json(&numbers.to_string()).unwrap();
+    assert_eq!(
+        checked.request().value,
+        Some(alloy_primitives::U256::from(10))
+    );
+    assert_eq!(checked.request().nonce, Some(42));
     for text in ["", "[]", "{", "{} {}", "null"] {
         assert!(
             matches!(

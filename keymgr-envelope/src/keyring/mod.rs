@@ -167,13 +167,9 @@ impl MaterialsProvider for MultiKeyring {
         context: &EncryptionContext,
         _plaintext_len: Option<u64>,
     ) -> Result<EncryptionMaterials> {
-        let (generator, others) =
-            self.wrapping
-                .split_first()
-                .ok_or_else(|| EnvelopeError::InvalidContext {
-                    key: None,
-                    reason: "a multi-keyring needs a generator".into(),
-                })?;
+        // `new` puts the generator first, so the list is never empty.
+        let (generator, others) = self.wrapping.split_at(1);
+        let generator = &generator[0];
         let (data_key, first) =
             generator
                 .generate(context)
