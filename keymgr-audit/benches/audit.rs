@@ -81,11 +81,11 @@ fn sign(c: &mut Criterion) {
     let dir = TempDir::new("audit-bench-sign");
     let log = AuditLog::open_with(&config(dir.path()), ChainKey::sha256()).unwrap();
     let on = Arc::new(
-        KeyManager::builder(backend.clone())
+        KeyManager::recommended(backend.clone())
             .audit(Arc::new(log.clone()))
             .build(),
     );
-    let off = Arc::new(KeyManager::builder(backend).build());
+    let off = Arc::new(KeyManager::new(backend));
     let key = KeyRef::new("evm");
     let payload = SignPayload::Prehash([7; 32]);
     let mut g = c.benchmark_group("sign");

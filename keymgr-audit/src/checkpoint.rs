@@ -84,7 +84,7 @@ impl Checkpoint {
         let payload = Self::payload(Self::signed_message(node, seq, hash, ts_ms), algorithm);
         let signature = backend.sign(key, &payload).await?;
         // Never store a checkpoint that would not verify.
-        public_key.verify(&payload, &signature)?;
+        public_key.verify(&payload, signature.signature())?;
         Ok(Self {
             node: node.to_owned(),
             seq,

@@ -40,7 +40,7 @@ async fn suite_on_env_backend_matches_private_key_signer_byte_for_byte() {
 #[tokio::test]
 async fn suite_through_key_manager_layers() {
     let key = SigningKey::random(&mut rand_core::OsRng);
-    let manager: Arc<dyn KeyBackend> = Arc::new(KeyManager::builder(env_with(&key)).build());
+    let manager: Arc<dyn KeyBackend> = Arc::new(KeyManager::new(env_with(&key)));
     let ours = evm::run(manager, KeyRef::new("evm")).await;
     let theirs = evm::sign_fixtures(&reference(&key).with_chain_id(Some(CHAIN_ID))).await;
     assert_eq!(ours, theirs);
