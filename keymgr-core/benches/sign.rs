@@ -18,7 +18,10 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use k256::ecdsa::signature::hazmat::PrehashVerifier as _;
-use keymgr_core::{KeyBackend as _, KeyManager, KeyRef, SignPayload, verify_recoverable};
+use keymgr_core::{
+    HealthReport, KeyBackend, KeyManager, KeyRef, PublicKey, SignPayload, VerifiedSignature,
+    finish_recoverable, verify_recoverable,
+};
 use keymgr_env::EnvBackend;
 
 fn bench(c: &mut Criterion) {
@@ -87,5 +90,65 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// Answers every call at once with the same verified signature: what is left of
+/// `KeyManager::sign` over it is keymgr's own work per call (audit records, hashing,
+/// layers, the key and payload checks).
+#[derive(Debug)]
+struct Instant {
+    public_key: PublicKey,
+    signature: VerifiedSignature,
+}
+
+#[async_trait::async_trait]
+impl KeyBackend for Instant {
+    fn name(&self) -> &str {
+        "instant"
+    }
+    async fn public_key(&self, _key: &KeyRef) -> keymgr_core::Result<PublicKey> {
+        Ok(self.public_key.clone())
+    }
+    async fn sign(
+        &self,
+        _key: &KeyRef,
+        _payload: &SignPayload,
+    ) -> keymgr_core::Result<VerifiedSignature> {
+        Ok(self.signature.clone())
+    }
+    async fn health(&self) -> HealthReport {
+        HealthReport::healthy("instant", std::time::Duration::ZERO)
+    }
+}
+
+fn overhead(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let sk = k256::ecdsa::SigningKey::from_slice(&[7u8; 32]).expect("key");
+    let public_key = PublicKey::Secp256k1(*sk.verifying_key());
+    let digest = [0x5a; 32];
+    let (sig, recid) = sk.sign_prehash_recoverable(&digest).expect("sign");
+    let signature = finish_recoverable("evm", &public_key, &digest, sig, recid).expect("verifies");
+    let instant = Arc::new(Instant {
+        public_key,
+        signature,
+    });
+    let manager = KeyManager::new(instant.clone());
+    let bare = KeyManager::builder(instant.clone()).build();
+    let key = KeyRef::new("evm");
+    let payload = SignPayload::Prehash(digest);
+    let mut g = c.benchmark_group("keymgr_overhead");
+    g.bench_function("instant backend", |b| {
+        b.iter(|| rt.block_on(instant.sign(&key, black_box(&payload))))
+    });
+    g.bench_function("KeyManager::sign, no layers", |b| {
+        b.iter(|| rt.block_on(bare.sign(&key, black_box(&payload))))
+    });
+    g.bench_function("KeyManager::sign, recommended layers", |b| {
+        b.iter(|| rt.block_on(manager.sign(&key, black_box(&payload))))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, overhead);
 criterion_main!(benches);

@@ -176,8 +176,10 @@ impl<B: KeyBackend> EvmSigner<B> {
                 self.key.to_string(),
                 IntegrityReason::PayloadMismatch,
                 format!(
-                    "the {} backend returned a signature over another hash than the one asked for",
-                    self.backend.name()
+                    "the {} backend returned a signature over another hash than the one asked \
+                     for; this signer ({}) refuses it",
+                    self.backend.name(),
+                    self.address
                 ),
             ));
         }

@@ -270,8 +270,12 @@ async fn integrity_error_when_the_backend_signature_is_not_ours() {
         .sign_prehash(&B256::repeat_byte(3))
         .await
         .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
-    assert!(e.to_string().contains("evm@1"), "{e}");
+    assert_eq!(
+        e.integrity_reason(),
+        Some(keymgr_core::IntegrityReason::PayloadMismatch),
+        "{e}"
+    );
+    assert!(matches!(&e, keymgr_core::Error::Integrity { key, .. } if key == "evm@1"));
     assert!(e.to_string().contains(&signer.address().to_string()), "{e}");
 
     // Through alloy's trait: wrapped, and recoverable with keymgr_error.
