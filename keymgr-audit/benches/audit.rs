@@ -81,7 +81,7 @@ fn sign(c: &mut Criterion) {
     let dir = TempDir::new("audit-bench-sign");
     let log = AuditLog::open_with(&config(dir.path()), ChainKey::sha256()).unwrap();
     let on = Arc::new(
-        KeyManager::builder(backend.clone())
+        KeyManager::recommended(backend.clone())
             .audit(Arc::new(log.clone()))
             .build(),
     );

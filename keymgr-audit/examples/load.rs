@@ -88,9 +88,9 @@ async fn latency_at_rate() {
     let backend = Arc::new(EnvBackend::generate());
     let dir = TempDir::new("audit-load-rate");
     let log = open_log(dir.path(), Durability::Durable);
-    let off = Arc::new(KeyManager::builder(backend.clone()).build());
+    let off = Arc::new(KeyManager::new(backend.clone()));
     let on = Arc::new(
-        KeyManager::builder(backend)
+        KeyManager::recommended(backend)
             .audit(Arc::new(log.clone()))
             .build(),
     );

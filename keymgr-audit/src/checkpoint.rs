@@ -111,7 +111,7 @@ impl Checkpoint {
         let payload = Self::payload(cp.signed_message(), algorithm);
         let signature = backend.sign(key, &payload).await?;
         // Never store a checkpoint that would not verify.
-        public_key.verify(&payload, &signature)?;
+        public_key.verify(&payload, signature.signature())?;
         cp.signature = hex::encode(signature.to_bytes());
         Ok(cp)
     }

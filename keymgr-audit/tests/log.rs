@@ -43,11 +43,14 @@ async fn key_manager_writes_the_right_events() {
     let manager = KeyManager::builder(env.clone())
         .audit(Arc::new(log.clone()))
         .actor("settlement-service")
-        .retry(None)
-        .rate_limit(Some(RateLimitPolicy {
-            limit: 2,
-            per: Duration::from_secs(3600),
-        }))
+        .recommended_layers(keymgr_core::RecommendedLayers {
+            retry: None,
+            rate_limit: Some(RateLimitPolicy {
+                limit: 2,
+                per: Duration::from_secs(3600),
+            }),
+            ..Default::default()
+        })
         .build();
     let evm = KeyRef::new("evm");
     let digest = [0x5A; 32];
@@ -62,10 +65,7 @@ async fn key_manager_writes_the_right_events() {
     k.verify_prehash(&digest, sig.as_secp256k1().unwrap().as_k256())
         .unwrap();
     // 2. backend refuses access.
-    env.inject(Fault::Fail(Error::AccessDenied {
-        key: "evm".into(),
-        detail: "policy".into(),
-    }));
+    env.inject(Fault::Fail(Error::access_denied("evm", "policy")));
     assert!(
         manager
             .sign(&evm, &SignPayload::Prehash(digest))
@@ -134,7 +134,7 @@ async fn fail_closed_refuses_signing() {
     let dir = TestDir::new("fail-closed");
     let log = AuditLog::open_with(&dir.config(), ChainKey::sha256()).unwrap();
     let env = Arc::new(Faulty::new(EnvBackend::generate()));
-    let manager = KeyManager::builder(env.clone())
+    let manager = KeyManager::recommended(env.clone())
         .audit(Arc::new(log.clone()))
         .build();
     let evm = KeyRef::new("evm");

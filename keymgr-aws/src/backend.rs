@@ -13,9 +13,9 @@ use aws_sdk_kms::types::{
     Tag,
 };
 use keymgr_core::{
-    DataKey, EncryptionContext, Error, HealthReport, KeyAlgorithm, KeyBackend, KeyRef, KeyVersion,
-    PublicKey, RawSignature, Result, SecretBytes, SignPayload, Signature, VersionState,
-    finish_signature,
+    DataKey, EncryptionContext, Error, HealthReport, IntegrityReason, KeyAlgorithm, KeyBackend,
+    KeyRef, KeyVersion, PublicKey, RawSignature, Result, SecretBytes, SignPayload,
+    VerifiedSignature, VersionState, finish_signature,
 };
 
 use crate::AwsKmsConfig;
@@ -120,7 +120,18 @@ impl AwsKmsBackend {
 
     /// Wraps an SDK client you built yourself; `keys` maps logical names to KMS key
     /// identifiers.
+    ///
+    /// The SDK's own retries are turned off: retries are decided once, by keymgr's
+    /// `Retry` layer (with the SDK's standard mode under it, one throttled `sign` could
+    /// make 4 × 3 = 12 `Sign` calls).
     pub fn from_client(client: Client, keys: BTreeMap<String, String>) -> Self {
+        let client = Client::from_conf(
+            client
+                .config()
+                .to_builder()
+                .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
+                .build(),
+        );
         Self {
             client,
             keys,
@@ -204,16 +215,24 @@ impl AwsKmsBackend {
         });
         let algorithm = algorithm_of(spec.as_ref(), &label, &arn)?;
         let der = out.public_key().ok_or_else(|| {
-            Error::integrity(
+            Error::integrity_failure(
                 &label,
+                IntegrityReason::MalformedResponse,
                 format!("GetPublicKey for {arn} returned no public key"),
             )
         })?;
-        let public_key = PublicKey::from_spki_der(der.as_ref())
-            .map_err(|e| Error::integrity(&label, format!("GetPublicKey for {arn}: {e}")))?;
-        if public_key.algorithm() != algorithm {
-            return Err(Error::integrity(
+        let public_key = PublicKey::from_spki_der(der.as_ref()).map_err(|e| {
+            Error::integrity_failure(
                 &label,
+                IntegrityReason::MalformedResponse,
+                format!("GetPublicKey for {arn} returned an unusable public key"),
+            )
+            .with_source(e)
+        })?;
+        if public_key.algorithm() != algorithm {
+            return Err(Error::integrity_failure(
+                &label,
+                IntegrityReason::AlgorithmMismatch,
                 format!(
                     "KMS key {arn} claims a {algorithm} KeySpec but its public key is {}",
                     public_key.algorithm()
@@ -237,8 +256,9 @@ impl AwsKmsBackend {
             .await
             .map_err(|e| map_sdk_error(e, "DescribeKey", label, target))?;
         out.key_metadata.ok_or_else(|| {
-            Error::integrity(
+            Error::integrity_failure(
                 label,
+                IntegrityReason::MalformedResponse,
                 format!("DescribeKey for {target} returned no metadata"),
             )
         })
@@ -350,15 +370,15 @@ impl AwsKmsBackend {
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&label);
-            return Err(Error::AccessDenied {
-                key: label,
-                detail: format!(
+            return Err(Error::access_denied(
+                label,
+                format!(
                     "KMS key {} is {}; keymgr does not sign with it",
                     info.arn,
                     meta.key_state()
                         .map_or("in an unknown state", KeyState::as_str)
                 ),
-            });
+            ));
         }
         self.enabled_seen
             .write()
@@ -557,15 +577,15 @@ impl AwsKmsBackend {
         }
     }
 
-    async fn sign_inner(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature> {
+    async fn sign_inner(&self, key: &KeyRef, payload: &SignPayload) -> Result<VerifiedSignature> {
         let label = key.to_string();
         let (target, mut info) = self.signing_target(key).await?;
         payload.check_algorithm(info.algorithm, &label)?;
         if self.is_disabled_locally(&info.key_id) {
-            return Err(Error::AccessDenied {
-                key: label,
-                detail: format!("KMS key {} was disabled by keymgr", info.arn),
-            });
+            return Err(Error::access_denied(
+                label,
+                format!("KMS key {} was disabled by keymgr", info.arn),
+            ));
         }
         if key.version().is_some() {
             self.ensure_enabled(key, &info).await?;
@@ -606,7 +626,11 @@ impl AwsKmsBackend {
             self.remember(target.clone(), info.clone());
         }
         let der = out.signature().ok_or_else(|| {
-            Error::integrity(&label, format!("Sign on {target} returned no signature"))
+            Error::integrity_failure(
+                &label,
+                IntegrityReason::MalformedResponse,
+                format!("Sign on {target} returned no signature"),
+            )
         })?;
         let raw = match info.algorithm {
             KeyAlgorithm::Ed25519 => RawSignature::Ed25519(der.as_ref()),
@@ -639,7 +663,7 @@ impl KeyBackend for AwsKmsBackend {
         }
     }
 
-    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature> {
+    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<VerifiedSignature> {
         self.sign_inner(key, payload).await
     }
 
@@ -798,7 +822,13 @@ impl KeyBackend for AwsKmsBackend {
             .await
             .map_err(|e| map_sdk_error(e, "CreateKey", name, &alias))?
             .key_metadata
-            .ok_or_else(|| Error::integrity(name, "CreateKey returned no key metadata"))?;
+            .ok_or_else(|| {
+                Error::integrity_failure(
+                    name,
+                    IntegrityReason::MalformedResponse,
+                    "CreateKey returned no key metadata",
+                )
+            })?;
         self.move_alias(name, &alias, current.key_id(), created.key_id())
             .await?;
         self.finish_rotation(name, &alias, &current, &created, next, algorithm)
@@ -867,9 +897,13 @@ impl KeyBackend for AwsKmsBackend {
             .send()
             .await
             .map_err(|e| map_sdk_error(e, "Encrypt", &label, &target))?;
-        out.ciphertext_blob
-            .map(Blob::into_inner)
-            .ok_or_else(|| Error::integrity(&label, "Encrypt returned no ciphertext"))
+        out.ciphertext_blob.map(Blob::into_inner).ok_or_else(|| {
+            Error::integrity_failure(
+                &label,
+                IntegrityReason::MalformedResponse,
+                "Encrypt returned no ciphertext",
+            )
+        })
     }
 
     async fn decrypt(
@@ -890,11 +924,13 @@ impl KeyBackend for AwsKmsBackend {
             .send()
             .await
             .map_err(|e| map_sdk_error(e, "Decrypt", &label, &target))?;
-        let plaintext = SecretBytes::new(
-            out.plaintext
-                .map(Blob::into_inner)
-                .ok_or_else(|| Error::integrity(&label, "Decrypt returned no plaintext"))?,
-        );
+        let plaintext = SecretBytes::new(out.plaintext.map(Blob::into_inner).ok_or_else(|| {
+            Error::integrity_failure(
+                &label,
+                IntegrityReason::MalformedResponse,
+                "Decrypt returned no plaintext",
+            )
+        })?);
         if !versioned {
             // Without a KeyId, KMS decrypts under whichever key made the ciphertext (so
             // data from before a rotation still decrypts): accept only a version of `key`.
@@ -931,23 +967,30 @@ impl KeyBackend for AwsKmsBackend {
             .send()
             .await
             .map_err(|e| map_sdk_error(e, "GenerateDataKey", &label, &target))?;
-        let plaintext =
-            SecretBytes::new(out.plaintext.map(Blob::into_inner).ok_or_else(|| {
-                Error::integrity(&label, "GenerateDataKey returned no plaintext")
-            })?);
-        if plaintext.len() != 32 {
-            return Err(Error::integrity(
+        let plaintext = SecretBytes::new(out.plaintext.map(Blob::into_inner).ok_or_else(|| {
+            Error::integrity_failure(
                 &label,
+                IntegrityReason::MalformedResponse,
+                "GenerateDataKey returned no plaintext",
+            )
+        })?);
+        if plaintext.len() != 32 {
+            return Err(Error::integrity_failure(
+                &label,
+                IntegrityReason::MalformedResponse,
                 format!(
                     "GenerateDataKey returned a {}-byte AES-256 key",
                     plaintext.len()
                 ),
             ));
         }
-        let ciphertext = out
-            .ciphertext_blob
-            .map(Blob::into_inner)
-            .ok_or_else(|| Error::integrity(&label, "GenerateDataKey returned no ciphertext"))?;
+        let ciphertext = out.ciphertext_blob.map(Blob::into_inner).ok_or_else(|| {
+            Error::integrity_failure(
+                &label,
+                IntegrityReason::MalformedResponse,
+                "GenerateDataKey returned no ciphertext",
+            )
+        })?;
         Ok(DataKey {
             plaintext,
             ciphertext,

@@ -4,7 +4,7 @@
 use aws_sdk_kms::config::http::HttpResponse;
 use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::operation::RequestId as _;
-use keymgr_core::Error;
+use keymgr_core::{Error, IntegrityReason, ProviderError};
 
 /// The backend's name in errors, audit records and health reports.
 pub(crate) const BACKEND: &str = "aws-kms";
@@ -12,7 +12,10 @@ pub(crate) const BACKEND: &str = "aws-kms";
 /// Maps one failed SDK call.
 ///
 /// `operation` is the KMS API name (`Sign`, `GetPublicKey`, ...), `key` the key as the
-/// caller named it and `target` the identifier sent to KMS (alias, ARN or key id).
+/// caller named it and `target` the identifier sent to KMS (alias, ARN or key id). The
+/// result keeps the AWS error code, request id and the SDK error as a
+/// [`ProviderError`] `source()`, readable through [`Error::provider_code`],
+/// [`Error::request_id`] and [`Error::operation`].
 pub(crate) fn map_sdk_error<E>(
     err: SdkError<E, HttpResponse>,
     operation: &'static str,
@@ -22,84 +25,72 @@ pub(crate) fn map_sdk_error<E>(
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let request_id = err
-        .request_id()
+    let request_id = err.request_id().map(str::to_owned);
+    let shown_id = request_id
+        .as_deref()
         .map(|id| format!("AWS request id {id}"))
         .unwrap_or_else(|| "no AWS request id".to_owned());
+    let cause = ProviderError::new(BACKEND, operation).with_request_id(request_id);
     match &err {
         SdkError::ServiceError(_) => {
             let code = err.code().unwrap_or("UnknownError").to_owned();
             let message = err.message().unwrap_or("").to_owned();
             let status = err.raw_response().map(|r| r.status().as_u16());
-            let detail = format!("{operation} on {target}: {code}: {message} ({request_id})");
-            service_error(&code, status, detail, key, Box::new(err))
+            let detail = format!("{operation} on {target}: {code}: {message} ({shown_id})");
+            let cause = cause.with_code(code.clone()).with_source(err);
+            service_error(&code, status, detail, key).with_source(cause)
         }
         SdkError::TimeoutError(_) => Error::unavailable(
             BACKEND,
-            format!("{operation} on {target} for {key} timed out ({request_id})"),
-            Some(Box::new(err)),
+            format!("{operation} on {target} for {key} timed out ({shown_id})"),
+            Some(Box::new(cause.with_source(err))),
         ),
         SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             let detail = format!(
-                "{operation} on {target} for {key}: {} ({request_id})",
+                "{operation} on {target} for {key}: {} ({shown_id})",
                 DisplayErrorContext(&err)
             );
-            Error::unavailable(BACKEND, detail, Some(Box::new(err)))
+            Error::unavailable(BACKEND, detail, Some(Box::new(cause.with_source(err))))
         }
         _ => {
             let detail = format!(
-                "{operation} on {target} for {key}: {} ({request_id})",
+                "{operation} on {target} for {key}: {} ({shown_id})",
                 DisplayErrorContext(&err)
             );
-            Error::backend(BACKEND, detail, Some(Box::new(err)))
+            Error::backend(BACKEND, detail, Some(Box::new(cause.with_source(err))))
         }
     }
 }
 
-fn service_error(
-    code: &str,
-    status: Option<u16>,
-    detail: String,
-    key: &str,
-    source: keymgr_core::BoxError,
-) -> Error {
+/// The error for one KMS exception code; the caller attaches the cause.
+fn service_error(code: &str, status: Option<u16>, detail: String, key: &str) -> Error {
     match code {
         "NotFoundException" => Error::not_found(key, detail),
-        "DisabledException" => Error::AccessDenied {
-            key: key.to_owned(),
-            detail: format!("the KMS key is disabled: {detail}"),
-        },
-        "KMSInvalidStateException" => Error::AccessDenied {
-            key: key.to_owned(),
-            detail: format!("the KMS key is not in a usable state: {detail}"),
-        },
+        "DisabledException" => {
+            Error::access_denied(key, format!("the KMS key is disabled: {detail}"))
+        }
+        "KMSInvalidStateException" => Error::access_denied(
+            key,
+            format!("the KMS key is not in a usable state: {detail}"),
+        ),
         "AccessDeniedException"
         | "UnrecognizedClientException"
         | "InvalidSignatureException"
         | "IncompleteSignature"
         | "ExpiredTokenException"
         | "InvalidClientTokenId"
-        | "MissingAuthenticationToken" => Error::AccessDenied {
-            key: key.to_owned(),
-            detail,
-        },
+        | "MissingAuthenticationToken" => Error::access_denied(key, detail),
         "ThrottlingException"
         | "LimitExceededException"
         | "RequestLimitExceeded"
-        | "TooManyRequestsException" => Error::Throttled {
-            backend: BACKEND.to_owned(),
-            detail: format!("{key}: {detail}"),
-            source: Some(source),
-        },
+        | "TooManyRequestsException" => Error::throttled(BACKEND, format!("{key}: {detail}"), None),
         "KMSInternalException"
         | "DependencyTimeoutException"
         | "KeyUnavailableException"
         | "ServiceUnavailable"
         | "ServiceUnavailableException"
         | "InternalFailure"
-        | "InternalServerError" => {
-            Error::unavailable(BACKEND, format!("{key}: {detail}"), Some(source))
-        }
+        | "InternalServerError" => Error::unavailable(BACKEND, format!("{key}: {detail}"), None),
         "InvalidKeyUsageException"
         | "UnsupportedOperationException"
         | "ValidationException"
@@ -108,12 +99,12 @@ fn service_error(
         | "InvalidGrantTokenException"
         | "DryRunOperationException" => Error::invalid_input(format!("key {key}"), detail),
         "InvalidCiphertextException" | "IncorrectKeyException" | "KMSInvalidSignatureException" => {
-            Error::integrity(key, detail)
+            Error::integrity_failure(key, IntegrityReason::DoesNotVerify, detail)
         }
         _ if status.is_some_and(|s| s >= 500) => {
-            Error::unavailable(BACKEND, format!("{key}: {detail}"), Some(source))
+            Error::unavailable(BACKEND, format!("{key}: {detail}"), None)
         }
-        _ => Error::backend(BACKEND, format!("{key}: {detail}"), Some(source)),
+        _ => Error::backend(BACKEND, format!("{key}: {detail}"), None),
     }
 }
 
@@ -208,6 +199,17 @@ mod tests {
             );
             assert_eq!(e.kind(), kind, "{code}: {e}");
             assert_eq!(e.is_retryable(), retryable, "{code}");
+            // The AWS context is data, and the SDK error is kept as the cause.
+            assert_eq!(e.provider_code(), Some(code), "{code}");
+            assert_eq!(e.request_id(), Some("req-1234"), "{code}");
+            assert_eq!(e.operation(), Some("Sign"), "{code}");
+            let provider = std::error::Error::source(&e).expect("cause kept");
+            assert!(
+                provider
+                    .source()
+                    .is_some_and(|sdk| sdk.is::<SdkError<SignError, HttpResponse>>()),
+                "{code}: SDK error lost"
+            );
             let text = e.to_string();
             assert!(text.contains("req-1234"), "{code}: request id lost: {text}");
             assert!(text.contains("evm"), "{code}: key not named: {text}");
@@ -223,6 +225,8 @@ mod tests {
         let e = map_sdk_error(err, "Sign", "evm", "alias/evm");
         assert_eq!(e.kind(), ErrorKind::Unavailable);
         assert!(e.is_retryable());
+        assert_eq!(e.operation(), Some("Sign"));
+        assert_eq!(e.provider_code(), None);
         assert!(e.to_string().contains("connection refused"), "{e}");
     }
 }

@@ -195,7 +195,7 @@ fn k256_key(pk: &PublicKey) -> k256::ecdsa::VerifyingKey {
     k256::ecdsa::VerifyingKey::from_sec1_bytes(&pk.to_bytes()).unwrap()
 }
 
-fn k256_verifies(pk: &PublicKey, prehash: &[u8; 32], sig: &keymgr_core::Signature) -> bool {
+fn k256_verifies(pk: &PublicKey, prehash: &[u8; 32], sig: &keymgr_core::VerifiedSignature) -> bool {
     let sig = k256::ecdsa::Signature::from_slice(&sig.to_bytes()).unwrap();
     k256_key(pk).verify_prehash(prehash, &sig).is_ok()
 }
@@ -301,7 +301,7 @@ async fn xrp_claim_suite_with_kms_keys() {
             let b: Arc<dyn KeyBackend> = Arc::new(backend(&client, &[("xrp", identifier)]));
             keymgr_testkit::xrp::run(b.clone(), KeyRef::new("xrp")).await;
             if identifier == &key.alias {
-                let manager: Arc<dyn KeyBackend> = Arc::new(KeyManager::builder(b).build());
+                let manager: Arc<dyn KeyBackend> = Arc::new(KeyManager::new(b));
                 keymgr_testkit::xrp::run(manager, KeyRef::new("xrp")).await;
             }
         }
@@ -317,7 +317,7 @@ async fn evm_suite_with_kms_keys() {
         let b: Arc<dyn KeyBackend> = Arc::new(backend(&client, &[("evm", identifier)]));
         keymgr_testkit::evm::run(b.clone(), KeyRef::new("evm")).await;
         if identifier == &key.alias {
-            let manager: Arc<dyn KeyBackend> = Arc::new(KeyManager::builder(b).build());
+            let manager: Arc<dyn KeyBackend> = Arc::new(KeyManager::new(b));
             keymgr_testkit::evm::run(manager, KeyRef::new("evm")).await;
         }
     }
@@ -336,7 +336,7 @@ async fn rotation_moves_the_alias_tags_history_and_disables_the_old_key() {
     )
     .await;
     let aws = Arc::new(backend(&client, &[("evm", &v1.alias)]));
-    let manager = KeyManager::builder(aws.clone()).build();
+    let manager = KeyManager::new(aws.clone());
     let evm = KeyRef::new("evm");
 
     let h1 = random32();

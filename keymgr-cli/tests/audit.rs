@@ -46,7 +46,7 @@ fn write_log(dir: &Path, key: ChainKey, n: usize) {
         .unwrap();
     rt.block_on(async {
         let log = AuditLog::open_with(&AuditConfig::new(dir), key).unwrap();
-        let manager = KeyManager::builder(Arc::new(EnvBackend::generate()))
+        let manager = KeyManager::recommended(Arc::new(EnvBackend::generate()))
             .audit(Arc::new(log))
             .build();
         for i in 0..n {

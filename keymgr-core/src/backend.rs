@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::{Error, KeyRef, KeyVersion, PublicKey, Result, SignPayload, Signature};
+use crate::layer::BreakerState;
+use crate::{Error, KeyRef, KeyVersion, PublicKey, Result, SignPayload, VerifiedSignature};
 
 /// Key/value pairs bound to symmetric ciphertexts (AWS encryption context, AAD).
 pub type EncryptionContext = BTreeMap<String, String>;
@@ -19,9 +20,10 @@ pub type EncryptionContext = BTreeMap<String, String>;
 /// Object-safe: use it as `Arc<dyn KeyBackend>`. Operations a backend lacks return
 /// [`Error::Unsupported`] with the reason (the default implementations do exactly that).
 ///
-/// Contract for [`sign`](KeyBackend::sign): the returned signature is normalized (low-s
-/// for secp256k1) and has been verified against [`public_key`](KeyBackend::public_key)
-/// of the same key (providers end with [`crate::finish_signature`]).
+/// Contract for [`sign`](KeyBackend::sign): the returned [`VerifiedSignature`] is
+/// normalized (low-s for secp256k1) and was verified, once, against the public key of the
+/// version that signed (providers end with [`crate::finish_signature`] or
+/// [`crate::finish_recoverable`], the only ways to make one).
 #[async_trait]
 pub trait KeyBackend: Send + Sync + fmt::Debug {
     /// Short backend name for errors, audit and health (`env`, `aws-kms`, `hsm`, ...).
@@ -31,7 +33,7 @@ pub trait KeyBackend: Send + Sync + fmt::Debug {
     async fn public_key(&self, key: &KeyRef) -> Result<PublicKey>;
 
     /// Signs `payload` with `key`; see the trait docs for what is guaranteed.
-    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature>;
+    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<VerifiedSignature>;
 
     /// Cheap reachability and usability check.
     async fn health(&self) -> HealthReport;
@@ -129,7 +131,7 @@ macro_rules! forward_backend {
             async fn public_key(&self, key: &KeyRef) -> Result<PublicKey> {
                 (**self).public_key(key).await
             }
-            async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature> {
+            async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<VerifiedSignature> {
                 (**self).sign(key, payload).await
             }
             async fn health(&self) -> HealthReport {
@@ -237,9 +239,12 @@ pub struct HealthReport {
     pub backend: String,
     /// Status.
     pub status: HealthStatus,
-    /// How long the check took.
-    #[serde(with = "duration_ms")]
+    /// How long the check took (`latency_ms` in JSON, milliseconds as a float).
+    #[serde(rename = "latency_ms", with = "duration_ms")]
     pub latency: Duration,
+    /// The state of the circuit breaker in front of this backend, if there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<BreakerState>,
     /// Human-readable detail (what failed, breaker state, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -255,6 +260,7 @@ impl HealthReport {
             backend: backend.into(),
             status: HealthStatus::Healthy,
             latency,
+            breaker: None,
             detail: None,
             components: Vec::new(),
         }
@@ -270,6 +276,7 @@ impl HealthReport {
             backend: backend.into(),
             status: HealthStatus::Unhealthy,
             latency,
+            breaker: None,
             detail: Some(detail.into()),
             components: Vec::new(),
         }
@@ -306,5 +313,17 @@ mod tests {
         let d = format!("{s:?}");
         assert!(!d.to_lowercase().contains("abab"), "{d}");
         assert!(d.contains("REDACTED"));
+    }
+
+    #[test]
+    fn health_report_fields_in_json() {
+        let mut r = HealthReport::healthy("aws-kms", Duration::from_micros(1500));
+        r.breaker = Some(BreakerState::HalfOpen);
+        let v: serde_json::Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["latency_ms"], serde_json::json!(1.5));
+        assert_eq!(v["breaker"], "half_open");
+        assert_eq!(v["status"], "healthy");
+        let back: HealthReport = serde_json::from_value(v).unwrap();
+        assert_eq!(back, r);
     }
 }

@@ -22,6 +22,9 @@ pub enum Error {
         key: String,
         /// What the backend said.
         detail: String,
+        /// Underlying cause (a [`ProviderError`] for provider answers).
+        #[source]
+        source: Option<BoxError>,
     },
     /// The backend (or keymgr's own policy) refused access.
     #[error("access denied for {key}: {detail}")]
@@ -30,6 +33,9 @@ pub enum Error {
         key: String,
         /// What the backend or policy said.
         detail: String,
+        /// Underlying cause (a [`ProviderError`] for provider answers).
+        #[source]
+        source: Option<BoxError>,
     },
     /// The backend cannot do this at all.
     #[error("{operation} is not supported by the {backend} backend: {reason}")]
@@ -40,6 +46,9 @@ pub enum Error {
         operation: &'static str,
         /// Why, and what to do instead.
         reason: String,
+        /// Underlying cause (a provider's "not supported" answer).
+        #[source]
+        source: Option<BoxError>,
     },
     /// The caller passed something malformed; `field` names it.
     #[error("invalid {field}: {reason}")]
@@ -48,6 +57,9 @@ pub enum Error {
         field: String,
         /// What was wrong and what is expected.
         reason: String,
+        /// Underlying cause (a parser's error, a provider's validation error).
+        #[source]
+        source: Option<BoxError>,
     },
     /// The backend asked us to slow down (retryable).
     #[error("throttled by {backend}: {detail}")]
@@ -104,15 +116,23 @@ pub enum Error {
         expected: String,
         /// What was wrong.
         reason: String,
+        /// Underlying cause (a parse or I/O error).
+        #[source]
+        source: Option<BoxError>,
     },
     /// A response failed a check: a signature that does not verify, a malformed or
-    /// corrupted response, a checksum mismatch.
-    #[error("integrity check failed for {key}: {detail}")]
+    /// corrupted response, a key that changed, a checksum mismatch.
+    #[error("integrity check failed for {key} ({reason}): {detail}")]
     Integrity {
         /// The key involved.
         key: String,
+        /// Which check failed.
+        reason: IntegrityReason,
         /// What did not check out.
         detail: String,
+        /// Underlying cause (e.g. the parse error of a malformed response).
+        #[source]
+        source: Option<BoxError>,
     },
     /// Any other backend failure that retrying will not fix.
     #[error("{backend} error: {detail}")]
@@ -210,11 +230,71 @@ impl Error {
         )
     }
 
+    /// For [`Error::Integrity`], which check failed.
+    pub fn integrity_reason(&self) -> Option<IntegrityReason> {
+        match self {
+            Error::Integrity { reason, .. } => Some(*reason),
+            _ => None,
+        }
+    }
+
+    /// The provider's own account of the failure (operation, error code, request id),
+    /// when a provider produced this error; see [`ProviderError`].
+    pub fn provider_error(&self) -> Option<&ProviderError> {
+        let mut cause = std::error::Error::source(self);
+        while let Some(e) = cause {
+            if let Some(p) = e.downcast_ref::<ProviderError>() {
+                return Some(p);
+            }
+            cause = e.source();
+        }
+        None
+    }
+
+    /// The provider operation that failed (`Sign`, `C_SignInit`, ...), if known.
+    pub fn operation(&self) -> Option<&str> {
+        match self {
+            Error::Unsupported { operation, .. } | Error::Timeout { operation, .. } => {
+                Some(operation)
+            }
+            _ => self.provider_error().map(ProviderError::operation),
+        }
+    }
+
+    /// The provider's error code (`ThrottlingException`, `CKR_PIN_INCORRECT`, ...), if any.
+    pub fn provider_code(&self) -> Option<&str> {
+        self.provider_error().and_then(ProviderError::code)
+    }
+
+    /// The provider's request id (AWS `x-amzn-RequestId`, ...), if it gave one.
+    pub fn request_id(&self) -> Option<&str> {
+        self.provider_error().and_then(ProviderError::request_id)
+    }
+
+    /// Sets the underlying cause on variants that keep one (all but `RateLimited` and
+    /// `Timeout`, which keymgr raises itself without a cause); others are unchanged.
+    pub fn with_source(mut self, cause: impl Into<BoxError>) -> Self {
+        match &mut self {
+            Error::NotFound { source, .. }
+            | Error::AccessDenied { source, .. }
+            | Error::InvalidInput { source, .. }
+            | Error::Throttled { source, .. }
+            | Error::Unavailable { source, .. }
+            | Error::Config { source, .. }
+            | Error::Integrity { source, .. }
+            | Error::Unsupported { source, .. }
+            | Error::Backend { source, .. } => *source = Some(cause.into()),
+            Error::RateLimited { .. } | Error::Timeout { .. } => {}
+        }
+        self
+    }
+
     /// Shorthand for [`Error::InvalidInput`].
     pub fn invalid_input(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::InvalidInput {
             field: field.into(),
             reason: reason.into(),
+            source: None,
         }
     }
 
@@ -228,6 +308,7 @@ impl Error {
             backend: backend.into(),
             operation,
             reason: reason.into(),
+            source: None,
         }
     }
 
@@ -236,14 +317,37 @@ impl Error {
         Error::NotFound {
             key: key.into(),
             detail: detail.into(),
+            source: None,
         }
     }
 
-    /// Shorthand for [`Error::Integrity`].
-    pub fn integrity(key: impl Into<String>, detail: impl Into<String>) -> Self {
-        Error::Integrity {
+    /// Shorthand for [`Error::AccessDenied`].
+    pub fn access_denied(key: impl Into<String>, detail: impl Into<String>) -> Self {
+        Error::AccessDenied {
             key: key.into(),
             detail: detail.into(),
+            source: None,
+        }
+    }
+
+    /// Shorthand for [`Error::Integrity`] with [`IntegrityReason::Other`]; prefer
+    /// [`integrity_failure`](Self::integrity_failure) where the reason is one of the
+    /// typed ones.
+    pub fn integrity(key: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::integrity_failure(key, IntegrityReason::Other, detail)
+    }
+
+    /// Shorthand for [`Error::Integrity`] with a typed reason.
+    pub fn integrity_failure(
+        key: impl Into<String>,
+        reason: IntegrityReason,
+        detail: impl Into<String>,
+    ) -> Self {
+        Error::Integrity {
+            key: key.into(),
+            reason,
+            detail: detail.into(),
+            source: None,
         }
     }
 
@@ -257,6 +361,20 @@ impl Error {
             variable: variable.into(),
             expected: expected.into(),
             reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// Shorthand for [`Error::Throttled`].
+    pub fn throttled(
+        backend: impl Into<String>,
+        detail: impl Into<String>,
+        source: Option<BoxError>,
+    ) -> Self {
+        Error::Throttled {
+            backend: backend.into(),
+            detail: detail.into(),
+            source,
         }
     }
 
@@ -287,6 +405,138 @@ impl Error {
     }
 }
 
+/// Which integrity check failed (see [`Error::Integrity`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum IntegrityReason {
+    /// The signature does not verify against the key's public key.
+    DoesNotVerify,
+    /// The backend answered with another algorithm than the key's.
+    AlgorithmMismatch,
+    /// The backend's response could not be parsed (bad DER, wrong length, zero r or s).
+    MalformedResponse,
+    /// The key behind the name changed (still different after re-reading it once).
+    KeyChanged,
+    /// The signature is over another payload than the one asked for.
+    PayloadMismatch,
+    /// Failover members hold different keys under one name.
+    MembersDisagree,
+    /// A tamper-evident record (audit chain, checkpoint, state file) does not check out.
+    Tampered,
+    /// Any other check.
+    Other,
+}
+
+impl IntegrityReason {
+    /// Stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntegrityReason::DoesNotVerify => "does_not_verify",
+            IntegrityReason::AlgorithmMismatch => "algorithm_mismatch",
+            IntegrityReason::MalformedResponse => "malformed_response",
+            IntegrityReason::KeyChanged => "key_changed",
+            IntegrityReason::PayloadMismatch => "payload_mismatch",
+            IntegrityReason::MembersDisagree => "members_disagree",
+            IntegrityReason::Tampered => "tampered",
+            IntegrityReason::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for IntegrityReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A provider's own account of a failure, kept as the `source()` of the [`Error`] it
+/// became: the operation (`Sign`, `C_Sign`), the provider's error code
+/// (`ThrottlingException`, `CKR_DEVICE_ERROR`) and request id, and the SDK's error.
+///
+/// Read it through [`Error::provider_error`], [`Error::provider_code`],
+/// [`Error::request_id`] and [`Error::operation`].
+#[derive(Debug)]
+pub struct ProviderError {
+    provider: &'static str,
+    operation: String,
+    code: Option<String>,
+    request_id: Option<String>,
+    source: Option<BoxError>,
+}
+
+impl std::fmt::Display for ProviderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.provider, self.operation)?;
+        if let Some(code) = &self.code {
+            write!(f, ": {code}")?;
+        }
+        if let Some(id) = &self.request_id {
+            write!(f, " (request id {id})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ProviderError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl ProviderError {
+    /// A failure of `operation` in `provider` (`aws-kms`, `hsm`, ...).
+    pub fn new(provider: &'static str, operation: impl Into<String>) -> Self {
+        Self {
+            provider,
+            operation: operation.into(),
+            code: None,
+            request_id: None,
+            source: None,
+        }
+    }
+
+    /// Sets the provider's error code.
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    /// Sets the provider's request id.
+    pub fn with_request_id(mut self, request_id: Option<impl Into<String>>) -> Self {
+        self.request_id = request_id.map(Into::into);
+        self
+    }
+
+    /// Sets the SDK's own error.
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// The provider's name.
+    pub fn provider(&self) -> &'static str {
+        self.provider
+    }
+
+    /// The operation that failed.
+    pub fn operation(&self) -> &str {
+        &self.operation
+    }
+
+    /// The provider's error code.
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+
+    /// The provider's request id.
+    pub fn request_id(&self) -> Option<&str> {
+        self.request_id.as_deref()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,13 +553,7 @@ mod tests {
             .is_retryable()
         );
         assert!(!Error::not_found("evm", "no such key").is_retryable());
-        assert!(
-            !Error::AccessDenied {
-                key: "evm".into(),
-                detail: "denied".into()
-            }
-            .is_retryable()
-        );
+        assert!(!Error::access_denied("evm", "denied").is_retryable());
         assert!(!Error::integrity("evm", "bad signature").is_retryable());
     }
 
@@ -323,5 +567,44 @@ mod tests {
         let s = e.to_string();
         assert!(s.contains("EVM_PRIVATE_KEY") && s.contains("64 hex"), "{s}");
         assert_eq!(e.kind().as_str(), "config");
+    }
+
+    #[test]
+    fn provider_context_is_read_through_accessors() {
+        let io = std::io::Error::other("connection reset by peer");
+        let p = ProviderError::new("aws-kms", "Sign")
+            .with_code("ThrottlingException")
+            .with_request_id(Some("req-123"))
+            .with_source(io);
+        let e = Error::throttled("aws-kms", "slow down", Some(Box::new(p)));
+        assert_eq!(e.operation(), Some("Sign"));
+        assert_eq!(e.provider_code(), Some("ThrottlingException"));
+        assert_eq!(e.request_id(), Some("req-123"));
+        // The chain goes on to the SDK's error.
+        let provider = std::error::Error::source(&e).unwrap();
+        assert!(provider.source().unwrap().is::<std::io::Error>());
+        assert_eq!(
+            Error::not_found("evm", "gone")
+                .provider_error()
+                .map(|p| p.code()),
+            None
+        );
+    }
+
+    #[test]
+    fn integrity_reason_and_source_are_kept() {
+        let cause = Error::invalid_input("signature", "malformed DER");
+        let e = Error::integrity_failure("evm", IntegrityReason::MalformedResponse, "unusable")
+            .with_source(cause);
+        assert_eq!(
+            e.integrity_reason(),
+            Some(IntegrityReason::MalformedResponse)
+        );
+        let src = std::error::Error::source(&e)
+            .unwrap()
+            .downcast_ref::<Error>()
+            .unwrap();
+        assert_eq!(src.kind(), ErrorKind::InvalidInput);
+        assert_eq!(Error::not_found("k", "d").integrity_reason(), None);
     }
 }

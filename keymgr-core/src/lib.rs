@@ -23,19 +23,21 @@ mod key;
 pub mod layer;
 mod manager;
 mod signature;
+mod verified;
 pub mod xrpl;
 
 pub use audit::{AuditEvent, AuditRecord, AuditSink, Outcome, TracingAuditSink, trace_record};
 pub use backend::{
     DataKey, EncryptionContext, HealthReport, HealthStatus, KeyBackend, SecretBytes,
 };
-pub use error::{BoxError, Error, ErrorKind, Result};
+pub use error::{BoxError, Error, ErrorKind, IntegrityReason, ProviderError, Result};
 pub use key::{KeyAlgorithm, KeyRef, KeyVersion, VersionState};
-pub use manager::{KeyManager, KeyManagerBuilder, Rotation};
+pub use manager::{KeyManager, KeyManagerBuilder, RecommendedLayers, Rotation};
 pub use signature::{
     Ed25519Signature, OID_ED25519, OID_SECP256K1, PublicKey, RawSignature, Secp256k1Signature,
-    SignPayload, Signature, finish_signature,
+    SignPayload, Signature,
 };
+pub use verified::{VerifiedSignature, finish_recoverable, finish_signature, verify_recoverable};
 
 /// Crates every backend uses, re-exported so providers and adapters agree on versions.
 pub mod deps {

@@ -1,18 +1,17 @@
 //! [`KeyManager`]: the front door that audits every key operation and stacks the layers.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use async_trait::async_trait;
 use sha2::{Digest as _, Sha256};
 
 use crate::layer::{
-    BreakerPolicy, Cached, CircuitBreaker, RateLimit, RateLimitPolicy, Retry, RetryPolicy, Timeout,
+    BreakerPolicy, CachePolicy, Layer, Operation, RateLimitPolicy, Reply, RetryPolicy,
+    TimeoutPolicy,
 };
 use crate::{
-    AuditEvent, AuditRecord, AuditSink, DataKey, EncryptionContext, Error, HealthReport,
-    KeyBackend, KeyRef, KeyVersion, Outcome, PublicKey, Result, SecretBytes, SignPayload,
-    Signature, TracingAuditSink,
+    AuditEvent, AuditRecord, AuditSink, EncryptionContext, Error, HealthReport, IntegrityReason,
+    KeyBackend, KeyRef, KeyVersion, Outcome, PublicKey, Result, SignPayload, TracingAuditSink,
+    VerifiedSignature,
 };
 
 /// Signs, reports public keys, rotates and checks health through one backend stack,
@@ -25,10 +24,17 @@ use crate::{
 /// # async fn demo() -> keymgr_core::Result<()> {
 /// use std::sync::Arc;
 /// use keymgr_core::{KeyManager, KeyRef, SignPayload};
+/// use keymgr_core::layer::{RetryPolicy, TimeoutPolicy};
 /// # let backend: Arc<dyn keymgr_core::KeyBackend> = unimplemented!();
-/// let manager = KeyManager::builder(backend).build();
+/// // The recommended stack (see `keymgr_core::layer`):
+/// let manager = KeyManager::new(backend.clone());
+/// // Or a stack in the caller's order, outermost first:
+/// let custom = KeyManager::builder(backend)
+///     .layer(RetryPolicy::default())
+///     .layer(TimeoutPolicy::default())
+///     .build();
 /// let signature = manager.sign(&KeyRef::new("evm"), &SignPayload::Prehash([7; 32])).await?;
-/// # let _ = signature; Ok(()) }
+/// # let _ = (signature, custom); Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
 pub struct KeyManager {
@@ -37,32 +43,90 @@ pub struct KeyManager {
     actor: Option<String>,
 }
 
-/// Builds a [`KeyManager`] around a provider, stacking the layers in the documented order.
-#[derive(Debug)]
+type BoxLayer = Box<dyn FnOnce(Arc<dyn KeyBackend>) -> Arc<dyn KeyBackend> + Send>;
+
+/// Builds a [`KeyManager`] around a provider with the layers the caller adds, in the
+/// caller's order: the first [`layer`](Self::layer) is the outermost (it sees each call
+/// first), as with tower's `ServiceBuilder`.
 pub struct KeyManagerBuilder {
     backend: Arc<dyn KeyBackend>,
     audit: Arc<dyn AuditSink>,
     actor: Option<String>,
-    retry: Option<RetryPolicy>,
-    timeout: Option<Duration>,
-    cache_ttl: Option<Duration>,
-    breaker: Option<BreakerPolicy>,
-    rate_limit: Option<RateLimitPolicy>,
+    layers: Vec<BoxLayer>,
+}
+
+impl std::fmt::Debug for KeyManagerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyManagerBuilder")
+            .field("backend", &self.backend)
+            .field("audit", &self.audit)
+            .field("actor", &self.actor)
+            .field("layers", &self.layers.len())
+            .finish()
+    }
+}
+
+/// The recommended stack (see [`crate::layer`]), each layer optional; its
+/// [`Default`] is what [`KeyManager::new`] builds: timeout 10 s, breaker 5 failures /
+/// 60 s, 3 retries, public keys cached 1 h, no rate limit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecommendedLayers {
+    /// Per-key signature rate limit (outermost); off by default (`keymgr`'s `from_env`
+    /// sets 100 per minute).
+    pub rate_limit: Option<RateLimitPolicy>,
+    /// Public key cache.
+    pub cache: Option<CachePolicy>,
+    /// Retries of retryable errors.
+    pub retry: Option<RetryPolicy>,
+    /// Circuit breaker.
+    pub breaker: Option<BreakerPolicy>,
+    /// Per-attempt timeout (innermost).
+    pub timeout: Option<TimeoutPolicy>,
+}
+
+impl Default for RecommendedLayers {
+    fn default() -> Self {
+        Self {
+            rate_limit: None,
+            cache: Some(CachePolicy::default()),
+            retry: Some(RetryPolicy::default()),
+            breaker: Some(BreakerPolicy::default()),
+            timeout: Some(TimeoutPolicy::default()),
+        }
+    }
 }
 
 impl KeyManagerBuilder {
-    /// Circuit breaker (default [`BreakerPolicy::default`]: open after 5 consecutive
-    /// failures, trial after 60 s); `None` disables it.
-    pub fn circuit_breaker(mut self, policy: Option<BreakerPolicy>) -> Self {
-        self.breaker = policy;
+    /// Adds `layer` inside the layers added so far (outside the ones added later).
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<Arc<dyn KeyBackend>> + Send + 'static,
+        L::Backend: 'static,
+    {
+        self.layers
+            .push(Box::new(move |inner| Arc::new(layer.layer(inner))));
         self
     }
 
-    /// Per-key signature rate limit; off unless set here (`KeyManager::from_env` in the
-    /// `keymgr` facade sets the documented default of 100 per minute).
-    pub fn rate_limit(mut self, policy: Option<RateLimitPolicy>) -> Self {
-        self.rate_limit = policy;
-        self
+    /// Adds `layer` if it is `Some` (tower's `option_layer`).
+    pub fn option_layer<L>(self, layer: Option<L>) -> Self
+    where
+        L: Layer<Arc<dyn KeyBackend>> + Send + 'static,
+        L::Backend: 'static,
+    {
+        match layer {
+            Some(l) => self.layer(l),
+            None => self,
+        }
+    }
+
+    /// Adds the recommended stack, in its documented order, at this point.
+    pub fn recommended_layers(self, layers: RecommendedLayers) -> Self {
+        self.option_layer(layers.rate_limit)
+            .option_layer(layers.cache)
+            .option_layer(layers.retry)
+            .option_layer(layers.breaker)
+            .option_layer(layers.timeout)
     }
 
     /// Where audit records go (default: `tracing` only).
@@ -77,41 +141,11 @@ impl KeyManagerBuilder {
         self
     }
 
-    /// Retry policy (default [`RetryPolicy::default`]); `None` disables retries.
-    pub fn retry(mut self, policy: Option<RetryPolicy>) -> Self {
-        self.retry = policy;
-        self
-    }
-
-    /// Per-attempt timeout (default 10 s); `None` disables it.
-    pub fn timeout(mut self, limit: Option<Duration>) -> Self {
-        self.timeout = limit;
-        self
-    }
-
-    /// Public key cache TTL (default 1 h); `None` disables the cache.
-    pub fn public_key_cache(mut self, ttl: Option<Duration>) -> Self {
-        self.cache_ttl = ttl;
-        self
-    }
-
-    /// Stacks the layers (see [`crate::layer`]) and returns the manager.
+    /// Stacks the layers (the first added outermost) and returns the manager.
     pub fn build(self) -> KeyManager {
         let mut stack = self.backend;
-        if let Some(limit) = self.timeout {
-            stack = Arc::new(Timeout::new(stack, limit));
-        }
-        if let Some(policy) = self.breaker {
-            stack = Arc::new(CircuitBreaker::new(stack, policy));
-        }
-        if let Some(policy) = self.retry {
-            stack = Arc::new(Retry::new(stack, policy));
-        }
-        if let Some(ttl) = self.cache_ttl {
-            stack = Arc::new(Cached::with_ttl(stack, ttl));
-        }
-        if let Some(policy) = self.rate_limit {
-            stack = Arc::new(RateLimit::new(stack, policy));
+        for layer in self.layers.into_iter().rev() {
+            stack = layer(stack);
         }
         KeyManager {
             backend: stack,
@@ -136,18 +170,27 @@ pub struct Rotation {
 }
 
 impl KeyManager {
-    /// Starts building a manager over `backend` (timeout, breaker, retry and public key
-    /// cache on by default; rate limit off).
+    /// A manager over `backend` with the recommended stack
+    /// ([`RecommendedLayers::default`]) and audit to `tracing`.
+    pub fn new(backend: Arc<dyn KeyBackend>) -> Self {
+        Self::recommended(backend).build()
+    }
+
+    /// A builder over `backend` that starts with the recommended stack
+    /// ([`RecommendedLayers::default`]); layers added to it go inside that stack.
+    pub fn recommended(backend: Arc<dyn KeyBackend>) -> KeyManagerBuilder {
+        Self::builder(backend).recommended_layers(RecommendedLayers::default())
+    }
+
+    /// Starts building a manager over `backend` with no layers: add them in the order
+    /// you want with [`layer`](KeyManagerBuilder::layer), or the recommended stack with
+    /// [`recommended_layers`](KeyManagerBuilder::recommended_layers).
     pub fn builder(backend: Arc<dyn KeyBackend>) -> KeyManagerBuilder {
         KeyManagerBuilder {
             backend,
             audit: Arc::new(TracingAuditSink),
             actor: None,
-            retry: Some(RetryPolicy::default()),
-            timeout: Some(Duration::from_secs(10)),
-            cache_ttl: Some(Cached::<Arc<dyn KeyBackend>>::DEFAULT_TTL),
-            breaker: Some(BreakerPolicy::default()),
-            rate_limit: None,
+            layers: Vec::new(),
         }
     }
 
@@ -173,8 +216,13 @@ impl KeyManager {
     /// the outcome, and returns only after the outcome record (and with it the request)
     /// is written.
     ///
-    /// If the request record cannot be written, nothing is signed (fail closed).
-    pub async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature> {
+    /// If the request record cannot be written, nothing is signed (fail closed). The
+    /// signature comes back verified (by the provider, once); the manager checks that it
+    /// is over `payload` and by the key's current public key. If the key changed (rotated
+    /// by another process since the public key was cached), the cache is dropped and the
+    /// key re-read once; only a second mismatch is an [`Error::Integrity`]
+    /// ([`IntegrityReason::KeyChanged`]).
+    pub async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<VerifiedSignature> {
         let digest = hex::encode(Sha256::digest(payload.as_bytes()));
         let mut request = self.record(AuditEvent::SignRequest, key, Outcome::Pending);
         request.payload_sha256 = Some(digest.clone());
@@ -184,7 +232,7 @@ impl KeyManager {
         // Appended now, made durable with the outcome (one commit per signature).
         self.audit.record_request(request).await?;
 
-        let result = self.sign_verified(key, payload).await;
+        let result = self.sign_checked(key, payload).await;
         let mut outcome = match &result {
             Ok(sig) => self
                 .record(AuditEvent::SignSuccess, key, Outcome::Success)
@@ -207,21 +255,42 @@ impl KeyManager {
         result
     }
 
-    /// Signs and checks the result against the (cached) public key: providers verify
-    /// already, and this keeps the guarantee for any third-party backend too.
-    async fn sign_verified(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature> {
+    /// Signs and checks what the verified signature proves against what was asked: the
+    /// payload, and the key's (cached) public key. Equality checks only: the provider
+    /// verified the signature, and [`VerifiedSignature`] cannot be made without that.
+    async fn sign_checked(&self, key: &KeyRef, payload: &SignPayload) -> Result<VerifiedSignature> {
         let signature = self.backend.sign(key, payload).await?;
-        let public_key = self.backend.public_key(key).await?;
-        public_key.verify(payload, &signature).map_err(|_| {
-            Error::integrity(
+        if !signature.is_over(payload) {
+            return Err(Error::integrity_failure(
                 key.to_string(),
+                IntegrityReason::PayloadMismatch,
                 format!(
-                    "the {} backend returned a signature that does not verify against the key's public key",
+                    "the {} backend returned a signature over another payload than the one asked for",
                     self.backend.name()
                 ),
-            )
-        })?;
-        Ok(signature)
+            ));
+        }
+        if *signature.public_key() == self.backend.public_key(key).await? {
+            return Ok(signature);
+        }
+        // The cached public key may predate a rotation made elsewhere: re-read it once.
+        self.backend.invalidate(key.name());
+        if *signature.public_key() == self.backend.public_key(key).await? {
+            tracing::info!(
+                backend = self.backend.name(),
+                key = %key,
+                "key changed since its public key was cached (rotated elsewhere); re-read it"
+            );
+            return Ok(signature);
+        }
+        Err(Error::integrity_failure(
+            key.to_string(),
+            IntegrityReason::KeyChanged,
+            format!(
+                "the {} backend signed with a key other than the public key it reports for {key}, even after re-reading it",
+                self.backend.name()
+            ),
+        ))
     }
 
     /// The public key of `key` (cached).
@@ -290,33 +359,52 @@ impl KeyManager {
     }
 }
 
-#[async_trait]
-impl KeyBackend for KeyManager {
-    fn name(&self) -> &str {
+impl KeyManager {
+    fn backend_name(&self) -> &str {
         self.backend.name()
     }
 
-    async fn public_key(&self, key: &KeyRef) -> Result<PublicKey> {
-        KeyManager::public_key(self, key).await
+    async fn dispatch(&self, operation: Operation<'_>) -> Result<Reply> {
+        match operation {
+            Operation::Sign(key, payload) => self.sign(key, payload).await.map(Reply::Signature),
+            Operation::CreateVersion(name) => {
+                self.rotate(name).await.map(|r| Reply::Version(r.current))
+            }
+            Operation::DisableVersion(key) => self.disable_audited(key).await.map(|()| Reply::Done),
+            Operation::Encrypt(key, plaintext, context) => {
+                let op = self.backend.encrypt(key, plaintext, context);
+                let input = Symmetric::Encrypt {
+                    plaintext_len: plaintext.len(),
+                };
+                self.audited(input, key, context, op)
+                    .await
+                    .map(Reply::Ciphertext)
+            }
+            Operation::Decrypt(key, ciphertext, context) => {
+                let op = self.backend.decrypt(key, ciphertext, context);
+                self.audited(Symmetric::Decrypt { ciphertext }, key, context, op)
+                    .await
+                    .map(Reply::Plaintext)
+            }
+            Operation::GenerateDataKey(key, context) => {
+                let op = self.backend.generate_data_key(key, context);
+                self.audited(Symmetric::GenerateDataKey, key, context, op)
+                    .await
+                    .map(Reply::DataKey)
+            }
+            other => other.call(self.backend.as_ref()).await,
+        }
     }
 
-    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature> {
-        KeyManager::sign(self, key, payload).await
+    async fn dispatch_health(&self) -> HealthReport {
+        self.health().await
     }
 
-    async fn health(&self) -> HealthReport {
-        KeyManager::health(self).await
+    fn dispatch_invalidate(&self, name: &str) {
+        self.backend.invalidate(name);
     }
 
-    async fn list_versions(&self, name: &str) -> Result<Vec<KeyVersion>> {
-        self.backend.list_versions(name).await
-    }
-
-    async fn create_version(&self, name: &str) -> Result<KeyVersion> {
-        self.rotate(name).await.map(|r| r.current)
-    }
-
-    async fn disable_version(&self, key: &KeyRef) -> Result<()> {
+    async fn disable_audited(&self, key: &KeyRef) -> Result<()> {
         let result = self.backend.disable_version(key).await;
         let mut r = self.record(
             AuditEvent::KeyDisabled,
@@ -333,44 +421,6 @@ impl KeyBackend for KeyManager {
         }
         self.audit.record(r).await?;
         result
-    }
-
-    async fn encrypt(
-        &self,
-        key: &KeyRef,
-        plaintext: &[u8],
-        context: &EncryptionContext,
-    ) -> Result<Vec<u8>> {
-        let op = self.backend.encrypt(key, plaintext, context);
-        let input = Symmetric::Encrypt {
-            plaintext_len: plaintext.len(),
-        };
-        self.audited(input, key, context, op).await
-    }
-
-    async fn decrypt(
-        &self,
-        key: &KeyRef,
-        ciphertext: &[u8],
-        context: &EncryptionContext,
-    ) -> Result<SecretBytes> {
-        let op = self.backend.decrypt(key, ciphertext, context);
-        self.audited(Symmetric::Decrypt { ciphertext }, key, context, op)
-            .await
-    }
-
-    async fn generate_data_key(
-        &self,
-        key: &KeyRef,
-        context: &EncryptionContext,
-    ) -> Result<DataKey> {
-        let op = self.backend.generate_data_key(key, context);
-        self.audited(Symmetric::GenerateDataKey, key, context, op)
-            .await
-    }
-
-    fn invalidate(&self, name: &str) {
-        self.backend.invalidate(name);
     }
 }
 
@@ -438,3 +488,5 @@ impl KeyManager {
         result
     }
 }
+
+crate::layer::dispatch_backend!([] KeyManager);

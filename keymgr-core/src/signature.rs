@@ -3,7 +3,6 @@
 
 use std::fmt;
 
-use ed25519_dalek::Verifier as _;
 use k256::ecdsa::signature::hazmat::PrehashVerifier as _;
 use k256::pkcs8::der::{Decode as _, asn1::ObjectIdentifier};
 use k256::pkcs8::spki::SubjectPublicKeyInfoRef;
@@ -267,8 +266,10 @@ impl PublicKey {
                 k.verify_prehash(h, &s.0).is_ok()
             }
             (PublicKey::Ed25519(k), SignPayload::Message(m), Signature::Ed25519(s)) => {
+                // verify_strict implies `verify` (same equation, plus small-order and
+                // canonical-R checks).
                 let sig = ed25519_dalek::Signature::from_bytes(&s.0);
-                k.verify_strict(m, &sig).is_ok() && k.verify(m, &sig).is_ok()
+                k.verify_strict(m, &sig).is_ok()
             }
             _ => {
                 return Err(Error::invalid_input(
@@ -379,23 +380,6 @@ impl Secp256k1Signature {
     pub fn as_k256(&self) -> &k256::ecdsa::Signature {
         &self.0
     }
-
-    /// The recovery id (y parity of R) that recovers `public_key` from this signature
-    /// over `prehash`; an integrity error if none does.
-    pub fn recovery_id(
-        &self,
-        prehash: &[u8; 32],
-        public_key: &k256::ecdsa::VerifyingKey,
-    ) -> Result<k256::ecdsa::RecoveryId> {
-        k256::ecdsa::RecoveryId::trial_recovery_from_prehash(public_key, prehash, &self.0).map_err(
-            |_| {
-                Error::integrity(
-                    "signature",
-                    "no recovery id recovers the expected public key",
-                )
-            },
-        )
-    }
 }
 
 impl fmt::Debug for Secp256k1Signature {
@@ -485,48 +469,10 @@ pub enum RawSignature<'a> {
     Ed25519(&'a [u8]),
 }
 
-/// Normalizes what a backend returned and verifies it against the key's public key.
-///
-/// Every provider ends its `sign` with this: a wrong key, a faulty HSM or a corrupted
-/// response becomes an [`Error::Integrity`] naming `key`, never a valid-looking signature.
-pub fn finish_signature(
-    key: &str,
-    public_key: &PublicKey,
-    payload: &SignPayload,
-    raw: RawSignature<'_>,
-) -> Result<Signature> {
-    let integrity = |detail: String| Error::integrity(key, detail);
-    let signature = match raw {
-        RawSignature::EcdsaDer(b) => Secp256k1Signature::from_der(b)
-            .map(Signature::Secp256k1)
-            .map_err(|e| integrity(format!("backend returned an unusable signature: {e}")))?,
-        RawSignature::EcdsaRaw(b) => Secp256k1Signature::from_raw(b)
-            .map(Signature::Secp256k1)
-            .map_err(|e| integrity(format!("backend returned an unusable signature: {e}")))?,
-        RawSignature::Ed25519(b) => Ed25519Signature::from_slice(b)
-            .map(Signature::Ed25519)
-            .map_err(|e| integrity(format!("backend returned an unusable signature: {e}")))?,
-    };
-    if signature.algorithm() != public_key.algorithm() {
-        return Err(integrity(format!(
-            "backend returned a {} signature for a {} key",
-            signature.algorithm(),
-            public_key.algorithm()
-        )));
-    }
-    public_key.verify(payload, &signature).map_err(|_| {
-        integrity(format!(
-            "the backend's {} signature does not verify against the key's public key \
-             (wrong key, faulty device or corrupted response)",
-            signature.algorithm()
-        ))
-    })?;
-    Ok(signature)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{IntegrityReason, finish_recoverable, finish_signature, verify_recoverable};
     use k256::ecdsa::SigningKey;
     use k256::elliptic_curve::scalar::IsHigh as _;
     use k256::pkcs8::EncodePublicKey as _;
@@ -668,8 +614,43 @@ mod tests {
             RawSignature::EcdsaRaw(&sig.to_bytes()),
         )
         .unwrap_err();
-        assert_eq!(e.kind(), crate::ErrorKind::Integrity);
-        assert!(e.to_string().contains("evm"));
+        assert_eq!(e.integrity_reason(), Some(IntegrityReason::DoesNotVerify));
+        assert!(matches!(&e, Error::Integrity { key, .. } if key == "evm"));
+        // A flipped recovery id from an in-process signer is a fault, not a signature.
+        let (sig, rid) = sk.sign_prehash_recoverable(&h).unwrap();
+        let own = PublicKey::Secp256k1(*sk.verifying_key());
+        let flipped = k256::ecdsa::RecoveryId::new(!rid.is_y_odd(), rid.is_x_reduced());
+        let e = finish_recoverable("evm", &own, &h, sig, flipped).unwrap_err();
+        assert_eq!(e.integrity_reason(), Some(IntegrityReason::DoesNotVerify));
+        // Garbage and the wrong algorithm have their own reasons, with the cause kept.
+        let e = finish_signature(
+            "evm",
+            &own,
+            &SignPayload::Prehash(h),
+            RawSignature::EcdsaDer(&[0x30, 1]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.integrity_reason(),
+            Some(IntegrityReason::MalformedResponse)
+        );
+        assert!(std::error::Error::source(&e).is_some());
+        let e = finish_signature(
+            "evm",
+            &own,
+            &SignPayload::Prehash(h),
+            RawSignature::Ed25519(&[1; 64]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.integrity_reason(),
+            Some(IntegrityReason::AlgorithmMismatch)
+        );
+        // A verified signature is bound to its payload.
+        let ok = finish_recoverable("evm", &own, &h, sig, rid).unwrap();
+        assert!(ok.is_over(&SignPayload::Prehash(h)));
+        assert!(!ok.is_over(&SignPayload::Prehash([8; 32])));
+        assert!(!ok.is_over(&SignPayload::message(h.to_vec())));
         let ed =
             PublicKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key());
         let e = finish_signature(
@@ -679,7 +660,7 @@ mod tests {
             RawSignature::Ed25519(&[0; 64]),
         )
         .unwrap_err();
-        assert_eq!(e.kind(), crate::ErrorKind::Integrity);
+        assert_eq!(e.integrity_reason(), Some(IntegrityReason::DoesNotVerify));
     }
 
     proptest! {
@@ -688,13 +669,19 @@ mod tests {
             let Ok(sk) = SigningKey::from_bytes(&seed.into()) else { return Ok(()) };
             let (sig, _) = sk.sign_prehash_recoverable(&h).unwrap();
             let pk = PublicKey::Secp256k1(*sk.verifying_key());
-            let s = finish_signature("k", &pk, &SignPayload::Prehash(h), RawSignature::EcdsaDer(sig.to_der().as_bytes())).unwrap();
-            let s = *s.as_secp256k1().unwrap();
+            let verified = finish_signature("k", &pk, &SignPayload::Prehash(h), RawSignature::EcdsaDer(sig.to_der().as_bytes())).unwrap();
+            let s = *verified.as_secp256k1().unwrap();
             prop_assert!(!bool::from(s.as_k256().s().is_high()));
             prop_assert_eq!(Secp256k1Signature::from_der(&s.to_der()).unwrap(), s);
-            let rid = s.recovery_id(&h, sk.verifying_key()).unwrap();
+            let rid = verified.recovery_id().unwrap();
+            prop_assert_eq!(Some(rid), verify_recoverable(sk.verifying_key(), &h, s.as_k256()));
             let rec = k256::ecdsa::VerifyingKey::recover_from_prehash(&h, s.as_k256(), rid).unwrap();
             prop_assert_eq!(&rec, sk.verifying_key());
+            // The in-process path keeps signing's recovery id, which must agree.
+            let (sig2, rid2) = sk.sign_prehash_recoverable(&h).unwrap();
+            let local = finish_recoverable("k", &pk, &h, sig2, rid2).unwrap();
+            prop_assert_eq!(local.recovery_id(), Some(rid));
+            prop_assert!(local.is_over(&SignPayload::Prehash(h)));
         }
 
         #[test]

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use ed25519_dalek::Signer as _;
 use keymgr_core::{
     Error, HealthReport, KeyBackend, KeyRef, KeyVersion, PublicKey, RawSignature, Result,
-    SignPayload, Signature, finish_signature,
+    SignPayload, VerifiedSignature, finish_recoverable, finish_signature,
 };
 use zeroize::Zeroizing;
 
@@ -182,26 +182,23 @@ impl KeyBackend for EnvBackend {
         Ok(self.key(key)?.public_key())
     }
 
-    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature> {
+    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<VerifiedSignature> {
         let k = self.key(key)?;
         let public_key = k.public_key();
         let name = key.to_string();
         payload.check_algorithm(public_key.algorithm(), &name)?;
         match (k, payload) {
             (EnvKey::Secp256k1(sk), SignPayload::Prehash(h)) => {
-                let (sig, _) = sk.sign_prehash_recoverable(h).map_err(|e| {
+                // The recovery id comes out of signing; finish_recoverable verifies once
+                // and cross-checks it.
+                let (sig, recovery_id) = sk.sign_prehash_recoverable(h).map_err(|e| {
                     Error::backend(
                         BACKEND,
                         format!("secp256k1 signing failed for {name}"),
                         Some(Box::new(e)),
                     )
                 })?;
-                finish_signature(
-                    &name,
-                    &public_key,
-                    payload,
-                    RawSignature::EcdsaRaw(&sig.to_bytes()),
-                )
+                finish_recoverable(&name, &public_key, h, sig, recovery_id)
             }
             (EnvKey::Ed25519(sk), SignPayload::Message(m)) => {
                 let sig = sk.sign(m);

@@ -118,7 +118,7 @@ async fn rotation_is_unsupported_and_says_manual() {
     let e = backend.create_version("evm").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported);
     assert!(e.to_string().contains("manual"), "{e}");
-    let manager = keymgr_core::KeyManager::builder(Arc::new(EnvBackend::generate())).build();
+    let manager = keymgr_core::KeyManager::recommended(Arc::new(EnvBackend::generate())).build();
     let e = manager.rotate("evm").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported);
     // Versions: exactly one, "1".

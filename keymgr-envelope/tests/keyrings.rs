@@ -9,7 +9,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keymgr_core::layer::BreakerPolicy;
+use keymgr_core::layer::{BreakerPolicy, TimeoutPolicy};
 use keymgr_core::{ErrorKind, KeyBackend, KeyManager};
 use keymgr_envelope::{
     Decryptor, Encryptor, EnvelopeError, MaterialsProvider, MultiKeyring, PROVIDER_ID_AWS_KMS,
@@ -25,12 +25,13 @@ fn down_backend() -> Arc<dyn KeyBackend> {
     ));
     Arc::new(
         KeyManager::builder(backend)
-            .retry(None)
-            .timeout(Some(Duration::from_secs(5)))
-            .circuit_breaker(Some(BreakerPolicy {
+            .layer(BreakerPolicy {
                 failure_threshold: 2,
                 open_for: Duration::from_secs(600),
-            }))
+            })
+            .layer(TimeoutPolicy {
+                limit: Duration::from_secs(5),
+            })
             .build(),
     )
 }

@@ -29,7 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Arc::new(EnvBackend::generate())
         }
     };
-    let manager = Arc::new(KeyManager::builder(backend).build());
+    let manager = Arc::new(KeyManager::new(backend));
     let signer = EvmSigner::new(manager, keymgr_env::DEFAULT_EVM_KEY)
         .await?
         .with_chain_id(Some(BASE_CHAIN_ID));

@@ -9,7 +9,9 @@ use alloy_primitives::{Address, B256, ChainId, Signature};
 use alloy_signer::{Signer, sign_transaction_with_chain_id};
 use async_trait::async_trait;
 use k256::ecdsa::VerifyingKey;
-use keymgr_core::{Error, ErrorKind, KeyBackend, KeyRef, PublicKey, Result, Rotation, SignPayload};
+use keymgr_core::{
+    Error, ErrorKind, IntegrityReason, KeyBackend, KeyRef, PublicKey, Result, Rotation, SignPayload,
+};
 
 /// An Ethereum signer whose key never leaves a keymgr backend (KMS, HSM, or the dev
 /// `env` backend), usable wherever alloy takes a [`Signer`] or a [`TxSigner`]
@@ -35,11 +37,12 @@ use keymgr_core::{Error, ErrorKind, KeyBackend, KeyRef, PublicKey, Result, Rotat
 ///
 /// # Guarantees
 ///
-/// - The hash goes to the backend as an ECDSA prehash; the backend returns a verified,
-///   low-s `(r, s)`; the recovery parity is found by matching the recovered key against
-///   the cached public key ([`keymgr_core::Secp256k1Signature::recovery_id`]). A
-///   signature that does not recover to [`address`](Self::address) is never returned:
-///   that is an [`Error::Integrity`].
+/// - The hash goes to the backend as an ECDSA prehash; the backend returns a
+///   [`keymgr_core::VerifiedSignature`]: low-s `(r, s)`, verified once, with the
+///   recovery parity computed by that verification. The signer checks that it verified
+///   against this signer's public key and over this hash (equality, no second
+///   verification or recovery). A signature that does not recover to
+///   [`address`](Self::address) is never returned: that is an [`Error::Integrity`].
 /// - Chain id handling is alloy's own (`sign_transaction_with_chain_id!`, as
 ///   `PrivateKeySigner` does): with a chain id set, an unset transaction chain id is
 ///   filled in (EIP-155 for legacy transactions) and a different one is
@@ -156,26 +159,40 @@ impl<B: KeyBackend> EvmSigner<B> {
     ///
     /// [`Signer::sign_hash`] calls this; use it directly to keep [`Error`]'s kinds.
     pub async fn sign_prehash(&self, hash: &B256) -> Result<Signature> {
-        let signature = self
-            .backend
-            .sign(&self.key, &SignPayload::Prehash(hash.0))
-            .await?;
-        let secp = signature.as_secp256k1().ok_or_else(|| {
-            Error::integrity(
+        let payload = SignPayload::Prehash(hash.0);
+        let signature = self.backend.sign(&self.key, &payload).await?;
+        // The backend verified the signature (VerifiedSignature is made only by
+        // verifying) and computed its recovery id while doing so: checking that it
+        // verified against *our* key, over *our* hash, is an equality test, not another
+        // verification or recovery. A different key (rotated under an unpinned name, wrong
+        // backend answer) is refused.
+        if signature.public_key().as_secp256k1() != Some(&self.public_key) {
+            return Err(self.not_our_key());
+        }
+        if !signature.is_over(&payload) {
+            return Err(Error::integrity_failure(
                 self.key.to_string(),
+                IntegrityReason::PayloadMismatch,
+                format!(
+                    "the {} backend returned a signature over another hash than the one asked \
+                     for; this signer ({}) refuses it",
+                    self.backend.name(),
+                    self.address
+                ),
+            ));
+        }
+        let (Some(secp), Some(recovery_id)) = (signature.as_secp256k1(), signature.recovery_id())
+        else {
+            return Err(Error::integrity_failure(
+                self.key.to_string(),
+                IntegrityReason::AlgorithmMismatch,
                 format!(
                     "the {} backend returned an {} signature for a secp256k1 key",
                     self.backend.name(),
                     signature.algorithm()
                 ),
-            )
-        })?;
-        // Recovery against our cached key is the check that the signature recovers to
-        // `address()`: a different key (rotated under an unpinned name, wrong backend
-        // answer) finds no recovery id.
-        let recovery_id = secp
-            .recovery_id(&hash.0, &self.public_key)
-            .map_err(|_| self.not_our_key())?;
+            ));
+        };
         if recovery_id.is_x_reduced() {
             // Ethereum signatures carry only the y parity; such a signature (probability
             // about 2^-127) could not be recovered by verifiers.
@@ -211,8 +228,9 @@ impl<B: KeyBackend> EvmSigner<B> {
     }
 
     fn not_our_key(&self) -> Error {
-        Error::integrity(
+        Error::integrity_failure(
             self.key.to_string(),
+            IntegrityReason::KeyChanged,
             format!(
                 "the {} backend's signature does not recover to this signer's address {}: the \
                  key behind {} is not the one the signer was built for (rotated?). Build a new \

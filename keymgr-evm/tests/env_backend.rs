@@ -40,7 +40,7 @@ async fn suite_on_env_backend_matches_private_key_signer_byte_for_byte() {
 #[tokio::test]
 async fn suite_through_key_manager_layers() {
     let key = SigningKey::random(&mut rand_core::OsRng);
-    let manager: Arc<dyn KeyBackend> = Arc::new(KeyManager::builder(env_with(&key)).build());
+    let manager: Arc<dyn KeyBackend> = Arc::new(KeyManager::new(env_with(&key)));
     let ours = evm::run(manager, KeyRef::new("evm")).await;
     let theirs = evm::sign_fixtures(&reference(&key).with_chain_id(Some(CHAIN_ID))).await;
     assert_eq!(ours, theirs);
@@ -271,8 +271,12 @@ async fn integrity_error_when_the_backend_signature_is_not_ours() {
         .sign_prehash(&B256::repeat_byte(3))
         .await
         .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
-    assert!(e.to_string().contains("evm@1"), "{e}");
+    assert_eq!(
+        e.integrity_reason(),
+        Some(keymgr_core::IntegrityReason::PayloadMismatch),
+        "{e}"
+    );
+    assert!(matches!(&e, keymgr_core::Error::Integrity { key, .. } if key == "evm@1"));
     assert!(e.to_string().contains(&signer.address().to_string()), "{e}");
 
     // Through alloy's trait: wrapped, and recoverable with keymgr_error.

@@ -14,8 +14,8 @@ use k256::ecdsa::SigningKey;
 use k256::elliptic_curve::scalar::IsHigh as _;
 use k256::{NonZeroScalar, Scalar};
 use keymgr_core::{
-    HealthReport, KeyBackend, KeyRef, PublicKey, RawSignature, Result, SignPayload, Signature,
-    finish_signature,
+    HealthReport, KeyBackend, KeyRef, PublicKey, RawSignature, Result, SignPayload,
+    VerifiedSignature, finish_signature,
 };
 use keymgr_env::EnvBackend;
 use keymgr_evm::EvmSigner;
@@ -60,7 +60,7 @@ impl KeyBackend for RawEcdsaDevice {
     async fn public_key(&self, _key: &KeyRef) -> Result<PublicKey> {
         Ok(PublicKey::Secp256k1(*self.key.verifying_key()))
     }
-    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature> {
+    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<VerifiedSignature> {
         let SignPayload::Prehash(h) = payload else {
             panic!("EvmSigner must send a prehash")
         };

@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use k256::ecdsa::SigningKey;
 use keymgr_core::{
     Error, ErrorKind, HealthReport, KeyAlgorithm, KeyBackend, KeyManager, KeyRef, KeyVersion,
-    PublicKey, RawSignature, Result, SignPayload, Signature, VersionState, finish_signature,
+    PublicKey, RawSignature, Result, SignPayload, VerifiedSignature, VersionState,
+    finish_signature,
 };
 use keymgr_evm::EvmSigner;
 
@@ -61,7 +62,7 @@ impl KeyBackend for VersionedBackend {
     async fn public_key(&self, key: &KeyRef) -> Result<PublicKey> {
         Ok(PublicKey::Secp256k1(*self.get(key)?.verifying_key()))
     }
-    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature> {
+    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<VerifiedSignature> {
         let k = self.get(key)?;
         let SignPayload::Prehash(h) = payload else {
             return Err(Error::invalid_input("payload", "prehash only"));
@@ -171,7 +172,7 @@ async fn signer_is_pinned_to_the_version_current_when_built() {
 #[tokio::test]
 async fn from_rotation_after_key_manager_rotate() {
     let backend: Arc<dyn KeyBackend> = Arc::new(VersionedBackend::with_one_version());
-    let manager = Arc::new(KeyManager::builder(backend).build());
+    let manager = Arc::new(KeyManager::new(backend));
     let before = EvmSigner::new(manager.clone(), "settlement").await.unwrap();
     let rotation = manager.rotate("settlement").await.unwrap();
     let after = EvmSigner::from_rotation(manager.clone(), &rotation).unwrap();
@@ -205,7 +206,7 @@ impl KeyBackend for Unversioned {
             *self.0.lock().unwrap().verifying_key(),
         ))
     }
-    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature> {
+    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<VerifiedSignature> {
         let k = self.0.lock().unwrap().clone();
         let SignPayload::Prehash(h) = payload else {
             return Err(Error::invalid_input("payload", "prehash only"));

@@ -12,7 +12,7 @@ use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::session::Session;
 use keymgr_core::{
     Error, HealthReport, KeyAlgorithm, KeyBackend, KeyRef, KeyVersion, PublicKey, RawSignature,
-    Result, SignPayload, Signature, finish_signature,
+    Result, SignPayload, VerifiedSignature, finish_signature,
 };
 use rand_core::RngCore as _;
 
@@ -409,17 +409,17 @@ impl Inner {
         epoch: u64,
         key: &KeyRef,
         payload: &SignPayload,
-    ) -> std::result::Result<Signature, Failure> {
+    ) -> std::result::Result<VerifiedSignature, Failure> {
         let name = key.to_string();
         let mut retried = false;
         loop {
             let found = self.resolve(s, epoch, key)?;
             payload.check_algorithm(found.algorithm(), &name)?;
             if let Some(d) = found.disabled {
-                return Err(Error::AccessDenied {
-                    key: name,
-                    detail: format!("version {:?} is disabled: {}", found.label, d.describe()),
-                }
+                return Err(Error::access_denied(
+                    name,
+                    format!("version {:?} is disabled: {}", found.label, d.describe()),
+                )
                 .into());
             }
             let algorithm = found.algorithm();
@@ -477,7 +477,7 @@ impl KeyBackend for HsmBackend {
             .map_err(|f| self.inner.map_failure(f, key))
     }
 
-    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature> {
+    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<VerifiedSignature> {
         let inner = self.inner.clone();
         let k = key.clone();
         let p = payload.clone();

@@ -5,7 +5,7 @@
 
 use cryptoki::context::Function;
 use cryptoki::error::{Error as CkError, RvError};
-use keymgr_core::Error;
+use keymgr_core::{Error, ProviderError};
 
 pub(crate) const BACKEND: &str = "hsm";
 
@@ -130,7 +130,8 @@ pub(crate) fn map(e: CkError, phase: Phase, subject: Subject<'_>) -> Error {
                 crate::config::HSM_PKCS11_LIBRARY_PATH,
                 "the path of a loadable PKCS#11 module",
                 format!("could not load the module: {e}"),
-            );
+            )
+            .with_source(e);
         }
         other => {
             return Error::backend(
@@ -143,13 +144,15 @@ pub(crate) fn map(e: CkError, phase: Phase, subject: Subject<'_>) -> Error {
     let name = ckr_name(code);
     let call = function_name(function);
     let detail = |text: &str| format!("{text} ({name} from {call})");
-    let access = |text: &str| Error::AccessDenied {
-        key: subject.key.to_owned(),
-        detail: detail(text),
-    };
+    let access = |text: &str| Error::access_denied(subject.key, detail(text));
     let unavailable =
         |text: &str| Error::unavailable(BACKEND, format!("{what}: {}", detail(text)), None);
-    match code {
+    // The CKR_* code, the C_* function and cryptoki's error stay readable as data
+    // (Error::provider_code, Error::operation) behind every mapped error.
+    let cause = ProviderError::new(BACKEND, call.clone())
+        .with_code(name.clone())
+        .with_source(e);
+    let mapped = match code {
         RvError::PinIncorrect | RvError::PinInvalid | RvError::PinLenRange => {
             access("HSM PIN rejected")
         }
@@ -226,7 +229,8 @@ pub(crate) fn map(e: CkError, phase: Phase, subject: Subject<'_>) -> Error {
             format!("{what}: {}", detail("PKCS#11 call failed")),
             None,
         ),
-    }
+    };
+    mapped.with_source(cause)
 }
 
 /// The PKCS#11 name of a return code, e.g. `CKR_PIN_INCORRECT`.

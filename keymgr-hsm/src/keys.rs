@@ -11,7 +11,7 @@ use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHan
 use cryptoki::session::Session;
 use k256::pkcs8::der::asn1::{ObjectIdentifier, OctetStringRef, PrintableStringRef};
 use k256::pkcs8::der::{Decode as _, Encode as _};
-use keymgr_core::{Error, KeyAlgorithm, OID_ED25519, OID_SECP256K1, PublicKey};
+use keymgr_core::{Error, IntegrityReason, KeyAlgorithm, OID_ED25519, OID_SECP256K1, PublicKey};
 
 use crate::error::BACKEND;
 use crate::pool::Failure;
@@ -128,7 +128,11 @@ pub(crate) fn find(s: &Session, key: &str, label: &str) -> Result<Option<FoundKe
         }
     }
     let key_type = key_type.ok_or_else(|| {
-        Error::integrity(key, format!("private key {label:?} has no CKA_KEY_TYPE"))
+        Error::integrity_failure(
+            key,
+            IntegrityReason::MalformedResponse,
+            format!("private key {label:?} has no CKA_KEY_TYPE"),
+        )
     })?;
     if key_type != KeyType::EC && key_type != KeyType::EC_EDWARDS {
         return Err(Error::unsupported(
@@ -185,18 +189,24 @@ pub(crate) fn find(s: &Session, key: &str, label: &str) -> Result<Option<FoundKe
         }
     }
     let ec_params = priv_params.or(pub_params).ok_or_else(|| {
-        Error::integrity(
+        Error::integrity_failure(
             key,
+            IntegrityReason::MalformedResponse,
             format!("neither key object labelled {label:?} has CKA_EC_PARAMS"),
         )
     })?;
     let algorithm = algorithm_of(key, label, key_type, &ec_params)?;
     let point = point.ok_or_else(|| {
-        Error::integrity(key, format!("public key {label:?} has no CKA_EC_POINT"))
+        Error::integrity_failure(
+            key,
+            IntegrityReason::MalformedResponse,
+            format!("public key {label:?} has no CKA_EC_POINT"),
+        )
     })?;
     let public = parse_ec_point(&point, algorithm).map_err(|reason| {
-        Error::integrity(
+        Error::integrity_failure(
             key,
+            IntegrityReason::MalformedResponse,
             format!("CKA_EC_POINT of public key {label:?} is unusable: {reason}"),
         )
     })?;

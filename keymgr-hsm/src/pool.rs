@@ -232,12 +232,11 @@ impl Token {
         let mut tokens = lock(&lib.tokens);
         if let Some(token) = tokens.get(&slot.id()).and_then(Weak::upgrade) {
             if !token.pin.matches(pin) {
-                return Err(Failure::Other(Error::AccessDenied {
-                    key: format!("token {:?}", token.label),
-                    detail: "HSM PIN rejected: this process is already logged in to the token \
-                             with a different PIN"
-                        .to_owned(),
-                }));
+                return Err(Failure::Other(Error::access_denied(
+                    format!("token {:?}", token.label),
+                    "HSM PIN rejected: this process is already logged in to the token \
+                     with a different PIN",
+                )));
             }
             return Ok(token);
         }

@@ -572,12 +572,10 @@ impl Rotator {
             r.details
                 .insert("reason".into(), "version disabled by rotation".into());
             self.audit.record(r).await?;
-            return Err(Error::AccessDenied {
-                key: key.to_string(),
-                detail:
-                    "this version was disabled after its rotation overlap; use the current version"
-                        .into(),
-            });
+            return Err(Error::access_denied(
+                key.to_string(),
+                "this version was disabled after its rotation overlap; use the current version",
+            ));
         }
         Ok(())
     }
@@ -643,12 +641,10 @@ impl Rotator {
         match state.phase {
             Phase::Idle | Phase::AwaitingApproval => {
                 if self.policy.require_approval && !state.approved {
-                    return Err(Error::AccessDenied {
-                        key: name.to_owned(),
-                        detail:
-                            "rotation requires an operator's approval first (keymgr rotate approve)"
-                                .into(),
-                    });
+                    return Err(Error::access_denied(
+                        name,
+                        "rotation requires an operator's approval first (keymgr rotate approve)",
+                    ));
                 }
                 Ok(())
             }

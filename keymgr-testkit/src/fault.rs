@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use keymgr_core::{
-    Error, HealthReport, KeyBackend, KeyRef, KeyVersion, PublicKey, Result, SignPayload, Signature,
+    Error, HealthReport, KeyBackend, KeyRef, KeyVersion, PublicKey, Result, SignPayload,
+    VerifiedSignature,
 };
 
 /// One injected misbehaviour, consumed by the next call it applies to.
@@ -93,7 +94,7 @@ impl<B: KeyBackend> KeyBackend for Faulty<B> {
         self.inner.public_key(key).await
     }
 
-    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature> {
+    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<VerifiedSignature> {
         self.sign_calls.fetch_add(1, Ordering::SeqCst);
         if self.before().await? {
             let other = match payload {

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use ed25519_dalek::Signer as _;
 use keymgr_core::{
     Error, HealthReport, KeyAlgorithm, KeyBackend, KeyRef, KeyVersion, PublicKey, RawSignature,
-    Result, SignPayload, Signature, VersionState, finish_signature,
+    Result, SignPayload, VerifiedSignature, VersionState, finish_recoverable, finish_signature,
 };
 use rand_core::RngCore as _;
 
@@ -151,31 +151,23 @@ impl KeyBackend for MemoryBackend {
         Ok(vs[self.index(key, vs)?].material.public_key())
     }
 
-    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature> {
+    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<VerifiedSignature> {
         let keys = self.lock();
         let vs = keys
             .get(key.name())
             .ok_or_else(|| Error::not_found(key.to_string(), "no such key"))?;
         let v = &vs[self.index(key, vs)?];
         if !v.enabled {
-            return Err(Error::AccessDenied {
-                key: key.to_string(),
-                detail: "version is disabled".into(),
-            });
+            return Err(Error::access_denied(key.to_string(), "version is disabled"));
         }
         let pk = v.material.public_key();
         payload.check_algorithm(pk.algorithm(), &key.to_string())?;
         match (&v.material, payload) {
             (Material::Secp256k1(k), SignPayload::Prehash(h)) => {
-                let (sig, _) = k
+                let (sig, recovery_id) = k
                     .sign_prehash_recoverable(h)
-                    .map_err(|_| Error::backend("memory", "signing failed", None))?;
-                finish_signature(
-                    &key.to_string(),
-                    &pk,
-                    payload,
-                    RawSignature::EcdsaRaw(&sig.to_bytes()),
-                )
+                    .map_err(|e| Error::backend("memory", "signing failed", Some(Box::new(e))))?;
+                finish_recoverable(&key.to_string(), &pk, h, sig, recovery_id)
             }
             (Material::Ed25519(k), SignPayload::Message(m)) => finish_signature(
                 &key.to_string(),

@@ -192,7 +192,12 @@ impl ClaimSigner {
             KeyAlgorithm::Secp256k1 => SignPayload::Prehash(xrpl::sha512_half(data)),
             _ => SignPayload::message(data.to_vec()),
         };
-        let signature = match self.backend.sign(&self.key, &payload).await? {
+        let signature = match self
+            .backend
+            .sign(&self.key, &payload)
+            .await?
+            .into_signature()
+        {
             Signature::Ed25519(s) => s.to_bytes().to_vec(),
             // Backends return low-s signatures; DER is what XRPL carries.
             Signature::Secp256k1(s) => s.to_der(),

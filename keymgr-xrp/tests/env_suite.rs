@@ -41,7 +41,8 @@ async fn env_generated_keys() {
 
 #[tokio::test]
 async fn behind_key_manager() {
-    let manager: Arc<dyn KeyBackend> = Arc::new(KeyManager::builder(Arc::new(backend())).build());
+    let manager: Arc<dyn KeyBackend> =
+        Arc::new(KeyManager::recommended(Arc::new(backend())).build());
     keymgr_testkit::xrp::run(manager.clone(), KeyRef::new("xrp-ed")).await;
     keymgr_testkit::xrp::run(manager, KeyRef::new("xrp-secp")).await;
 }

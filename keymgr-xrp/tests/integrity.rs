@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use keymgr_core::deps::async_trait;
 use keymgr_core::{
-    Error, ErrorKind, HealthReport, KeyBackend, KeyRef, PublicKey, Result, SignPayload, Signature,
+    Error, ErrorKind, HealthReport, KeyBackend, KeyRef, PublicKey, Result, SignPayload,
+    VerifiedSignature,
 };
 use keymgr_env::EnvBackend;
 use keymgr_testkit::fault::{Fault, Faulty};
@@ -81,7 +82,7 @@ impl KeyBackend for Rotating {
     async fn public_key(&self, key: &KeyRef) -> Result<PublicKey> {
         self.current().public_key(key).await
     }
-    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature> {
+    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<VerifiedSignature> {
         self.current().sign(key, payload).await
     }
     async fn health(&self) -> HealthReport {

@@ -4,8 +4,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keymgr_core::layer::{BreakerPolicy, RateLimitPolicy, RetryPolicy};
-use keymgr_core::{Error, KeyBackend, KeyManager, Result};
+use keymgr_core::layer::{BreakerPolicy, CachePolicy, RateLimitPolicy, RetryPolicy, TimeoutPolicy};
+use keymgr_core::{Error, KeyBackend, KeyManager, RecommendedLayers, Result};
 
 /// Selects the provider.
 pub const KEY_BACKEND: &str = "KEY_BACKEND";
@@ -250,11 +250,13 @@ pub async fn manager_from_vars(
     let audit = keymgr_audit::sink_from_vars(var, Some(backend.clone())).await?;
     let mut builder = KeyManager::builder(backend)
         .audit(audit)
-        .retry(settings.retry)
-        .timeout(settings.timeout)
-        .public_key_cache(settings.public_key_cache)
-        .rate_limit(settings.rate_limit)
-        .circuit_breaker(settings.breaker);
+        .recommended_layers(RecommendedLayers {
+            rate_limit: settings.rate_limit,
+            cache: settings.public_key_cache.map(|ttl| CachePolicy { ttl }),
+            retry: settings.retry,
+            breaker: settings.breaker,
+            timeout: settings.timeout.map(|limit| TimeoutPolicy { limit }),
+        });
     if let Some(actor) = settings.actor {
         builder = builder.actor(actor);
     }

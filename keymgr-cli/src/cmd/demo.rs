@@ -38,7 +38,7 @@ pub(crate) async fn run() -> anyhow::Result<Output> {
         ChainKey::sha256(),
     )?);
     let manager: Arc<dyn KeyBackend> = Arc::new(
-        KeyManager::builder(backend)
+        KeyManager::recommended(backend)
             .audit(log.clone())
             .actor("keymgr-demo")
             .build(),

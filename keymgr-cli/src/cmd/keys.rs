@@ -1,6 +1,6 @@
 //! Backend-generic commands: public keys, raw signing, health.
 
-use keymgr::{KeyRef, SignPayload, Signature};
+use keymgr::{KeyRef, SignPayload};
 use serde_json::json;
 
 use crate::{Context, Output};
@@ -81,20 +81,12 @@ pub(crate) async fn sign(args: SignArgs, ctx: &Context) -> anyhow::Result<Output
         sig.algorithm(),
         hex::encode(sig.to_bytes())
     );
-    if let (Signature::Secp256k1(s), SignPayload::Prehash(prehash)) = (&sig, &payload) {
+    if let (Some(s), Some(recovery_id)) = (sig.as_secp256k1(), sig.recovery_id()) {
         out["r"] = json!(hex::encode(s.r()));
         out["s"] = json!(hex::encode(s.s()));
         out["der"] = json!(hex::encode(s.to_der()));
         // The recovery id makes the signature usable where the key is recovered from it
-        // (EVM ecrecover): found by matching the recovered key against the public key.
-        let public_key = manager.public_key(&key).await?;
-        let vk = public_key.as_secp256k1().ok_or_else(|| {
-            keymgr::Error::integrity(
-                key.to_string(),
-                "secp256k1 signature from a non-secp256k1 key",
-            )
-        })?;
-        let recovery_id = s.recovery_id(prehash, vk)?;
+        // (EVM ecrecover); it came out of the verification against the public key.
         out["recovery_id"] = json!(recovery_id.to_byte());
         if recovery_id.is_x_reduced() {
             // Probability about 2^-127; an Ethereum v cannot express it.

@@ -5,10 +5,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::{
-    DataKey, EncryptionContext, Error, ErrorKind, HealthReport, HealthStatus, KeyBackend, KeyRef,
-    KeyVersion, PublicKey, Result, SecretBytes, SignPayload, Signature,
-};
+use super::{BoxFuture, Layered, Next, Operation, Policy, Reply};
+use crate::{Error, ErrorKind, HealthReport, HealthStatus, KeyBackend, Result};
 
 /// When a [`CircuitBreaker`] opens and when it tries again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,10 +48,25 @@ struct State {
 /// Fails fast while a backend is down: opens after `failure_threshold` consecutive
 /// failures that indicate an unhealthy backend (unavailable, timeout, throttled, backend
 /// and integrity errors — not caller mistakes such as not-found or invalid input), then
-/// lets one trial call through after `open_for`.
+/// lets one trial call through after `open_for`. Health reports carry the state in
+/// [`HealthReport::breaker`].
+pub type CircuitBreaker<B> = Layered<Breaker, B>;
+
+impl<B: KeyBackend> CircuitBreaker<B> {
+    /// Wraps `inner` with `policy`.
+    pub fn new(inner: B, policy: BreakerPolicy) -> Self {
+        Layered::with_policy(inner, Breaker::new(policy))
+    }
+
+    /// The current state.
+    pub fn state(&self) -> BreakerState {
+        self.policy().state()
+    }
+}
+
+/// A [`BreakerPolicy`] with its state: the [`Policy`] behind [`CircuitBreaker`].
 #[derive(Debug)]
-pub struct CircuitBreaker<B> {
-    inner: B,
+pub struct Breaker {
     policy: BreakerPolicy,
     state: Mutex<State>,
 }
@@ -69,11 +82,10 @@ fn counts_as_failure(e: &Error) -> bool {
     )
 }
 
-impl<B: KeyBackend> CircuitBreaker<B> {
-    /// Wraps `inner` with `policy`.
-    pub fn new(inner: B, policy: BreakerPolicy) -> Self {
+impl Breaker {
+    /// A closed breaker with `policy`.
+    pub fn new(policy: BreakerPolicy) -> Self {
         Self {
-            inner,
             policy,
             state: Mutex::new(State {
                 consecutive_failures: 0,
@@ -98,7 +110,7 @@ impl<B: KeyBackend> CircuitBreaker<B> {
     }
 
     /// Admits a call, or fails fast while open. Returns whether it is the half-open trial.
-    fn admit(&self, operation: &'static str) -> Result<bool> {
+    fn admit(&self, backend: &str, operation: &'static str) -> Result<bool> {
         let mut s = self.lock();
         let Some(at) = s.opened_at else {
             return Ok(false);
@@ -109,7 +121,7 @@ impl<B: KeyBackend> CircuitBreaker<B> {
             return Ok(true);
         }
         Err(Error::unavailable(
-            self.inner.name(),
+            backend,
             format!(
                 "circuit open after {} consecutive failures; {operation} refused without calling the backend, next trial in {:?}",
                 s.consecutive_failures,
@@ -119,7 +131,7 @@ impl<B: KeyBackend> CircuitBreaker<B> {
         ))
     }
 
-    fn settle<T>(&self, trial: bool, result: &Result<T>) {
+    fn settle<T>(&self, backend: &str, trial: bool, result: &Result<T>) {
         let mut s = self.lock();
         if trial {
             s.trial_in_flight = false;
@@ -129,119 +141,40 @@ impl<B: KeyBackend> CircuitBreaker<B> {
                 s.consecutive_failures = s.consecutive_failures.saturating_add(1);
                 if trial || s.consecutive_failures >= self.policy.failure_threshold {
                     if s.opened_at.is_none() || trial {
-                        tracing::warn!(backend = self.inner.name(), error = %e, "circuit breaker opened");
+                        tracing::warn!(backend, error = %e, "circuit breaker opened");
                     }
                     s.opened_at = Some(Instant::now());
                 }
             }
             _ => {
                 if s.opened_at.is_some() {
-                    tracing::info!(backend = self.inner.name(), "circuit breaker closed");
+                    tracing::info!(backend, "circuit breaker closed");
                 }
                 s.consecutive_failures = 0;
                 s.opened_at = None;
             }
         }
     }
-
-    async fn call<T>(
-        &self,
-        operation: &'static str,
-        fut: impl Future<Output = Result<T>> + Send,
-    ) -> Result<T> {
-        let trial = self.admit(operation)?;
-        let result = fut.await;
-        self.settle(trial, &result);
-        result
-    }
 }
 
 #[async_trait]
-impl<B: KeyBackend> KeyBackend for CircuitBreaker<B> {
-    fn name(&self) -> &str {
-        self.inner.name()
+impl Policy for Breaker {
+    async fn call(&self, backend: &str, operation: Operation<'_>, next: Next<'_>) -> Result<Reply> {
+        let trial = self.admit(backend, operation.name())?;
+        let result = next.run().await;
+        self.settle(backend, trial, &result);
+        result
     }
 
-    async fn public_key(&self, key: &KeyRef) -> Result<PublicKey> {
-        self.call("public_key", self.inner.public_key(key)).await
-    }
-
-    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature> {
-        self.call("sign", self.inner.sign(key, payload)).await
-    }
-
-    async fn health(&self) -> HealthReport {
-        let mut report = self.inner.health().await;
+    async fn health(&self, _backend: &str, inner: BoxFuture<'_, HealthReport>) -> HealthReport {
+        let mut report = inner.await;
         let state = self.state();
-        let note = format!("breaker {}", serde_plain(state));
-        report.detail = Some(match report.detail.take() {
-            Some(d) => format!("{d}; {note}"),
-            None => note,
-        });
+        report.breaker = Some(state);
         report.status = match state {
             BreakerState::Closed => report.status,
             BreakerState::HalfOpen => report.status.max(HealthStatus::Degraded),
             BreakerState::Open => HealthStatus::Unhealthy,
         };
         report
-    }
-
-    async fn list_versions(&self, name: &str) -> Result<Vec<KeyVersion>> {
-        self.call("list_versions", self.inner.list_versions(name))
-            .await
-    }
-
-    async fn create_version(&self, name: &str) -> Result<KeyVersion> {
-        self.call("create_version", self.inner.create_version(name))
-            .await
-    }
-
-    async fn disable_version(&self, key: &KeyRef) -> Result<()> {
-        self.call("disable_version", self.inner.disable_version(key))
-            .await
-    }
-
-    async fn encrypt(
-        &self,
-        key: &KeyRef,
-        plaintext: &[u8],
-        context: &EncryptionContext,
-    ) -> Result<Vec<u8>> {
-        self.call("encrypt", self.inner.encrypt(key, plaintext, context))
-            .await
-    }
-
-    async fn decrypt(
-        &self,
-        key: &KeyRef,
-        ciphertext: &[u8],
-        context: &EncryptionContext,
-    ) -> Result<SecretBytes> {
-        self.call("decrypt", self.inner.decrypt(key, ciphertext, context))
-            .await
-    }
-
-    async fn generate_data_key(
-        &self,
-        key: &KeyRef,
-        context: &EncryptionContext,
-    ) -> Result<DataKey> {
-        self.call(
-            "generate_data_key",
-            self.inner.generate_data_key(key, context),
-        )
-        .await
-    }
-
-    fn invalidate(&self, name: &str) {
-        self.inner.invalidate(name);
-    }
-}
-
-fn serde_plain(state: BreakerState) -> &'static str {
-    match state {
-        BreakerState::Closed => "closed",
-        BreakerState::Open => "open",
-        BreakerState::HalfOpen => "half_open",
     }
 }

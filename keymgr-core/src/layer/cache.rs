@@ -5,19 +5,27 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use crate::{
-    DataKey, EncryptionContext, HealthReport, KeyBackend, KeyRef, KeyVersion, PublicKey, Result,
-    SecretBytes, SignPayload, Signature,
-};
+use super::{Layered, Next, Operation, Policy, Reply};
+use crate::{KeyBackend, KeyRef, PublicKey, Result};
+
+/// How long [`Cached`] keeps a public key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachePolicy {
+    /// Time to live (default 1 hour).
+    pub ttl: Duration,
+}
+
+impl Default for CachePolicy {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(3600),
+        }
+    }
+}
 
 /// Caches public keys for a TTL (default 1 hour); rotation and
 /// [`invalidate`](KeyBackend::invalidate) drop the cached entries of a key.
-#[derive(Debug)]
-pub struct Cached<B> {
-    inner: B,
-    ttl: Duration,
-    entries: Mutex<HashMap<KeyRef, (Instant, PublicKey)>>,
-}
+pub type Cached<B> = Layered<PublicKeyCache, B>;
 
 impl<B: KeyBackend> Cached<B> {
     /// Default time a public key stays cached.
@@ -30,16 +38,24 @@ impl<B: KeyBackend> Cached<B> {
 
     /// Wraps `inner` with a custom TTL.
     pub fn with_ttl(inner: B, ttl: Duration) -> Self {
+        Layered::with_policy(inner, PublicKeyCache::new(CachePolicy { ttl }))
+    }
+}
+
+/// The cached entries of a [`Cached`] layer: the [`Policy`] behind it.
+#[derive(Debug)]
+pub struct PublicKeyCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<KeyRef, (Instant, PublicKey)>>,
+}
+
+impl PublicKeyCache {
+    /// An empty cache.
+    pub fn new(policy: CachePolicy) -> Self {
         Self {
-            inner,
-            ttl,
+            ttl: policy.ttl,
             entries: Mutex::new(HashMap::new()),
         }
-    }
-
-    /// The wrapped backend.
-    pub fn inner(&self) -> &B {
-        &self.inner
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<KeyRef, (Instant, PublicKey)>> {
@@ -47,82 +63,46 @@ impl<B: KeyBackend> Cached<B> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn drop_name(&self, name: &str) {
-        self.lock().retain(|k, _| k.name() != name);
+    fn get(&self, key: &KeyRef) -> Option<PublicKey> {
+        match self.lock().get(key) {
+            Some((at, pk)) if at.elapsed() < self.ttl => Some(pk.clone()),
+            _ => None,
+        }
     }
 }
 
 #[async_trait]
-impl<B: KeyBackend> KeyBackend for Cached<B> {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    async fn public_key(&self, key: &KeyRef) -> Result<PublicKey> {
-        if let Some((at, pk)) = self.lock().get(key)
-            && at.elapsed() < self.ttl
-        {
-            return Ok(pk.clone());
+impl Policy for PublicKeyCache {
+    async fn call(
+        &self,
+        _backend: &str,
+        operation: Operation<'_>,
+        next: Next<'_>,
+    ) -> Result<Reply> {
+        match operation {
+            Operation::PublicKey(key) => {
+                if let Some(pk) = self.get(key) {
+                    return Ok(Reply::PublicKey(pk));
+                }
+                let reply = next.run().await?;
+                if let Reply::PublicKey(pk) = &reply {
+                    self.lock()
+                        .insert(key.clone(), (Instant::now(), pk.clone()));
+                }
+                Ok(reply)
+            }
+            Operation::CreateVersion(_) | Operation::DisableVersion(_) => {
+                let result = next.run().await;
+                // Even a failed attempt may have moved the current version: never serve a
+                // stale key.
+                self.invalidate(operation.key_name());
+                result
+            }
+            _ => next.run().await,
         }
-        let pk = self.inner.public_key(key).await?;
-        self.lock()
-            .insert(key.clone(), (Instant::now(), pk.clone()));
-        Ok(pk)
-    }
-
-    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature> {
-        self.inner.sign(key, payload).await
-    }
-
-    async fn health(&self) -> HealthReport {
-        self.inner.health().await
-    }
-
-    async fn list_versions(&self, name: &str) -> Result<Vec<KeyVersion>> {
-        self.inner.list_versions(name).await
-    }
-
-    async fn create_version(&self, name: &str) -> Result<KeyVersion> {
-        let result = self.inner.create_version(name).await;
-        // Even a failed attempt may have moved the current version: never serve a stale key.
-        self.drop_name(name);
-        result
-    }
-
-    async fn disable_version(&self, key: &KeyRef) -> Result<()> {
-        let result = self.inner.disable_version(key).await;
-        self.drop_name(key.name());
-        result
-    }
-
-    async fn encrypt(
-        &self,
-        key: &KeyRef,
-        plaintext: &[u8],
-        context: &EncryptionContext,
-    ) -> Result<Vec<u8>> {
-        self.inner.encrypt(key, plaintext, context).await
-    }
-
-    async fn decrypt(
-        &self,
-        key: &KeyRef,
-        ciphertext: &[u8],
-        context: &EncryptionContext,
-    ) -> Result<SecretBytes> {
-        self.inner.decrypt(key, ciphertext, context).await
-    }
-
-    async fn generate_data_key(
-        &self,
-        key: &KeyRef,
-        context: &EncryptionContext,
-    ) -> Result<DataKey> {
-        self.inner.generate_data_key(key, context).await
     }
 
     fn invalidate(&self, name: &str) {
-        self.drop_name(name);
-        self.inner.invalidate(name);
+        self.lock().retain(|k, _| k.name() != name);
     }
 }

@@ -5,10 +5,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use crate::{
-    DataKey, EncryptionContext, Error, HealthReport, KeyBackend, KeyRef, KeyVersion, PublicKey,
-    Result, SecretBytes, SignPayload, Signature,
-};
+use super::{Layered, Next, Operation, Policy, Reply};
+use crate::{Error, KeyBackend, KeyRef, Result};
 
 /// How many signatures one key may make per window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,18 +36,26 @@ struct Bucket {
 ///
 /// Over the limit, `sign` fails at once with [`Error::RateLimited`] carrying when a permit
 /// will be available; waiting is the caller's decision. Other operations are not limited.
-#[derive(Debug)]
-pub struct RateLimit<B> {
-    inner: B,
-    policy: RateLimitPolicy,
-    buckets: Mutex<HashMap<String, Bucket>>,
-}
+pub type RateLimit<B> = Layered<RateLimiter, B>;
 
 impl<B: KeyBackend> RateLimit<B> {
     /// Wraps `inner` with `policy`.
     pub fn new(inner: B, policy: RateLimitPolicy) -> Self {
+        Layered::with_policy(inner, RateLimiter::new(policy))
+    }
+}
+
+/// A [`RateLimitPolicy`] with its per-key buckets: the [`Policy`] behind [`RateLimit`].
+#[derive(Debug)]
+pub struct RateLimiter {
+    policy: RateLimitPolicy,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+impl RateLimiter {
+    /// Full buckets under `policy`.
+    pub fn new(policy: RateLimitPolicy) -> Self {
         Self {
-            inner,
             policy,
             buckets: Mutex::new(HashMap::new()),
         }
@@ -60,10 +66,13 @@ impl<B: KeyBackend> RateLimit<B> {
         let per_token = self.policy.per.as_secs_f64() / capacity;
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        let bucket = buckets.entry(key.name().to_owned()).or_insert(Bucket {
-            tokens: capacity,
-            updated: now,
-        });
+        let bucket = match buckets.get_mut(key.name()) {
+            Some(b) => b,
+            None => buckets.entry(key.name().to_owned()).or_insert(Bucket {
+                tokens: capacity,
+                updated: now,
+            }),
+        };
         let refill = now.duration_since(bucket.updated).as_secs_f64() / per_token;
         bucket.tokens = (bucket.tokens + refill).min(capacity);
         bucket.updated = now;
@@ -82,63 +91,16 @@ impl<B: KeyBackend> RateLimit<B> {
 }
 
 #[async_trait]
-impl<B: KeyBackend> KeyBackend for RateLimit<B> {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    async fn public_key(&self, key: &KeyRef) -> Result<PublicKey> {
-        self.inner.public_key(key).await
-    }
-
-    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature> {
-        self.acquire(key)?;
-        self.inner.sign(key, payload).await
-    }
-
-    async fn health(&self) -> HealthReport {
-        self.inner.health().await
-    }
-
-    async fn list_versions(&self, name: &str) -> Result<Vec<KeyVersion>> {
-        self.inner.list_versions(name).await
-    }
-
-    async fn create_version(&self, name: &str) -> Result<KeyVersion> {
-        self.inner.create_version(name).await
-    }
-
-    async fn disable_version(&self, key: &KeyRef) -> Result<()> {
-        self.inner.disable_version(key).await
-    }
-
-    async fn encrypt(
+impl Policy for RateLimiter {
+    async fn call(
         &self,
-        key: &KeyRef,
-        plaintext: &[u8],
-        context: &EncryptionContext,
-    ) -> Result<Vec<u8>> {
-        self.inner.encrypt(key, plaintext, context).await
-    }
-
-    async fn decrypt(
-        &self,
-        key: &KeyRef,
-        ciphertext: &[u8],
-        context: &EncryptionContext,
-    ) -> Result<SecretBytes> {
-        self.inner.decrypt(key, ciphertext, context).await
-    }
-
-    async fn generate_data_key(
-        &self,
-        key: &KeyRef,
-        context: &EncryptionContext,
-    ) -> Result<DataKey> {
-        self.inner.generate_data_key(key, context).await
-    }
-
-    fn invalidate(&self, name: &str) {
-        self.inner.invalidate(name);
+        _backend: &str,
+        operation: Operation<'_>,
+        next: Next<'_>,
+    ) -> Result<Reply> {
+        if let Operation::Sign(key, _) = operation {
+            self.acquire(key)?;
+        }
+        next.run().await
     }
 }

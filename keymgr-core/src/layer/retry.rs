@@ -3,10 +3,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rand_core::RngCore as _;
 
-use crate::{
-    DataKey, EncryptionContext, HealthReport, KeyBackend, KeyRef, KeyVersion, PublicKey, Result,
-    SecretBytes, SignPayload, Signature,
-};
+use super::{Layered, Next, Operation, Policy, Reply};
+use crate::{KeyBackend, Result};
 
 /// How [`Retry`] backs off.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,32 +49,31 @@ impl RetryPolicy {
 
 /// Retries calls that failed with a retryable error ([`crate::Error::is_retryable`]):
 /// throttling, outages, timeouts. Never not-found, access-denied or integrity errors, and
-/// never key creation (not idempotent).
-#[derive(Debug)]
-pub struct Retry<B> {
-    inner: B,
-    policy: RetryPolicy,
-}
+/// never an operation that is not idempotent ([`Operation::is_idempotent`]: key creation).
+pub type Retry<B> = Layered<RetryPolicy, B>;
 
 impl<B: KeyBackend> Retry<B> {
     /// Wraps `inner` with `policy`.
     pub fn new(inner: B, policy: RetryPolicy) -> Self {
-        Self { inner, policy }
+        Layered::with_policy(inner, policy)
     }
+}
 
-    async fn run<'a, T, F, Fut>(&'a self, operation: &'static str, mut call: F) -> Result<T>
-    where
-        F: FnMut() -> Fut + Send,
-        Fut: Future<Output = Result<T>> + Send + 'a,
-    {
+#[async_trait]
+impl Policy for RetryPolicy {
+    async fn call(&self, backend: &str, operation: Operation<'_>, next: Next<'_>) -> Result<Reply> {
         let mut retry = 0;
         loop {
-            match call().await {
-                Err(e) if e.is_retryable() && retry < self.policy.max_retries => {
-                    let delay = self.policy.delay(retry);
+            match next.run().await {
+                Err(e)
+                    if e.is_retryable()
+                        && operation.is_idempotent()
+                        && retry < self.max_retries =>
+                {
+                    let delay = self.delay(retry);
                     tracing::warn!(
-                        backend = self.inner.name(),
-                        operation,
+                        backend,
+                        operation = operation.name(),
                         attempt = retry + 1,
                         ?delay,
                         error = %e,
@@ -88,74 +85,6 @@ impl<B: KeyBackend> Retry<B> {
                 other => return other,
             }
         }
-    }
-}
-
-#[async_trait]
-impl<B: KeyBackend> KeyBackend for Retry<B> {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    async fn public_key(&self, key: &KeyRef) -> Result<PublicKey> {
-        self.run("public_key", || self.inner.public_key(key)).await
-    }
-
-    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature> {
-        self.run("sign", || self.inner.sign(key, payload)).await
-    }
-
-    async fn health(&self) -> HealthReport {
-        self.inner.health().await
-    }
-
-    async fn list_versions(&self, name: &str) -> Result<Vec<KeyVersion>> {
-        self.run("list_versions", || self.inner.list_versions(name))
-            .await
-    }
-
-    async fn create_version(&self, name: &str) -> Result<KeyVersion> {
-        self.inner.create_version(name).await
-    }
-
-    async fn disable_version(&self, key: &KeyRef) -> Result<()> {
-        self.run("disable_version", || self.inner.disable_version(key))
-            .await
-    }
-
-    async fn encrypt(
-        &self,
-        key: &KeyRef,
-        plaintext: &[u8],
-        context: &EncryptionContext,
-    ) -> Result<Vec<u8>> {
-        self.run("encrypt", || self.inner.encrypt(key, plaintext, context))
-            .await
-    }
-
-    async fn decrypt(
-        &self,
-        key: &KeyRef,
-        ciphertext: &[u8],
-        context: &EncryptionContext,
-    ) -> Result<SecretBytes> {
-        self.run("decrypt", || self.inner.decrypt(key, ciphertext, context))
-            .await
-    }
-
-    async fn generate_data_key(
-        &self,
-        key: &KeyRef,
-        context: &EncryptionContext,
-    ) -> Result<DataKey> {
-        self.run("generate_data_key", || {
-            self.inner.generate_data_key(key, context)
-        })
-        .await
-    }
-
-    fn invalidate(&self, name: &str) {
-        self.inner.invalidate(name);
     }
 }
 

@@ -140,7 +140,11 @@ pub fn random32() -> [u8; 32] {
 }
 
 /// Verifies with k256 / ed25519-dalek, from the public key's bytes.
-pub fn verify_independently(pk: &PublicKey, payload: &SignPayload, sig: &keymgr_core::Signature) {
+pub fn verify_independently(
+    pk: &PublicKey,
+    payload: &SignPayload,
+    sig: &keymgr_core::VerifiedSignature,
+) {
     match (pk, payload) {
         (PublicKey::Secp256k1(_), SignPayload::Prehash(h)) => {
             let vk = k256::ecdsa::VerifyingKey::from_sec1_bytes(&pk.to_bytes()).unwrap();
