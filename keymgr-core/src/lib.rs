@@ -31,7 +31,7 @@ pub use backend::{
 };
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use key::{KeyAlgorithm, KeyRef, KeyVersion, VersionState};
-pub use manager::{KeyManager, KeyManagerBuilder, Rotation};
+pub use manager::{KeyManager, KeyManagerBuilder};
 pub use signature::{
     Ed25519Signature, OID_ED25519, OID_SECP256K1, PublicKey, RawSignature, Secp256k1Signature,
     SignPayload, Signature, finish_signature,

@@ -5,4 +5,5 @@ pub(crate) mod demo;
 pub(crate) mod evm;
 pub(crate) mod keys;
 pub(crate) mod rotate;
+pub(crate) mod status;
 pub(crate) mod xrp;
