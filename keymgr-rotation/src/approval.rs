@@ -37,6 +37,11 @@ impl Rotator {
         events: &mut Vec<RotationEvent>,
     ) -> Result<()> {
         let mut state = self.load_or_init(name, now).await?;
+        if matches!(state.phase, Phase::Overlapping { until_ms, .. } if now >= until_ms) {
+            // The overlap is over: finish that rotation (disable the old version) first.
+            self.advance(name, now, events).await?;
+            state = self.load_or_init(name, now).await?;
+        }
         match state.phase.clone() {
             Phase::Failed { step, version, .. } => {
                 self.emit(
