@@ -233,6 +233,18 @@ impl Rotator {
     pub async fn approve(&self, name: &str) -> Result<RotationRequest> {
         let now = self.clock.now_ms();
         let mut state = self.load_or_init(name, now).await?;
+        if !matches!(
+            state.phase,
+            Phase::Idle | Phase::AwaitingApproval | Phase::Overlapping { .. }
+        ) {
+            return Err(Error::invalid_input(
+                "approve",
+                format!(
+                    "no rotation of {name} is waiting for approval: one is already in progress \
+                     or failed (see `keymgr keys status --key {name}`)"
+                ),
+            ));
+        }
         let request = match state.request.clone() {
             Some(r) => r,
             None => {
