@@ -1039,3 +1039,81 @@ async fn interrupted_rotation_is_adopted_not_duplicated() {
     let v3 = fresh.create_version("evm").await.unwrap();
     assert_ne!(v3.key.version(), v2.key.version());
 }
+
+/// The rotation state that scheduled the old key's disable is lost (another state
+/// directory, a fresh one): a new rotator recovers the schedule from KMS itself (the new
+/// key's creation time) and disables the old key when the overlap ends — not before,
+/// and not never.
+#[tokio::test]
+async fn a_lost_rotation_state_is_recovered_from_kms() {
+    use keymgr_rotation::{
+        Clock as _, Lifecycle, ManualClock, MemoryStateStore, RotationEvent, RotationPolicy,
+        Rotator, SystemClock,
+    };
+    use std::time::Duration;
+    let Some(endpoint) = moto() else { return };
+    let client = client(&endpoint);
+    let v1 = secp256k1_key(&client, "lost-state").await;
+    let aws: Arc<dyn KeyBackend> = Arc::new(backend(&client, &[("evm", &v1.alias)]));
+    let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
+    let rotator = |holder: &str| {
+        Rotator::new(
+            aws.clone(),
+            Arc::new(MemoryStateStore::default()),
+            Arc::new(keymgr_core::TracingAuditSink),
+            RotationPolicy::default(),
+            clock.clone(),
+            holder,
+        )
+        .unwrap()
+    };
+    let events = rotator("first").rotate_now("evm", false).await.unwrap();
+    assert!(
+        matches!(events.as_slice(), [RotationEvent::Rotated(_)]),
+        "{events:?}"
+    );
+    // The first rotator and its state are gone.
+    let created = aws.list_versions("evm").await.unwrap()[1]
+        .created_at_ms
+        .expect("KMS records the creation date");
+    let day = Duration::from_secs(86_400);
+    clock.advance(day * 3);
+    let second = rotator("second");
+    assert!(
+        second.tick("evm").await.unwrap().is_empty(),
+        "still in the overlap"
+    );
+    let status = second.status("evm").await.unwrap();
+    assert_eq!(
+        status.versions[0].stage,
+        Lifecycle::Overlapping {
+            until_ms: Some(created + 7 * 86_400_000)
+        }
+    );
+    let enabled = |id: &str| {
+        let client = client.clone();
+        let id = id.to_owned();
+        async move {
+            client
+                .describe_key()
+                .key_id(id)
+                .send()
+                .await
+                .unwrap()
+                .key_metadata
+                .unwrap()
+                .enabled()
+        }
+    };
+    assert!(
+        enabled(&v1.key_id).await,
+        "not disabled before the overlap ends"
+    );
+    clock.advance(day * 5);
+    let events = second.tick("evm").await.unwrap();
+    assert!(
+        matches!(events.as_slice(), [RotationEvent::Disabled { version, .. }] if *version == v1.key_id),
+        "{events:?}"
+    );
+    assert!(!enabled(&v1.key_id).await, "KMS disabled the old key");
+}

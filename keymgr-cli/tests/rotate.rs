@@ -55,7 +55,10 @@ fn keys_status_lists_versions_and_schedule() {
     let text = String::from_utf8_lossy(&text.stdout).into_owned();
     assert!(text.contains("next rotation: not scheduled yet"), "{text}");
     assert!(text.contains(address), "{text}");
-    assert!(!text.contains("Some(") && !text.contains("Idle"), "no Debug output: {text}");
+    assert!(
+        !text.contains("Some(") && !text.contains("Idle"),
+        "no Debug output: {text}"
+    );
 }
 
 #[test]
@@ -107,7 +110,9 @@ fn rotation_needs_a_state_path_and_env_keys_rotate_manually() {
     assert_eq!(json(&out)["would_rotate"], true);
 
     let out = keymgr(
-        &["rotate", "approve", "--key", "evm", "--actor", "bob", "--json"],
+        &[
+            "rotate", "approve", "--key", "evm", "--actor", "bob", "--json",
+        ],
         &[("KEYMGR_ROTATION_STATE_PATH", &path)],
     );
     assert!(!out.status.success(), "nothing awaits approval");
@@ -129,7 +134,12 @@ fn a_held_lease_exits_75_naming_the_holder() {
         .as_millis() as u64;
     // Held by this (live) test process under another holder id.
     let held = store
-        .acquire_lease("evm", "ops-host:4242", now, std::time::Duration::from_secs(300))
+        .acquire_lease(
+            "evm",
+            "ops-host:4242",
+            now,
+            std::time::Duration::from_secs(300),
+        )
         .unwrap();
     assert!(matches!(held, LeaseOutcome::Acquired { .. }));
     let out = keymgr(
@@ -140,7 +150,10 @@ fn a_held_lease_exits_75_naming_the_holder() {
     let v = json(&out);
     assert_eq!(v["error"]["kind"], "lease_held");
     let message = v["error"]["message"].as_str().unwrap();
-    assert!(message.contains("ops-host:4242") && message.contains("until"), "{message}");
+    assert!(
+        message.contains("ops-host:4242") && message.contains("until"),
+        "{message}"
+    );
     // Released: the next run gets past the lease (and meets the env backend's refusal).
     store.release_lease("evm", "ops-host:4242").unwrap();
     let out = keymgr(
