@@ -39,7 +39,7 @@ pub enum RotationEvent {
         request: RotationRequest,
     },
     /// A new version is current; the old one stays valid until its overlap ends.
-    Rotated(RotationResult),
+    Rotated(Box<RotationResult>),
     /// A version was disabled in the backend (not deleted).
     Disabled {
         /// Logical key.

@@ -292,7 +292,7 @@ impl Rotator {
                 },
                 Phase::Creating { old } => {
                     let result = self.create(&mut state, old, now).await?;
-                    events.push(RotationEvent::Rotated(result));
+                    events.push(RotationEvent::Rotated(Box::new(result)));
                 }
                 Phase::Overlapping { old, until_ms, .. } => {
                     let emergency = state.request.as_ref().is_some_and(|r| {
