@@ -78,8 +78,8 @@ async fn key_manager_writes_the_right_events() {
         matches!(limited, Err(Error::RateLimited { .. })),
         "{limited:?}"
     );
-    // 4. rotation on the env backend is unsupported; disabling too.
-    assert!(manager.rotate("evm").await.is_err());
+    // 4. KeyManager does not rotate (keymgr-rotation does); disabling on env is unsupported.
+    assert!(manager.create_version("evm").await.is_err());
     assert!(
         manager
             .disable_version(&KeyRef::versioned("evm", "1"))
@@ -99,8 +99,6 @@ async fn key_manager_writes_the_right_events() {
             "KEY_ACCESS_DENIED",
             "SIGN_REQUEST",
             "RATE_LIMITED",
-            "KEY_ROTATION_START",
-            "KEY_ROTATION_FAILURE",
             "KEY_DISABLED",
         ]
     );
@@ -118,9 +116,9 @@ async fn key_manager_writes_the_right_events() {
     assert_eq!(es[3].outcome, "denied");
     assert_eq!(es[3].error_kind.as_deref(), Some("access_denied"));
     assert_eq!(es[5].error_kind.as_deref(), Some("rate_limited"));
-    assert_eq!(es[7].error_kind.as_deref(), Some("unsupported"));
-    assert_eq!(es[8].key_version.as_deref(), Some("1"));
-    assert_eq!(es[8].outcome, "failure");
+    assert_eq!(es[6].error_kind.as_deref(), Some("unsupported"));
+    assert_eq!(es[6].key_version.as_deref(), Some("1"));
+    assert_eq!(es[6].outcome, "failure");
     // Durable: everything KeyManager acknowledged is already on disk, in one chain.
     let r = verify_ok(dir.path());
     assert_eq!(r.entries, 9);

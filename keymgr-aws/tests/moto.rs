@@ -344,16 +344,17 @@ async fn rotation_moves_the_alias_tags_history_and_disables_the_old_key() {
     let sig1 = manager.sign(&evm, &SignPayload::Prehash(h1)).await.unwrap();
     assert!(k256_verifies(&pk1, &h1, &sig1));
 
-    let rotation = manager.rotate("evm").await.unwrap();
-    let previous = rotation.previous.clone().expect("the previous version");
+    // The backend's own rotation primitive (keymgr-rotation drives it in production).
+    let previous = aws.list_versions("evm").await.unwrap().pop().unwrap();
+    assert!(previous.current);
     assert_eq!(previous.key.version(), Some(v1.key_id.as_str()));
-    assert_eq!(rotation.previous_public_key.as_ref(), Some(&pk1));
-    let v2_id = rotation.current.key.version().unwrap().to_owned();
+    assert_eq!(aws.public_key(&previous.key).await.unwrap(), pk1);
+    let current = aws.create_version("evm").await.unwrap();
+    manager.invalidate("evm");
+    let current_public_key = aws.public_key(&current.key).await.unwrap();
+    let v2_id = current.key.version().unwrap().to_owned();
     assert_ne!(v2_id, v1.key_id);
-    assert_ne!(
-        rotation.current_public_key, pk1,
-        "a new key, so a new public key"
-    );
+    assert_ne!(current_public_key, pk1, "a new key, so a new public key");
 
     // The alias moved in KMS itself.
     let target = client
@@ -367,7 +368,7 @@ async fn rotation_moves_the_alias_tags_history_and_disables_the_old_key() {
     // The current name signs with the new key; the old version still signs (overlap).
     let h2 = random32();
     let sig2 = manager.sign(&evm, &SignPayload::Prehash(h2)).await.unwrap();
-    assert!(k256_verifies(&rotation.current_public_key, &h2, &sig2));
+    assert!(k256_verifies(&current_public_key, &h2, &sig2));
     assert!(!k256_verifies(&pk1, &h2, &sig2));
     let old = KeyRef::versioned("evm", v1.key_id.as_str());
     let h3 = random32();
@@ -493,12 +494,12 @@ async fn rotation_moves_the_alias_tags_history_and_disables_the_old_key() {
     assert_eq!(versions[1].state, VersionState::Enabled);
 
     // A second rotation extends the chain.
-    let third = manager.rotate("evm").await.unwrap();
+    let third = aws.create_version("evm").await.unwrap();
     let versions = other.list_versions("evm").await.unwrap();
     assert_eq!(versions.len(), 3);
-    assert_eq!(versions[2].key, third.current.key);
+    assert_eq!(versions[2].key, third.key);
     assert_eq!(
-        tags(third.current.key.version().unwrap().to_owned())
+        tags(third.key.version().unwrap().to_owned())
             .await
             .get(TAG_VERSION)
             .map(String::as_str),
@@ -945,7 +946,10 @@ async fn scheduled_rotation_through_keymgr_rotation() {
         vec![(76, "notice"), (90, "rotated"), (97, "disabled")]
     );
     let rotated = rotated.unwrap();
-    assert_eq!(rotated.old_version.as_deref(), Some(v1.key_id.as_str()));
+    assert_eq!(
+        rotated.old.as_ref().map(|o| o.version()),
+        Some(v1.key_id.as_str())
+    );
     // KMS itself: alias on the new key, the old key disabled (not deleted).
     let target = client
         .describe_key()
@@ -953,7 +957,7 @@ async fn scheduled_rotation_through_keymgr_rotation() {
         .send()
         .await
         .unwrap();
-    assert_eq!(target.key_metadata.unwrap().key_id(), rotated.new_version);
+    assert_eq!(target.key_metadata.unwrap().key_id(), rotated.new.version());
     let old = client
         .describe_key()
         .key_id(&v1.key_id)
@@ -1113,4 +1117,82 @@ async fn key_manager_audits_symmetric_operations() {
     let all = format!("{records:?}");
     assert!(!all.contains(&to_hex(secret)) && !all.contains("channel secret"));
     assert!(!all.contains(&to_hex(dk.plaintext.expose())));
+}
+
+/// The rotation state that scheduled the old key's disable is lost (another state
+/// directory, a fresh one): a new rotator recovers the schedule from KMS itself (the new
+/// key's creation time) and disables the old key when the overlap ends — not before,
+/// and not never.
+#[tokio::test]
+async fn a_lost_rotation_state_is_recovered_from_kms() {
+    use keymgr_rotation::{
+        Clock as _, Lifecycle, ManualClock, MemoryStateStore, RotationEvent, RotationPolicy,
+        Rotator, SystemClock,
+    };
+    use std::time::Duration;
+    let Some(endpoint) = moto() else { return };
+    let client = client(&endpoint);
+    let v1 = secp256k1_key(&client, "lost-state").await;
+    let aws: Arc<dyn KeyBackend> = Arc::new(backend(&client, &[("evm", &v1.alias)]));
+    let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
+    let rotator = |holder: &str| {
+        Rotator::new(
+            aws.clone(),
+            Arc::new(MemoryStateStore::default()),
+            Arc::new(keymgr_core::TracingAuditSink),
+            RotationPolicy::default(),
+            clock.clone(),
+            holder,
+        )
+        .unwrap()
+    };
+    let events = rotator("first").rotate_now("evm", false).await.unwrap();
+    assert!(
+        matches!(events.as_slice(), [RotationEvent::Rotated(_)]),
+        "{events:?}"
+    );
+    // The first rotator and its state are gone.
+    let created = aws.list_versions("evm").await.unwrap()[1]
+        .created_at_ms
+        .expect("KMS records the creation date");
+    let day = Duration::from_secs(86_400);
+    clock.advance(day * 3);
+    let second = rotator("second");
+    assert!(
+        second.tick("evm").await.unwrap().is_empty(),
+        "still in the overlap"
+    );
+    let status = second.status("evm").await.unwrap();
+    assert_eq!(
+        status.versions[0].stage,
+        Lifecycle::Overlapping {
+            until_ms: Some(created + 7 * 86_400_000)
+        }
+    );
+    let enabled = |id: &str| {
+        let client = client.clone();
+        let id = id.to_owned();
+        async move {
+            client
+                .describe_key()
+                .key_id(id)
+                .send()
+                .await
+                .unwrap()
+                .key_metadata
+                .unwrap()
+                .enabled()
+        }
+    };
+    assert!(
+        enabled(&v1.key_id).await,
+        "not disabled before the overlap ends"
+    );
+    clock.advance(day * 5);
+    let events = second.tick("evm").await.unwrap();
+    assert!(
+        matches!(events.as_slice(), [RotationEvent::Disabled { version, .. }] if *version == v1.key_id),
+        "{events:?}"
+    );
+    assert!(!enabled(&v1.key_id).await, "KMS disabled the old key");
 }

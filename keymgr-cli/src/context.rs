@@ -53,6 +53,23 @@ impl Output {
     }
 }
 
+/// A refusal with its own exit code and JSON `kind`, for outcomes scripts must tell
+/// apart from plain failure (e.g. another rotator holds the lease: try again later).
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub(crate) kind: &'static str,
+    pub(crate) code: u8,
+    pub(crate) message: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
 /// Prints a result; errors go to stderr, or as `{"error": ...}` on stdout with `--json`.
 pub(crate) fn print(result: anyhow::Result<Output>, json: bool) -> ExitCode {
     match result {
@@ -68,7 +85,9 @@ pub(crate) fn print(result: anyhow::Result<Output>, json: bool) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            let kind = error_kind(&e);
+            let refusal = e.chain().find_map(|c| c.downcast_ref::<Refusal>());
+            let kind = refusal.map_or_else(|| error_kind(&e), |r| r.kind);
+            let code = refusal.map_or(ExitCode::FAILURE, |r| ExitCode::from(r.code));
             let message = format!("{e:#}");
             if json {
                 let mut error = serde_json::json!({ "kind": kind, "message": message });
@@ -79,7 +98,7 @@ pub(crate) fn print(result: anyhow::Result<Output>, json: bool) -> ExitCode {
             } else {
                 eprintln!("keymgr: {message}");
             }
-            ExitCode::FAILURE
+            code
         }
     }
 }

@@ -37,11 +37,12 @@ enum Command {
     /// Ethereum: address, EIP-191 messages, EIP-712 typed data, transactions.
     #[command(subcommand)]
     Evm(cmd::evm::EvmCommand),
-    /// Rotate a key now or when due; `rotate approve` for approval mode.
+    /// Rotate a key now or when due; `rotate approve` approves a request; `rotate run`
+    /// runs the scheduler.
     Rotate(cmd::rotate::RotateArgs),
     /// Key versions, states and rotation schedule.
     #[command(subcommand)]
-    Keys(cmd::rotate::KeysCommand),
+    Keys(cmd::status::KeysCommand),
     /// XRP Ledger payment-channel claims: public key, address, sign, verify.
     #[command(subcommand)]
     Xrp(cmd::xrp::XrpCommand),
@@ -63,7 +64,7 @@ async fn dispatch(command: Command, ctx: &Context, json: bool) -> anyhow::Result
         Command::Evm(c) => cmd::evm::run(c, ctx).await,
         Command::Xrp(c) => cmd::xrp::run(c, ctx).await,
         Command::Rotate(args) => cmd::rotate::rotate(args, ctx, json).await,
-        Command::Keys(c) => cmd::rotate::keys(c, ctx).await,
+        Command::Keys(c) => cmd::status::keys(c, ctx).await,
         Command::Encrypt(args) => cmd::envelope::encrypt(args, ctx, json).await,
         Command::Decrypt(args) => cmd::envelope::decrypt(args, ctx, json).await,
     }

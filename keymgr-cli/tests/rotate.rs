@@ -42,11 +42,22 @@ fn keys_status_lists_versions_and_schedule() {
     let keys = v["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 1, "only evm is configured: {v}");
     assert_eq!(keys[0]["key"], "evm");
-    assert_eq!(keys[0]["status"]["versions"][0]["key"]["version"], "1");
-    assert!(keys[0]["status"]["next_rotation_ms"].as_u64().unwrap() > 0);
-    assert_eq!(
-        keys[0]["status"]["lifecycle"][0],
-        serde_json::json!({ "version": "1", "stage": { "stage": "active" } })
+    let version = &keys[0]["status"]["versions"][0];
+    assert_eq!(version["version"]["key"]["version"], "1");
+    assert_eq!(version["stage"], serde_json::json!({ "stage": "active" }));
+    // The env key's identity, derived from its public key.
+    let address = version["identity"]["evm_address"].as_str().unwrap();
+    assert_eq!(address.len(), 42, "{version}");
+    // No state yet and the env backend records no creation time: the next rotation is
+    // not made up (it would drift with every call).
+    assert!(keys[0]["status"]["next_rotation_ms"].is_null(), "{v}");
+    let text = keymgr(&["keys", "status"], &[]);
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(text.contains("next rotation: not scheduled yet"), "{text}");
+    assert!(text.contains(address), "{text}");
+    assert!(
+        !text.contains("Some(") && !text.contains("Idle"),
+        "no Debug output: {text}"
     );
 }
 
@@ -99,12 +110,58 @@ fn rotation_needs_a_state_path_and_env_keys_rotate_manually() {
     assert_eq!(json(&out)["would_rotate"], true);
 
     let out = keymgr(
-        &["rotate", "approve", "--key", "evm", "--json"],
+        &[
+            "rotate", "approve", "--key", "evm", "--actor", "bob", "--json",
+        ],
         &[("KEYMGR_ROTATION_STATE_PATH", &path)],
     );
     assert!(!out.status.success(), "nothing awaits approval");
     assert_eq!(json(&out)["error"]["kind"], "invalid_input");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A rotation refused because another live rotator holds the key's lease exits 75 and
+/// says who holds it and until when.
+#[test]
+fn a_held_lease_exits_75_naming_the_holder() {
+    use keymgr_rotation::{FileStateStore, LeaseOutcome, StateStore as _};
+    let dir = keymgr_testkit::TempDir::new("cli-lease");
+    let path = dir.path().to_string_lossy().into_owned();
+    let store = FileStateStore::new(dir.path()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    // Held by this (live) test process under another holder id.
+    let held = store
+        .acquire_lease(
+            "evm",
+            "ops-host:4242",
+            now,
+            std::time::Duration::from_secs(300),
+        )
+        .unwrap();
+    assert!(matches!(held, LeaseOutcome::Acquired { .. }));
+    let out = keymgr(
+        &["rotate", "--key", "evm", "--now", "--json"],
+        &[("KEYMGR_ROTATION_STATE_PATH", &path)],
+    );
+    assert_eq!(out.status.code(), Some(75), "{out:?}");
+    let v = json(&out);
+    assert_eq!(v["error"]["kind"], "lease_held");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("ops-host:4242") && message.contains("until"),
+        "{message}"
+    );
+    // Released: the next run gets past the lease (and meets the env backend's refusal).
+    store.release_lease("evm", "ops-host:4242").unwrap();
+    let out = keymgr(
+        &["rotate", "--key", "evm", "--now", "--json"],
+        &[("KEYMGR_ROTATION_STATE_PATH", &path)],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json(&out)["error"]["kind"], "unsupported");
 }
 
 #[test]

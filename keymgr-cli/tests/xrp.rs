@@ -53,7 +53,8 @@ fn public_key_and_address() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v = json(&out);
-    assert_eq!(v["key"], "xrp");
+    // The signer pins the key's current version (channels are bound to one key).
+    assert_eq!(v["key"], "xrp@1");
     assert_eq!(v["algorithm"], "ed25519");
     assert_eq!(
         v["public_key"],

@@ -29,6 +29,15 @@ pub enum AuditEvent {
     KeyRotationComplete,
     /// A rotation is waiting for an operator's approval.
     KeyRotationAwaitingApproval,
+    /// A rotation was requested (by an operator or the schedule); details name the
+    /// request and the requester.
+    KeyRotationRequested,
+    /// A rotation request was approved; details name the requester and the approver.
+    KeyRotationApproved,
+    /// An approval was refused (e.g. the requester tried to approve their own request).
+    KeyRotationRefused,
+    /// A rotation request, or its approval, expired unused.
+    KeyRotationExpired,
     /// A rotation failed.
     KeyRotationFailure,
     /// A key version was disabled.
@@ -68,6 +77,10 @@ impl AuditEvent {
             AuditEvent::KeyRotationStart => "KEY_ROTATION_START",
             AuditEvent::KeyRotationComplete => "KEY_ROTATION_COMPLETE",
             AuditEvent::KeyRotationAwaitingApproval => "KEY_ROTATION_AWAITING_APPROVAL",
+            AuditEvent::KeyRotationRequested => "KEY_ROTATION_REQUESTED",
+            AuditEvent::KeyRotationApproved => "KEY_ROTATION_APPROVED",
+            AuditEvent::KeyRotationRefused => "KEY_ROTATION_REFUSED",
+            AuditEvent::KeyRotationExpired => "KEY_ROTATION_EXPIRED",
             AuditEvent::KeyRotationFailure => "KEY_ROTATION_FAILURE",
             AuditEvent::KeyDisabled => "KEY_DISABLED",
             AuditEvent::KeyAccessDenied => "KEY_ACCESS_DENIED",

@@ -32,7 +32,7 @@ pub use backend::{
 };
 pub use error::{BoxError, Error, ErrorKind, IntegrityReason, ProviderError, Result};
 pub use key::{KeyAlgorithm, KeyRef, KeyVersion, VersionState};
-pub use manager::{KeyManager, KeyManagerBuilder, RecommendedLayers, Rotation};
+pub use manager::{KeyManager, KeyManagerBuilder, RecommendedLayers};
 pub use signature::{
     Ed25519Signature, OID_ED25519, OID_SECP256K1, PublicKey, RawSignature, Secp256k1Signature,
     SignPayload, Signature,

@@ -10,11 +10,11 @@ use crate::layer::{
 };
 use crate::{
     AuditEvent, AuditRecord, AuditSink, EncryptionContext, Error, HealthReport, IntegrityReason,
-    KeyBackend, KeyRef, KeyVersion, Outcome, PublicKey, Result, SignPayload, TracingAuditSink,
+    KeyBackend, KeyRef, Outcome, PublicKey, Result, SignPayload, TracingAuditSink,
     VerifiedSignature,
 };
 
-/// Signs, reports public keys, rotates and checks health through one backend stack,
+/// Signs, reports public keys and checks health through one backend stack,
 /// writing an audit record for every key operation.
 ///
 /// `KeyManager` is itself a [`KeyBackend`], so adapters (`keymgr-evm`, `keymgr-xrp`)
@@ -155,20 +155,6 @@ impl KeyManagerBuilder {
     }
 }
 
-/// What a rotation did. For EVM keys the address changes with the public key: fund or
-/// register the new one before relying on it.
-#[derive(Debug, Clone)]
-pub struct Rotation {
-    /// The version that was current before, if the backend reported one.
-    pub previous: Option<KeyVersion>,
-    /// Its public key.
-    pub previous_public_key: Option<PublicKey>,
-    /// The new current version.
-    pub current: KeyVersion,
-    /// Its public key.
-    pub current_public_key: PublicKey,
-}
-
 impl KeyManager {
     /// A manager over `backend` with the recommended stack
     /// ([`RecommendedLayers::default`]) and audit to `tracing`.
@@ -203,6 +189,11 @@ impl KeyManager {
     /// The layered backend stack.
     pub fn backend(&self) -> &Arc<dyn KeyBackend> {
         &self.backend
+    }
+
+    /// Who this manager acts as in audit entries (`KEYMGR_ACTOR`), if set.
+    pub fn actor(&self) -> Option<&str> {
+        self.actor.as_deref()
     }
 
     fn record(&self, event: AuditEvent, key: &KeyRef, outcome: Outcome) -> AuditRecord {
@@ -298,61 +289,6 @@ impl KeyManager {
         self.backend.public_key(key).await
     }
 
-    /// Creates a new version of `name`, makes it current and drops cached public keys.
-    ///
-    /// The old version stays enabled (its overlap); `keymgr-rotation` disables it later.
-    /// Unsupported backends (env) answer [`Error::Unsupported`].
-    pub async fn rotate(&self, name: &str) -> Result<Rotation> {
-        let key = KeyRef::new(name);
-        let previous = match self.backend.list_versions(name).await {
-            Ok(versions) => versions.into_iter().find(|v| v.current),
-            Err(e) if e.kind() == crate::ErrorKind::Unsupported => None,
-            Err(e) => return Err(e),
-        };
-        let previous_public_key = match &previous {
-            Some(v) => Some(self.backend.public_key(&v.key).await?),
-            None => None,
-        };
-        let mut start = self.record(AuditEvent::KeyRotationStart, &key, Outcome::Pending);
-        if let Some(p) = &previous {
-            start = start.detail("old_version", p.key.version().unwrap_or_default());
-            start = start.detail("old_id", p.backend_id.clone());
-        }
-        self.audit.record(start).await?;
-
-        let created = self.backend.create_version(name).await;
-        self.backend.invalidate(name);
-        let current = match created {
-            Ok(v) => v,
-            Err(e) => {
-                let mut r = self
-                    .record(AuditEvent::KeyRotationFailure, &key, Outcome::Failure)
-                    .detail("error", e.to_string());
-                r.error_kind = Some(e.kind());
-                self.audit.record(r).await?;
-                return Err(e);
-            }
-        };
-        let current_public_key = self.backend.public_key(&current.key).await?;
-        let mut done = self
-            .record(AuditEvent::KeyRotationComplete, &key, Outcome::Success)
-            .detail("new_version", current.key.version().unwrap_or_default())
-            .detail("new_id", current.backend_id.clone())
-            .detail("new_public_key", hex::encode(current_public_key.to_bytes()));
-        if let Some(p) = &previous {
-            done = done
-                .detail("old_version", p.key.version().unwrap_or_default())
-                .detail("old_id", p.backend_id.clone());
-        }
-        self.audit.record(done).await?;
-        Ok(Rotation {
-            previous,
-            previous_public_key,
-            current,
-            current_public_key,
-        })
-    }
-
     /// Health of the whole stack.
     pub async fn health(&self) -> HealthReport {
         self.backend.health().await
@@ -367,9 +303,15 @@ impl KeyManager {
     async fn dispatch(&self, operation: Operation<'_>) -> Result<Reply> {
         match operation {
             Operation::Sign(key, payload) => self.sign(key, payload).await.map(Reply::Signature),
-            Operation::CreateVersion(name) => {
-                self.rotate(name).await.map(|r| Reply::Version(r.current))
-            }
+            // Rotation has one implementation, keymgr-rotation's `Rotator`.
+            Operation::CreateVersion(name) => Err(Error::unsupported(
+                self.backend.name(),
+                "create_version",
+                format!(
+                    "KeyManager does not rotate {name}: use keymgr_rotation::Rotator::from_manager \
+                     (or `keymgr rotate`), the one audited, crash-safe rotation path"
+                ),
+            )),
             Operation::DisableVersion(key) => self.disable_audited(key).await.map(|()| Reply::Done),
             Operation::Encrypt(key, plaintext, context) => {
                 let op = self.backend.encrypt(key, plaintext, context);

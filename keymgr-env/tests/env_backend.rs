@@ -118,8 +118,9 @@ async fn rotation_is_unsupported_and_says_manual() {
     let e = backend.create_version("evm").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported);
     assert!(e.to_string().contains("manual"), "{e}");
-    let manager = keymgr_core::KeyManager::recommended(Arc::new(EnvBackend::generate())).build();
-    let e = manager.rotate("evm").await.unwrap_err();
+    let manager = keymgr_core::KeyManager::builder(Arc::new(EnvBackend::generate())).build();
+    // KeyManager never rotates (keymgr-rotation's Rotator is the one rotation path).
+    let e = manager.create_version("evm").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported);
     // Versions: exactly one, "1".
     let versions = backend.list_versions("evm").await.unwrap();

@@ -10,7 +10,7 @@ use alloy_signer::{Signer, sign_transaction_with_chain_id};
 use async_trait::async_trait;
 use k256::ecdsa::VerifyingKey;
 use keymgr_core::{
-    Error, ErrorKind, IntegrityReason, KeyBackend, KeyRef, PublicKey, Result, Rotation, SignPayload,
+    Error, ErrorKind, IntegrityReason, KeyBackend, KeyRef, PublicKey, Result, SignPayload,
 };
 
 /// An Ethereum signer whose key never leaves a keymgr backend (KMS, HSM, or the dev
@@ -26,7 +26,8 @@ use keymgr_core::{
 /// changes. **Rotating the logical key gives it a new address**; this signer keeps
 /// signing with (and reporting the address of) the version it is bound to, for as long
 /// as the backend keeps that version enabled. To move to the new key, build a new signer
-/// ([`to_current_version`](Self::to_current_version), [`from_rotation`](Self::from_rotation))
+/// ([`to_current_version`](Self::to_current_version), or [`from_public_key`](Self::from_public_key)
+/// with the new version of `keymgr_rotation::RotationResult`)
 /// and fund or register its address first; [`check_rotation`](Self::check_rotation)
 /// tells whether the logical key has moved on.
 ///
@@ -94,6 +95,8 @@ impl<B: KeyBackend> EvmSigner<B> {
     /// Builds a signer from a public key the caller already has (no backend call).
     ///
     /// `key` is used exactly as given (pass a versioned [`KeyRef`] to pin a version).
+    /// After a rotation, `keymgr_rotation::RotationResult::new` holds both: the new
+    /// version's `key` and `public_key`.
     /// The public key is not trusted blindly: every signature must recover to it, so a
     /// wrong one makes signing fail with [`Error::Integrity`], never sign for the wrong
     /// address.
@@ -114,17 +117,6 @@ impl<B: KeyBackend> EvmSigner<B> {
             address: Address::from_public_key(&vk),
             chain_id: None,
         })
-    }
-
-    /// Builds a signer for the new current version reported by
-    /// [`KeyManager::rotate`](keymgr_core::KeyManager::rotate). Its address differs from
-    /// the previous version's.
-    pub fn from_rotation(backend: B, rotation: &Rotation) -> Result<Self> {
-        Self::from_public_key(
-            backend,
-            rotation.current.key.clone(),
-            &rotation.current_public_key,
-        )
     }
 
     /// The address of the bound key version (keccak-256 of the uncompressed public key).

@@ -170,14 +170,51 @@ async fn signer_is_pinned_to_the_version_current_when_built() {
 }
 
 #[tokio::test]
-async fn from_rotation_after_key_manager_rotate() {
+async fn signer_from_the_rotation_result() {
+    use keymgr_rotation::{MemoryStateStore, RotationEvent, RotationPolicy, Rotator, SystemClock};
     let backend: Arc<dyn KeyBackend> = Arc::new(VersionedBackend::with_one_version());
     let manager = Arc::new(KeyManager::new(backend));
     let before = EvmSigner::new(manager.clone(), "settlement").await.unwrap();
-    let rotation = manager.rotate("settlement").await.unwrap();
-    let after = EvmSigner::from_rotation(manager.clone(), &rotation).unwrap();
+    let rotator = Rotator::from_manager(
+        &manager,
+        Arc::new(MemoryStateStore::default()),
+        RotationPolicy::default(),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let events = rotator.rotate_now("settlement", false).await.unwrap();
+    let Some(RotationEvent::Rotated(rotation)) = events.last() else {
+        panic!("{events:?}")
+    };
+    let after = EvmSigner::from_public_key(
+        manager.clone(),
+        rotation.new.key.clone(),
+        &rotation.new.public_key,
+    )
+    .unwrap();
     assert_eq!(after.key(), &KeyRef::versioned("settlement", "2"));
     assert_ne!(after.address(), before.address());
+    // The result's address is the signer's, and the old one is the previous signer's.
+    assert_eq!(
+        rotation
+            .new
+            .evm_address()
+            .unwrap()
+            .parse::<Address>()
+            .unwrap(),
+        after.address()
+    );
+    assert_eq!(
+        rotation
+            .old
+            .as_ref()
+            .unwrap()
+            .evm_address()
+            .unwrap()
+            .parse::<Address>()
+            .unwrap(),
+        before.address()
+    );
     let h = B256::repeat_byte(1);
     assert_eq!(recovered(&after, h).await, after.address());
     assert_eq!(recovered(&before, h).await, before.address());

@@ -29,7 +29,7 @@ use crate::rotation;
 ///   other name is used as the label itself.
 /// - Versions: the label itself is version `0` (a key made outside keymgr), and
 ///   rotation creates `<label>.v1`, `<label>.v2`, ...; the unversioned name resolves to
-///   the highest version present. See [`create_version`](KeyBackend::create_version).
+///   the highest version whose key pair is complete. See [`create_version`](KeyBackend::create_version).
 /// - Calls run on tokio's blocking thread pool with a session from a bounded pool.
 ///
 /// `Debug` shows the module, token and key labels, never the PIN.
@@ -301,42 +301,6 @@ impl Inner {
         }
     }
 
-    /// The label of `key`: an explicit version's label, or the current version's.
-    pub(crate) fn label_of(
-        &self,
-        s: &Session,
-        epoch: u64,
-        key: &KeyRef,
-    ) -> std::result::Result<String, Failure> {
-        let base = self.config.base_label(key.name());
-        if let Some(v) = key.version() {
-            return Ok(rotation::versioned_label(base, v)?);
-        }
-        if let Some(c) = lock(&self.current).get(key.name())
-            && self.fresh(c, epoch)
-        {
-            return Ok(c.value.clone());
-        }
-        let mut versions = rotation::list_labels(s, base)?;
-        if versions.is_empty() {
-            // Private objects are invisible when logged out behind our back.
-            self.pool.token.ensure_login(true)?;
-            versions = rotation::list_labels(s, base)?;
-        }
-        let Some((_, label)) = versions.pop() else {
-            return Err(self.not_found(key, base).into());
-        };
-        lock(&self.current).insert(
-            key.name().to_owned(),
-            Cached {
-                value: label.clone(),
-                epoch,
-                at: Instant::now(),
-            },
-        );
-        Ok(label)
-    }
-
     fn not_found(&self, key: &KeyRef, label: &str) -> Error {
         let configured = self
             .config
@@ -361,29 +325,60 @@ impl Inner {
         c.epoch == epoch && c.at.elapsed() < self.config.key_cache_ttl
     }
 
-    /// The key pair behind `key`, from the cache or the token.
+    /// The key pair behind `key`, from the cache or the token: an explicit version's
+    /// label, or the current version — the highest version whose key pair is complete
+    /// (see [`rotation::current_key`]).
     pub(crate) fn resolve(
         &self,
         s: &Session,
         epoch: u64,
         key: &KeyRef,
     ) -> std::result::Result<FoundKey, Failure> {
-        let label = self.label_of(s, epoch, key)?;
-        if let Some(c) = lock(&self.keys).get(&label)
+        let base = self.config.base_label(key.name());
+        let label = match key.version() {
+            Some(v) => Some(rotation::versioned_label(base, v)?),
+            None => lock(&self.current)
+                .get(key.name())
+                .filter(|c| self.fresh(c, epoch))
+                .map(|c| c.value.clone()),
+        };
+        if let Some(label) = &label
+            && let Some(c) = lock(&self.keys).get(label)
             && self.fresh(c, epoch)
         {
             return Ok(c.value.clone());
         }
         let name = key.to_string();
-        let found = match keys::find(s, &name, &label)? {
-            Some(k) => k,
-            None => {
-                self.pool.token.ensure_login(true)?;
-                keys::find(s, &name, &label)?.ok_or_else(|| self.not_found(key, &label))?
-            }
+        let found = match &label {
+            Some(label) if key.version().is_some() => match keys::find(s, &name, label)? {
+                Some(k) => k,
+                None => {
+                    self.pool.token.ensure_login(true)?;
+                    keys::find(s, &name, label)?.ok_or_else(|| self.not_found(key, label))?
+                }
+            },
+            _ => match rotation::current_key(s, key.name(), base)? {
+                Some(k) => k,
+                None => {
+                    // Private objects are invisible when logged out behind our back.
+                    self.pool.token.ensure_login(true)?;
+                    rotation::current_key(s, key.name(), base)?
+                        .ok_or_else(|| self.not_found(key, base))?
+                }
+            },
         };
+        if key.version().is_none() {
+            lock(&self.current).insert(
+                key.name().to_owned(),
+                Cached {
+                    value: found.label.clone(),
+                    epoch,
+                    at: Instant::now(),
+                },
+            );
+        }
         lock(&self.keys).insert(
-            label,
+            found.label.clone(),
             Cached {
                 value: found.clone(),
                 epoch,
@@ -558,10 +553,11 @@ impl KeyBackend for HsmBackend {
     }
 
     /// Generates `<label>.v<N+1>` (`C_GenerateKeyPair`, private key sensitive and
-    /// non-extractable, same curve as the current version), makes it current, then keeps
-    /// the newest [`HsmConfig::keep_versions`] versions and deletes older ones that
-    /// keymgr created, logging a warning for each. The original, unversioned label is
-    /// never deleted.
+    /// non-extractable, same curve as the current version), `N` being the highest version
+    /// any object on the token carries, and makes it current. Old versions stay (disable
+    /// them with [`disable_version`](KeyBackend::disable_version)); only with
+    /// [`HsmConfig::keep_versions`] set are disabled versions beyond the newest
+    /// `keep_versions` deleted, with a warning each.
     async fn create_version(&self, name: &str) -> Result<KeyVersion> {
         let inner = self.inner.clone();
         let owned = name.to_owned();

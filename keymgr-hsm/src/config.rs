@@ -22,14 +22,16 @@ pub const HSM_EVM_KEY_LABEL: &str = "HSM_EVM_KEY_LABEL";
 pub const HSM_XRP_KEY_LABEL: &str = "HSM_XRP_KEY_LABEL";
 /// Session pool size (default: the number of CPU cores).
 pub const HSM_POOL_SIZE: &str = "HSM_POOL_SIZE";
-/// How many versions rotation keeps before deleting the oldest (default 5).
+/// Opt-in deletion: when set, rotation keeps the newest N versions and deletes older
+/// versions that are already disabled (unset: nothing is ever deleted).
 pub const HSM_KEEP_VERSIONS: &str = "HSM_KEEP_VERSIONS";
 /// Logical name under which `HSM_EVM_KEY_LABEL` is served.
 pub const DEFAULT_EVM_KEY: &str = "evm";
 /// Logical name under which `HSM_XRP_KEY_LABEL` is served.
 pub const DEFAULT_XRP_KEY: &str = "xrp";
 
-/// Versions kept by rotation unless configured otherwise.
+/// A sensible value for [`HSM_KEEP_VERSIONS`] when deletion is wanted (it is off unless
+/// configured).
 pub const DEFAULT_KEEP_VERSIONS: usize = 5;
 
 /// The HSM user PIN: zeroized on drop, `[REDACTED]` in `Debug`, no `Display`.
@@ -100,8 +102,10 @@ pub struct HsmConfig {
     pub keys: BTreeMap<String, String>,
     /// Sessions in the pool (at least 1).
     pub pool_size: usize,
-    /// Versions rotation keeps before deleting the oldest (at least 2).
-    pub keep_versions: usize,
+    /// Opt-in deletion: rotation keeps this many newest versions and deletes older ones
+    /// that are already disabled (at least 2). `None` (the default): never delete; old
+    /// versions are only disabled.
+    pub keep_versions: Option<usize>,
     /// How long start-up keeps retrying transient failures (concurrent logins, a token
     /// that is being rewritten) before giving up.
     pub startup_timeout: Duration,
@@ -141,7 +145,7 @@ impl HsmConfig {
             pin,
             keys: BTreeMap::new(),
             pool_size: default_pool_size(),
-            keep_versions: DEFAULT_KEEP_VERSIONS,
+            keep_versions: None,
             startup_timeout: Duration::from_secs(10),
             key_cache_ttl: Duration::from_secs(60),
         }
@@ -226,13 +230,13 @@ impl HsmConfig {
             })?;
         }
         if let Some(n) = get(HSM_KEEP_VERSIONS) {
-            config.keep_versions = n.parse().ok().filter(|n| *n >= 2).ok_or_else(|| {
+            config.keep_versions = Some(n.parse().ok().filter(|n| *n >= 2).ok_or_else(|| {
                 Error::config(
                     HSM_KEEP_VERSIONS,
                     "a whole number of versions, at least 2",
                     format!("{n:?} is not a number of at least 2"),
                 )
-            })?;
+            })?);
         }
         Ok(config)
     }
@@ -249,9 +253,10 @@ impl HsmConfig {
         self
     }
 
-    /// Sets how many versions rotation keeps (at least 2).
+    /// Opts in to deletion: rotation keeps the newest `keep` versions (at least 2) and
+    /// deletes older ones that are already disabled.
     pub fn with_keep_versions(mut self, keep: usize) -> Self {
-        self.keep_versions = keep.max(2);
+        self.keep_versions = Some(keep.max(2));
         self
     }
 
@@ -343,7 +348,11 @@ mod tests {
         assert_eq!(c.base_label("xrp"), "xrp-claims");
         assert_eq!(c.base_label("other"), "other");
         assert_eq!(c.variable_for("xrp"), Some(HSM_XRP_KEY_LABEL));
-        assert_eq!((c.pool_size, c.keep_versions), (3, 7));
+        assert_eq!((c.pool_size, c.keep_versions), (3, Some(7)));
+        assert_eq!(
+            HsmConfig::from_vars(vars(&base())).unwrap().keep_versions,
+            None
+        );
         assert_eq!(c.pin.expose(), SECRET_PIN);
     }
 

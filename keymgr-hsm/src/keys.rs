@@ -147,7 +147,28 @@ pub(crate) fn find(s: &Session, key: &str, label: &str) -> Result<Option<FoundKe
     }
 
     // The public key object: same label, else same CKA_ID (pkcs11-tool's convention).
+    // Under the label, a public key whose CKA_ID names another pair is not this key's
+    // (e.g. the orphan half of a generation that was killed): it is ignored.
     let mut pubs = public_keys(s, label).map_err(wrap)?;
+    if !id.is_empty() && !pubs.is_empty() {
+        let mut ids = Vec::with_capacity(pubs.len());
+        for h in &pubs {
+            ids.push((*h, id_of(s, *h).map_err(wrap)?));
+        }
+        let matching: Vec<ObjectHandle> = ids
+            .iter()
+            .filter(|(_, i)| *i == id)
+            .map(|(h, _)| *h)
+            .collect();
+        pubs = if matching.is_empty() {
+            ids.into_iter()
+                .filter(|(_, i)| i.is_empty())
+                .map(|(h, _)| h)
+                .collect()
+        } else {
+            matching
+        };
+    }
     if pubs.len() > 1 {
         return Err(collision(key, label, pubs.len(), "public key").into());
     }
@@ -224,6 +245,17 @@ pub(crate) fn find(s: &Session, key: &str, label: &str) -> Result<Option<FoundKe
         ec_params,
         disabled,
     }))
+}
+
+/// `CKA_ID` of an object (empty when it has none).
+fn id_of(s: &Session, h: ObjectHandle) -> Result<Vec<u8>, CkError> {
+    Ok(s.get_attributes(h, &[AttributeType::Id])?
+        .into_iter()
+        .find_map(|a| match a {
+            Attribute::Id(i) => Some(i),
+            _ => None,
+        })
+        .unwrap_or_default())
 }
 
 /// A named curve from `CKA_EC_PARAMS`.

@@ -10,11 +10,18 @@
 //! | `0` | `L` | anyone (pkcs11-tool, the vendor's tools): the original key |
 //! | `1`, `2`, ... | `L.v1`, `L.v2`, ... | [`KeyBackend::create_version`](keymgr_core::KeyBackend::create_version), [`HsmBackend::create_key`](crate::HsmBackend::create_key) |
 //!
-//! The unversioned name resolves to the highest version present. Version numbers are
-//! decimal without leading zeros. Rotation keeps the newest
-//! [`keep_versions`](crate::HsmConfig::keep_versions) (default 5) and only then deletes
-//! the oldest versions keymgr created, with a warning; version `0` is never deleted and
-//! does not count towards `keep_versions`.
+//! The unversioned name resolves to the highest version whose key pair is complete (a
+//! private key with its public key object). Version numbers are decimal without leading
+//! zeros and are allocated above every object that carries a versioned label — private
+//! key, public key or anything else — so the public half of a pair whose generation was
+//! killed (`C_GenerateKeyPair` interrupted after the public key object was written) is
+//! never reused as a label; such orphans are ignored when resolving.
+//!
+//! Old versions are disabled, never deleted, unless deletion is configured
+//! ([`keep_versions`](crate::HsmConfig::keep_versions), `HSM_KEEP_VERSIONS`): then a
+//! rotation deletes versions that are already disabled and older than the newest
+//! `keep_versions`, with a `key_version_deleted` warning each; an enabled version and
+//! version `0` are never deleted.
 //!
 //! Disabling sets `CKA_SIGN=false` on the private key; a token that refuses that change
 //! gets a marker instead: a private token `CKO_DATA` object with `CKA_APPLICATION`
@@ -98,6 +105,53 @@ pub(crate) fn list_labels(s: &Session, base: &str) -> Result<Vec<(u32, String)>,
     Ok(versions)
 }
 
+/// The highest version number any object on the token carries under `base` (private
+/// key, public key, data object), or `None`.
+pub(crate) fn highest_allocated(s: &Session, base: &str) -> Result<Option<u32>, Failure> {
+    let wrap = |e: CkError| Failure::Pkcs11(e, Some(base.to_owned()));
+    let mut highest = None;
+    for h in s.find_objects(&[]).map_err(wrap)? {
+        let attrs = match s.get_attributes(h, &[AttributeType::Label]) {
+            Ok(a) => a,
+            Err(e) if error::is_stale_handle(&e) => continue,
+            // Objects without a readable label cannot carry a version.
+            Err(_) => continue,
+        };
+        for a in attrs {
+            if let Attribute::Label(bytes) = a
+                && let Ok(label) = String::from_utf8(bytes)
+                && let Some(n) = parse_version(base, &label)
+            {
+                highest = highest.max(Some(n));
+            }
+        }
+    }
+    Ok(highest)
+}
+
+/// The current version of `name`: the highest version whose private key exists and has
+/// its public key object. A version whose public key is missing (an interrupted
+/// generation on a module that writes the private half first) is skipped with a warning.
+/// `Ok(None)` when no version has a private key.
+pub(crate) fn current_key(
+    s: &Session,
+    name: &str,
+    base: &str,
+) -> Result<Option<keys::FoundKey>, Failure> {
+    for (n, label) in list_labels(s, base)?.into_iter().rev() {
+        let key = KeyRef::versioned(name, n.to_string()).to_string();
+        match keys::find(s, &key, &label) {
+            Ok(Some(found)) => return Ok(Some(found)),
+            Ok(None) => continue,
+            Err(Failure::Other(e)) if e.kind() == keymgr_core::ErrorKind::NotFound => {
+                tracing::warn!(key = name, %label, "skipping an incomplete key pair: {e}");
+            }
+            Err(f) => return Err(f),
+        }
+    }
+    Ok(None)
+}
+
 fn not_found(inner: &Inner, name: &str, base: &str) -> Error {
     Error::not_found(
         name,
@@ -122,12 +176,16 @@ pub(crate) fn list_versions(
     if labels.is_empty() {
         return Err(not_found(inner, name, &base).into());
     }
-    let last = labels.len() - 1;
     let mut out = Vec::with_capacity(labels.len());
-    for (i, (n, label)) in labels.into_iter().enumerate() {
+    for (n, label) in labels {
         let key = KeyRef::versioned(name, n.to_string());
-        let found = keys::find(s, &key.to_string(), &label)?
-            .ok_or_else(|| not_found(inner, name, &label))?;
+        let found = match keys::find(s, &key.to_string(), &label) {
+            Ok(Some(found)) => found,
+            // Deleted meanwhile, or half a key pair: not a usable version.
+            Ok(None) => continue,
+            Err(Failure::Other(e)) if e.kind() == keymgr_core::ErrorKind::NotFound => continue,
+            Err(f) => return Err(f),
+        };
         out.push(KeyVersion {
             key,
             backend_id: label,
@@ -138,8 +196,12 @@ pub(crate) fn list_versions(
                 VersionState::Enabled
             },
             created_at_ms: None,
-            current: i == last,
+            current: false,
         });
+    }
+    match out.last_mut() {
+        Some(last) => last.current = true,
+        None => return Err(not_found(inner, name, &base).into()),
     }
     Ok(out)
 }
@@ -258,7 +320,9 @@ pub(crate) fn create_key(
         )
         .into());
     }
-    let label = label_for(&base, 1);
+    // Above any orphan object a killed generation left under a versioned label.
+    let n = highest_allocated(s, &base)?.unwrap_or(0) + 1;
+    let label = label_for(&base, n);
     let found = generate_unique(
         s,
         name,
@@ -268,7 +332,7 @@ pub(crate) fn create_key(
     )?;
     tracing::info!(key = name, %label, %algorithm, "created HSM key");
     Ok(KeyVersion {
-        key: KeyRef::versioned(name, "1"),
+        key: KeyRef::versioned(name, n.to_string()),
         backend_id: label,
         algorithm: found.algorithm(),
         state: VersionState::Enabled,
@@ -288,7 +352,9 @@ pub(crate) fn create_version(
     inner.forget_name(name);
     let current = inner.resolve(s, epoch, &KeyRef::new(name))?;
     let base = inner.config.base_label(name).to_owned();
-    let n = parse_version(&base, &current.label).unwrap_or(0);
+    let n = highest_allocated(s, &base)?
+        .unwrap_or(0)
+        .max(parse_version(&base, &current.label).unwrap_or(0));
     let label = label_for(&base, n + 1);
     let found = generate_unique(
         s,
@@ -300,7 +366,9 @@ pub(crate) fn create_version(
     tracing::info!(key = name, old = %current.label, new = %label, "created HSM key version");
     // The new version exists and is current: a failed prune must not fail the rotation
     // (the next rotation prunes again).
-    if let Err(e) = prune(inner, s, name, &base) {
+    if let Some(keep) = inner.config.keep_versions
+        && let Err(e) = prune(inner, s, name, &base, keep)
+    {
         tracing::error!(key = name, "pruning old HSM key versions failed: {e:?}");
     }
     Ok(KeyVersion {
@@ -313,18 +381,24 @@ pub(crate) fn create_version(
     })
 }
 
-/// Deletes the oldest keymgr-made versions beyond `keep_versions`, with a warning each.
-///
-/// Version 0 (the original key, made outside keymgr) is never deleted and does not count:
-/// a key configured by label keeps it plus the newest `keep_versions` keymgr made.
-fn prune(inner: &Inner, s: &Session, name: &str, base: &str) -> Result<(), Failure> {
-    let keep = inner.config.keep_versions;
+/// Opt-in deletion (`keep_versions` configured): deletes versions older than the newest
+/// `keep` that are already disabled, with a warning each. Enabled versions (still in
+/// their overlap, or enabled outside keymgr) and version 0 (the original key, made
+/// outside keymgr) are never deleted.
+fn prune(inner: &Inner, s: &Session, name: &str, base: &str, keep: usize) -> Result<(), Failure> {
     let made_here: Vec<(u32, String)> = list_labels(s, base)?
         .into_iter()
         .filter(|(n, _)| *n != 0)
         .collect();
     let excess = made_here.len().saturating_sub(keep);
     for (n, label) in made_here.iter().take(excess) {
+        let disabled = keys::find(s, &format!("{name}@{n}"), label)
+            .ok()
+            .flatten()
+            .is_some_and(|k| k.disabled.is_some());
+        if !disabled {
+            continue;
+        }
         destroy_label(s, label)?;
         inner.forget_label(label);
         tracing::warn!(
@@ -333,7 +407,7 @@ fn prune(inner: &Inner, s: &Session, name: &str, base: &str) -> Result<(), Failu
             %label,
             version = n,
             keep,
-            "deleted HSM key version {label:?} of {name}: rotation keeps only the newest {keep} versions"
+            "deleted disabled HSM key version {label:?} of {name}: HSM_KEEP_VERSIONS={keep} keeps only the newest {keep} versions"
         );
     }
     Ok(())

@@ -77,7 +77,7 @@ async fn outside_keys_rotation_and_disable_marker() {
         listed,
         vec![(name.clone(), false), (format!("{name}.v1"), true)]
     );
-    // Pruning never deletes the original and does not count it: v0 plus the newest 5.
+    // Nothing is deleted unless deletion is configured: every version stays.
     for n in 2..=6 {
         let v = hsm.create_version(&name).await.unwrap();
         assert_eq!(v.key.version(), Some(n.to_string().as_str()));
@@ -89,9 +89,9 @@ async fn outside_keys_rotation_and_disable_marker() {
         .into_iter()
         .map(|v| v.key.version().unwrap().to_owned())
         .collect();
-    assert_eq!(numbers, ["0", "2", "3", "4", "5", "6"]);
+    assert_eq!(numbers, ["0", "1", "2", "3", "4", "5", "6"]);
     verify_independently(&pk, &msg, &hsm.sign(&v0, &msg).await.unwrap());
-    for n in ["2", "3", "4", "5", "6", "0"] {
+    for n in ["1", "2", "3", "4", "5", "6", "0"] {
         hsm.delete_version(&KeyRef::versioned(name.as_str(), n))
             .await
             .unwrap();

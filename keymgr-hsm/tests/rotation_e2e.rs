@@ -61,8 +61,8 @@ async fn scheduled_rotation_on_softhsm() {
     let RotationEvent::Rotated(result) = &log[1].1 else {
         unreachable!()
     };
-    assert_eq!(result.old_version.as_deref(), Some("1"));
-    assert_eq!(result.new_version, "2");
+    assert_eq!(result.old.as_ref().map(|o| o.version()), Some("1"));
+    assert_eq!(result.new.version(), "2");
 
     // The HSM itself says v1 is disabled and v2 current; v2 signs (checked with k256).
     let versions = hsm.list_versions(&name).await.unwrap();
@@ -82,13 +82,13 @@ async fn scheduled_rotation_on_softhsm() {
         .await
         .unwrap();
     let pk = hsm.public_key(&KeyRef::new(name.as_str())).await.unwrap();
-    assert_eq!(hex::encode(pk.to_bytes()), result.new_public_key);
+    assert_eq!(pk, result.new.public_key);
     let vk = k256::ecdsa::VerifyingKey::from_sec1_bytes(&pk.to_bytes()).unwrap();
     let k = k256::ecdsa::Signature::from_slice(&sig.to_bytes()).unwrap();
     vk.verify_prehash(&h, &k).unwrap();
     // The new address the result reports, derived independently by alloy.
     assert_eq!(
-        result.new_address.as_deref(),
+        result.new.evm_address().as_deref(),
         Some(
             alloy_primitives::Address::from_public_key(&vk)
                 .to_checksum(None)

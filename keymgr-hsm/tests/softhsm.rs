@@ -245,7 +245,7 @@ async fn debug_and_health_never_show_the_pin() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotation_creates_lists_disables_and_prunes() {
+async fn rotation_creates_lists_disables_and_prunes_only_when_asked() {
     let Some(config) = common::config() else {
         return;
     };
@@ -324,10 +324,8 @@ async fn rotation_creates_lists_disables_and_prunes() {
             .iter()
             .map(|v| v.key.version().unwrap().to_owned())
             .collect();
-        let expected: Vec<String> = (n.saturating_sub(4).max(1)..=n)
-            .map(|i| i.to_string())
-            .collect();
-        assert_eq!(numbers, expected, "keeps the newest 5");
+        let expected: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+        assert_eq!(numbers, expected, "enabled versions are never deleted");
         assert_eq!(
             versions
                 .iter()
@@ -337,6 +335,24 @@ async fn rotation_creates_lists_disables_and_prunes() {
             vec![v.key.clone()]
         );
     }
+    // Deletion is opted in (keep 5): only versions already disabled and older than the
+    // newest 5 go; v3 is older too but enabled, so it stays.
+    for old in ["1", "2"] {
+        hsm.disable_version(&KeyRef::versioned(name.as_str(), old))
+            .await
+            .unwrap();
+    }
+    let v8 = hsm.create_version(&name).await.unwrap();
+    assert_eq!(v8.key.version(), Some("8"));
+    public_keys.push(hsm.public_key(&key).await.unwrap());
+    let numbers: Vec<String> = hsm
+        .list_versions(&name)
+        .await
+        .unwrap()
+        .iter()
+        .map(|v| v.key.version().unwrap().to_owned())
+        .collect();
+    assert_eq!(numbers, ["3", "4", "5", "6", "7", "8"]);
     // v1 and v2 were pruned.
     for gone in ["1", "2"] {
         let e = hsm
@@ -375,6 +391,7 @@ async fn rotation_creates_lists_disables_and_prunes() {
             ("5".to_owned(), VersionState::Enabled),
             ("6".to_owned(), VersionState::Enabled),
             ("7".to_owned(), VersionState::Enabled),
+            ("8".to_owned(), VersionState::Enabled),
         ]
     );
     let e = hsm.sign(&v3, &payload).await.unwrap_err();
@@ -387,7 +404,7 @@ async fn rotation_creates_lists_disables_and_prunes() {
     assert_eq!(hsm.public_key(&v3).await.unwrap(), public_keys[2]);
     let payload = SignPayload::Prehash(random32());
     verify_independently(
-        &public_keys[6],
+        &public_keys[7],
         &payload,
         &hsm.sign(&key, &payload).await.unwrap(),
     );

@@ -18,10 +18,13 @@ pub const KEYMGR_ROTATION_APPROVAL: &str = "KEYMGR_ROTATION_APPROVAL";
 /// Deployment profile: `development` (default) or `production` (rotations need approval
 /// unless `KEYMGR_ROTATION_APPROVAL` says otherwise).
 pub const KEYMGR_PROFILE: &str = "KEYMGR_PROFILE";
+/// Hours a rotation request, and then its approval, stays valid (default 24).
+pub const KEYMGR_ROTATION_APPROVAL_TTL_HOURS: &str = "KEYMGR_ROTATION_APPROVAL_TTL_HOURS";
 /// Directory of the rotation state files.
 pub const KEYMGR_ROTATION_STATE_PATH: &str = "KEYMGR_ROTATION_STATE_PATH";
 
 const DAY: Duration = Duration::from_secs(86_400);
+const HOUR: Duration = Duration::from_secs(3_600);
 
 /// A rotation policy. Build with [`Default`] or [`RotationPolicy::from_vars`], then
 /// [`validate`](RotationPolicy::validate).
@@ -38,6 +41,9 @@ pub struct RotationPolicy {
     /// Rotation waits for [`Rotator::approve`](crate::Rotator::approve) (default off; on
     /// in production profiles).
     pub require_approval: bool,
+    /// How long a rotation request waits for approval, and then how long the approval
+    /// stays valid before it is used (default 24 hours).
+    pub approval_ttl: Duration,
 }
 
 impl Default for RotationPolicy {
@@ -48,6 +54,7 @@ impl Default for RotationPolicy {
             overlap: DAY * 7,
             notice: DAY * 14,
             require_approval: false,
+            approval_ttl: HOUR * 24,
         }
     }
 }
@@ -81,6 +88,13 @@ impl RotationPolicy {
                     self.overlap.as_secs() / 86_400,
                     self.interval.as_secs() / 86_400
                 ),
+            ));
+        }
+        if self.approval_ttl.is_zero() {
+            return Err(Error::config(
+                KEYMGR_ROTATION_APPROVAL_TTL_HOURS,
+                "a positive number of hours",
+                "an approval that expires at once can never be used",
             ));
         }
         if self.notice >= self.interval {
@@ -118,6 +132,8 @@ impl RotationPolicy {
             notice: days(&var, KEYMGR_ROTATION_NOTICE_DAYS)?.unwrap_or(defaults.notice),
             require_approval: flag(&var, KEYMGR_ROTATION_APPROVAL)?
                 .unwrap_or(defaults.require_approval),
+            approval_ttl: hours(&var, KEYMGR_ROTATION_APPROVAL_TTL_HOURS)?
+                .unwrap_or(defaults.approval_ttl),
         };
         policy.validate()?;
         Ok(policy)
@@ -138,18 +154,25 @@ fn flag(var: &impl Fn(&str) -> Option<String>, name: &str) -> Result<Option<bool
 }
 
 fn days(var: &impl Fn(&str) -> Option<String>, name: &str) -> Result<Option<Duration>> {
+    count(var, name, DAY, "a whole number of days")
+}
+
+fn hours(var: &impl Fn(&str) -> Option<String>, name: &str) -> Result<Option<Duration>> {
+    count(var, name, HOUR, "a whole number of hours")
+}
+
+fn count(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    unit: Duration,
+    expected: &str,
+) -> Result<Option<Duration>> {
     match var(name).as_deref().map(str::trim) {
         None | Some("") => Ok(None),
         Some(v) => v
             .parse::<u64>()
-            .map(|d| Some(DAY * u32::try_from(d).unwrap_or(u32::MAX)))
-            .map_err(|_| {
-                Error::config(
-                    name,
-                    "a whole number of days",
-                    format!("{v:?} is not a number"),
-                )
-            }),
+            .map(|n| Some(unit * u32::try_from(n).unwrap_or(u32::MAX)))
+            .map_err(|_| Error::config(name, expected, format!("{v:?} is not a number"))),
     }
 }
 
@@ -198,6 +221,10 @@ mod tests {
                 KEYMGR_ROTATION_OVERLAP_DAYS,
             ),
             (&[(KEYMGR_PROFILE, "prod")][..], KEYMGR_PROFILE),
+            (
+                &[(KEYMGR_ROTATION_APPROVAL_TTL_HOURS, "0")][..],
+                KEYMGR_ROTATION_APPROVAL_TTL_HOURS,
+            ),
         ] {
             let e = RotationPolicy::from_vars(vars(pairs)).unwrap_err();
             assert!(e.to_string().contains(name), "{e}");

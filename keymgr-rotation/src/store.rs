@@ -1,17 +1,17 @@
-//! Where rotation state lives: a trait, a file-based default and an in-memory store.
+//! Where rotation state lives: the state types, the [`StateStore`] trait and an
+//! in-memory store (the file store is in `file_store.rs`).
 //!
-//! The store records keymgr's own bookkeeping (phase, intents, times, leases). Which
-//! key versions exist is always read from the backend; the store never invents keys.
+//! The store records keymgr's own bookkeeping (phase, intents, times, requests, leases).
+//! Which key versions exist is always read from the backend; the store never invents keys.
 
 use std::collections::HashMap;
-use std::fs;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use keymgr_core::{Error, Result};
+use keymgr_core::{ErrorKind, Result};
 use serde::{Deserialize, Serialize};
+
+use crate::process::ProcessId;
 
 /// Where a logical key is in its rotation cycle. Each side effect on the backend is
 /// preceded by a saved intent (`Creating`, `Disabling`), so a crash at any step resumes.
@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 pub enum Phase {
     /// One active version; nothing in progress.
     Idle,
-    /// Due, waiting for an operator's approval.
+    /// Due, waiting for an operator's approval of [`KeyState::request`].
     AwaitingApproval,
     /// Intent: a new version is being created to replace `old`.
     Creating {
@@ -41,6 +41,95 @@ pub enum Phase {
         /// The version being disabled.
         old: String,
     },
+    /// A step failed with an error retrying cannot fix (unsupported, access denied, ...).
+    /// Nothing runs on its own any more; an operator fixes the cause and retries with
+    /// `rotate --now` (see [`Rotator::rotate_now`](crate::Rotator::rotate_now)).
+    Failed {
+        /// The step that failed.
+        step: Step,
+        /// The version the step was about (the old version of a rotation, the version
+        /// being disabled).
+        version: Option<String>,
+        /// The error's category.
+        kind: ErrorKind,
+        /// The error message.
+        error: String,
+        /// When it failed (ms since the epoch).
+        at_ms: u64,
+    },
+}
+
+/// A side-effecting rotation step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// Creating the new version.
+    Create,
+    /// Disabling an old version.
+    Disable,
+}
+
+impl Step {
+    /// `create` / `disable`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Create => "create",
+            Step::Disable => "disable",
+        }
+    }
+}
+
+/// Why a rotation was requested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestKind {
+    /// The schedule said it is due.
+    Scheduled,
+    /// An operator asked for it (`rotate --now`).
+    OnDemand,
+    /// An operator asked for it during the overlap of the last rotation (`--force`):
+    /// the overlapping version is disabled first.
+    Emergency,
+}
+
+impl RequestKind {
+    /// `scheduled` / `on_demand` / `emergency`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestKind::Scheduled => "scheduled",
+            RequestKind::OnDemand => "on_demand",
+            RequestKind::Emergency => "emergency",
+        }
+    }
+}
+
+/// A recorded request to rotate, as change management knows it: who asked, who approved
+/// (an actor other than the requester), and until when it is valid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationRequest {
+    /// Unique id (`<key>-<ms>`), quoted in every audit entry about the request.
+    pub id: String,
+    /// Why.
+    pub kind: RequestKind,
+    /// Who asked (the scheduler's actor for scheduled rotations).
+    pub requested_by: String,
+    /// When (ms since the epoch).
+    pub requested_at_ms: u64,
+    /// Who approved it, once approved.
+    #[serde(default)]
+    pub approved_by: Option<String>,
+    /// When it was approved.
+    #[serde(default)]
+    pub approved_at_ms: Option<u64>,
+    /// The request (or, once approved, the approval) is void after this (ms).
+    pub expires_at_ms: u64,
+}
+
+impl RotationRequest {
+    /// Whether it expired at `now_ms`.
+    pub fn expired(&self, now_ms: u64) -> bool {
+        now_ms >= self.expires_at_ms
+    }
 }
 
 /// The persisted state of one logical key.
@@ -61,12 +150,37 @@ pub struct KeyState {
     /// `active_since_ms` of the cycle whose notice was sent (so it is sent once).
     #[serde(default)]
     pub notice_sent_for: Option<u64>,
-    /// An operator approved the pending rotation.
+    /// The open rotation request, if any.
     #[serde(default)]
-    pub approved: bool,
+    pub request: Option<RotationRequest>,
     /// Bumped on every save; saves are compare-and-swap on it.
     #[serde(default)]
     pub revision: u64,
+}
+
+/// Who holds (or held) a key's rotation lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseInfo {
+    /// The rotator's holder id (e.g. `host:pid`).
+    pub holder: String,
+    /// The lease expires then (ms since the epoch) unless renewed.
+    pub until_ms: u64,
+    /// The process that took it, when the store knows (file store on Linux).
+    #[serde(default)]
+    pub process: Option<ProcessId>,
+}
+
+/// What [`StateStore::acquire_lease`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseOutcome {
+    /// The caller holds the lease now; `took_over` names a holder whose process no
+    /// longer exists (a rotator killed mid-run), whose lease was taken over at once.
+    Acquired {
+        /// The dead holder, if the lease was taken over.
+        took_over: Option<LeaseInfo>,
+    },
+    /// Another holder, alive as far as the store can tell, has the lease.
+    Held(LeaseInfo),
 }
 
 /// Persistence for [`KeyState`] plus a per-key lease so only one rotator acts on a key.
@@ -76,28 +190,57 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     /// Saves `state` if the stored revision is still `state.revision`, then bumps it;
     /// `Ok(false)` when someone else saved in between.
     fn save(&self, state: &mut KeyState) -> Result<bool>;
-    /// Takes or renews the lease on `name` for `holder` until `now_ms + ttl`; `false`
-    /// when another holder's lease has not expired.
-    fn acquire_lease(&self, name: &str, holder: &str, now_ms: u64, ttl: Duration) -> Result<bool>;
+    /// Takes or renews the lease on `name` for `holder` until `now_ms + ttl`, unless
+    /// another live holder's lease has not expired.
+    fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: u64,
+        ttl: Duration,
+    ) -> Result<LeaseOutcome>;
     /// Gives the lease up if `holder` has it.
     fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Lease {
-    holder: String,
-    until_ms: u64,
+pub(crate) fn ttl_ms(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn ttl_ms(ttl: Duration) -> u64 {
-    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
+/// The lease decision shared by the stores: `existing` is kept while it is another
+/// holder's, unexpired, and its process is not known to be dead.
+pub(crate) fn decide_lease(
+    existing: Option<LeaseInfo>,
+    holder: &str,
+    now_ms: u64,
+    ttl: Duration,
+) -> (LeaseOutcome, Option<LeaseInfo>) {
+    let mine = LeaseInfo {
+        holder: holder.to_owned(),
+        until_ms: now_ms.saturating_add(ttl_ms(ttl)),
+        process: ProcessId::current(),
+    };
+    match existing {
+        Some(l) if l.holder != holder && l.until_ms > now_ms => {
+            if l.process.as_ref().is_some_and(ProcessId::is_dead) {
+                tracing::warn!(
+                    holder = %l.holder,
+                    "taking over the rotation lease of a process that no longer exists"
+                );
+                (LeaseOutcome::Acquired { took_over: Some(l) }, Some(mine))
+            } else {
+                (LeaseOutcome::Held(l), None)
+            }
+        }
+        _ => (LeaseOutcome::Acquired { took_over: None }, Some(mine)),
+    }
 }
 
 /// In-memory store (tests, single process).
 #[derive(Debug, Default)]
 pub struct MemoryStateStore {
     states: Mutex<HashMap<String, KeyState>>,
-    leases: Mutex<HashMap<String, Lease>>,
+    leases: Mutex<HashMap<String, LeaseInfo>>,
 }
 
 impl StateStore for MemoryStateStore {
@@ -121,21 +264,19 @@ impl StateStore for MemoryStateStore {
         Ok(true)
     }
 
-    fn acquire_lease(&self, name: &str, holder: &str, now_ms: u64, ttl: Duration) -> Result<bool> {
+    fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: u64,
+        ttl: Duration,
+    ) -> Result<LeaseOutcome> {
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-        match leases.get(name) {
-            Some(l) if l.holder != holder && l.until_ms > now_ms => Ok(false),
-            _ => {
-                leases.insert(
-                    name.to_owned(),
-                    Lease {
-                        holder: holder.to_owned(),
-                        until_ms: now_ms.saturating_add(ttl_ms(ttl)),
-                    },
-                );
-                Ok(true)
-            }
+        let (outcome, new) = decide_lease(leases.get(name).cloned(), holder, now_ms, ttl);
+        if let Some(l) = new {
+            leases.insert(name.to_owned(), l);
         }
+        Ok(outcome)
     }
 
     fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
@@ -144,168 +285,5 @@ impl StateStore for MemoryStateStore {
             leases.remove(name);
         }
         Ok(())
-    }
-}
-
-/// One JSON file per key in a directory, written atomically (temp file, fsync, rename,
-/// fsync of the directory). Read-modify-write sections are serialized across processes
-/// by a lock file created with `O_EXCL`; a lock older than 30 s is a crashed holder's
-/// and is broken.
-#[derive(Debug)]
-pub struct FileStateStore {
-    dir: PathBuf,
-}
-
-const STALE_LOCK: Duration = Duration::from_secs(30);
-
-impl FileStateStore {
-    /// Uses (and creates) `dir`.
-    pub fn new(dir: impl Into<PathBuf>) -> Result<Self> {
-        let dir = dir.into();
-        fs::create_dir_all(&dir).map_err(|e| io("create state directory", &dir, e))?;
-        Ok(Self { dir })
-    }
-
-    fn path(&self, name: &str, ext: &str) -> Result<PathBuf> {
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            || name.starts_with('.')
-        {
-            return Err(Error::invalid_input(
-                "key",
-                format!(
-                    "{name:?}: rotation state needs a name of letters, digits, '-', '_' and '.'"
-                ),
-            ));
-        }
-        Ok(self.dir.join(format!("{name}.{ext}")))
-    }
-
-    fn locked<T>(&self, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        let lock = self.path(name, "lock")?;
-        let started = std::time::Instant::now();
-        loop {
-            match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&lock)
-            {
-                Ok(_) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let stale = fs::metadata(&lock)
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .and_then(|t| SystemTime::now().duration_since(t).ok())
-                        .is_some_and(|age| age > STALE_LOCK);
-                    if stale {
-                        let _ = fs::remove_file(&lock);
-                    } else if started.elapsed() > STALE_LOCK * 2 {
-                        return Err(Error::unavailable(
-                            "rotation-state",
-                            format!("{} is held by another process", lock.display()),
-                            None,
-                        ));
-                    } else {
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                }
-                Err(e) => return Err(io("create lock file", &lock, e)),
-            }
-        }
-        let result = f();
-        let _ = fs::remove_file(&lock);
-        result
-    }
-
-    fn read<T: for<'de> Deserialize<'de>>(&self, path: &Path) -> Result<Option<T>> {
-        match fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                Error::integrity(
-                    path.display().to_string(),
-                    format!("rotation state file is not valid JSON: {e}"),
-                )
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io("read", path, e)),
-        }
-    }
-
-    fn write_atomic<T: Serialize>(&self, path: &Path, value: &T) -> Result<()> {
-        let tmp = path.with_extension("tmp");
-        let bytes = serde_json::to_vec_pretty(value)
-            .map_err(|e| Error::backend("rotation-state", e.to_string(), None))?;
-        let mut f = fs::File::create(&tmp).map_err(|e| io("create", &tmp, e))?;
-        f.write_all(&bytes)
-            .and_then(|()| f.sync_all())
-            .map_err(|e| io("write", &tmp, e))?;
-        fs::rename(&tmp, path).map_err(|e| io("rename", path, e))?;
-        fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io("fsync", &self.dir, e))
-    }
-}
-
-fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
-    Error::unavailable(
-        "rotation-state",
-        format!("cannot {what} {}: {e}", path.display()),
-        Some(Box::new(e)),
-    )
-}
-
-impl StateStore for FileStateStore {
-    fn load(&self, name: &str) -> Result<Option<KeyState>> {
-        self.read(&self.path(name, "json")?)
-    }
-
-    fn save(&self, state: &mut KeyState) -> Result<bool> {
-        let path = self.path(&state.name, "json")?;
-        let name = state.name.clone();
-        self.locked(&name, || {
-            let stored = self
-                .read::<KeyState>(&path)?
-                .map(|s| s.revision)
-                .unwrap_or(0);
-            if stored != state.revision {
-                return Ok(false);
-            }
-            let mut next = state.clone();
-            next.revision += 1;
-            self.write_atomic(&path, &next)?;
-            state.revision = next.revision;
-            Ok(true)
-        })
-    }
-
-    fn acquire_lease(&self, name: &str, holder: &str, now_ms: u64, ttl: Duration) -> Result<bool> {
-        let path = self.path(name, "lease")?;
-        self.locked(name, || match self.read::<Lease>(&path)? {
-            Some(l) if l.holder != holder && l.until_ms > now_ms => Ok(false),
-            _ => {
-                self.write_atomic(
-                    &path,
-                    &Lease {
-                        holder: holder.to_owned(),
-                        until_ms: now_ms.saturating_add(ttl_ms(ttl)),
-                    },
-                )?;
-                Ok(true)
-            }
-        })
-    }
-
-    fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
-        let path = self.path(name, "lease")?;
-        self.locked(name, || {
-            if self
-                .read::<Lease>(&path)?
-                .is_some_and(|l| l.holder == holder)
-            {
-                fs::remove_file(&path).map_err(|e| io("remove", &path, e))?;
-            }
-            Ok(())
-        })
     }
 }

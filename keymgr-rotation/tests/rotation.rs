@@ -171,11 +171,11 @@ async fn notice_at_76_rotation_at_90_disable_at_97() {
     let RotationEvent::Rotated(result) = &seen[1].1 else {
         unreachable!()
     };
-    assert_eq!(result.old_version.as_deref(), Some("1"));
-    assert_eq!(result.new_version, "2");
+    assert_eq!(result.old.as_ref().map(|o| o.version()), Some("1"));
+    assert_eq!(result.new.version(), "2");
     assert_ne!(
-        result.old_public_key.as_deref(),
-        Some(result.new_public_key.as_str())
+        result.old.as_ref().map(|o| &o.public_key),
+        Some(&result.new.public_key)
     );
     assert!(result.note.contains("address"), "{}", result.note);
     // The new address is the new version's, for operators to fund / register.
@@ -184,10 +184,16 @@ async fn notice_at_76_rotation_at_90_disable_at_97() {
         .public_key(&KeyRef::versioned("evm-settlement", "2"))
         .await
         .unwrap();
-    assert_eq!(result.new_address, new_pk.evm_address());
-    assert!(result.new_address.as_deref().is_some_and(|a| a.len() == 42));
-    assert!(result.old_address.is_some());
-    assert_ne!(result.old_address, result.new_address);
+    assert_eq!(result.new.public_key, new_pk);
+    // Derived independently: alloy's address of the k256 key.
+    let vk = k256::ecdsa::VerifyingKey::from_sec1_bytes(&new_pk.to_bytes()).unwrap();
+    assert_eq!(
+        result.new.evm_address(),
+        Some(alloy_primitives::Address::from_public_key(&vk).to_checksum(None))
+    );
+    let old_address = result.old.as_ref().and_then(|o| o.evm_address());
+    assert!(old_address.is_some());
+    assert_ne!(old_address, result.new.evm_address());
     assert_eq!(
         f.backend.versions("evm-settlement"),
         vec![("1".into(), false), ("2".into(), true)]
@@ -211,8 +217,8 @@ async fn notice_at_76_rotation_at_90_disable_at_97() {
         .unwrap();
     // The next cycle starts from the rotation day: next notice at 90 + 76.
     let status = r.status("evm-settlement").await.unwrap();
-    assert_eq!(status.next_rotation_ms, 180 * 86_400_000);
-    assert_eq!(status.notice_ms, 166 * 86_400_000);
+    assert_eq!(status.next_rotation_ms, Some(180 * 86_400_000));
+    assert_eq!(status.notice_ms, Some(166 * 86_400_000));
 }
 
 #[tokio::test]
@@ -235,6 +241,19 @@ async fn approval_mode_waits_for_the_operator() {
             .any(|e| matches!(e, RotationEvent::AwaitingApproval { .. }))
     );
     f.clock.advance(DAY * 10);
+    // The request expired unused (24 h): audited, and the due rotation is requested again.
+    let events = r.tick("evm-settlement").await.unwrap();
+    assert!(
+        matches!(
+            events.as_slice(),
+            [
+                RotationEvent::Expired { .. },
+                RotationEvent::AwaitingApproval { .. }
+            ]
+        ),
+        "{events:?}"
+    );
+    assert_eq!(f.audit.of(AuditEvent::KeyRotationExpired).len(), 1);
     assert!(
         r.tick("evm-settlement").await.unwrap().is_empty(),
         "still waiting"
@@ -245,8 +264,10 @@ async fn approval_mode_waits_for_the_operator() {
     let RotationEvent::Rotated(result) = &events[0] else {
         panic!("{events:?}")
     };
-    assert_eq!(result.algorithm, KeyAlgorithm::Ed25519);
-    assert_eq!((&result.old_address, &result.new_address), (&None, &None));
+    assert_eq!(result.algorithm(), KeyAlgorithm::Ed25519);
+    assert_eq!(result.new.evm_address(), None);
+    assert!(result.new.xrpl_public_key().starts_with("ED"));
+    assert!(result.new.xrpl_account().starts_with('r'));
     assert!(result.note.contains("channels"));
     assert_eq!(f.backend.creates(), 1);
 }
@@ -477,13 +498,27 @@ fn env_rotator(clock: &Arc<ManualClock>, audit: Arc<Events>) -> Rotator {
     .unwrap()
 }
 
-/// A backend that keeps refusing is retried with backoff, not in a tight loop: a few
-/// attempts (and audited failures) in 450 ms, not hundreds.
+/// A backend that keeps answering "unavailable" (retryable) is retried with backoff, not
+/// in a tight loop: a few attempts (and audited failures) in 450 ms, not hundreds.
 #[tokio::test]
 async fn scheduler_backs_off_when_a_step_keeps_failing() {
     let clock = Arc::new(ManualClock::new(0));
     let audit = Arc::new(Events::default());
-    let r = Arc::new(env_rotator(&clock, audit.clone()));
+    let backend = Arc::new(Unavailable(MemoryBackend::with_key(
+        "evm",
+        KeyAlgorithm::Secp256k1,
+    )));
+    let r = Arc::new(
+        Rotator::new(
+            backend,
+            Arc::new(MemoryStateStore::default()),
+            audit.clone(),
+            RotationPolicy::default(),
+            clock.clone(),
+            "flaky",
+        )
+        .unwrap(),
+    );
     r.tick("evm").await.unwrap();
     clock.advance(DAY * 90);
     let handle = Scheduler::new(r, clock.clone(), vec!["evm".into()])
@@ -497,28 +532,97 @@ async fn scheduler_backs_off_when_a_step_keeps_failing() {
     assert!((2..=4).contains(&failures), "{failures} failed attempts");
 }
 
+/// A backend whose `create_version` is always unavailable (retryable).
+#[derive(Debug)]
+struct Unavailable(MemoryBackend);
+
+#[async_trait]
+impl KeyBackend for Unavailable {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    async fn public_key(&self, key: &KeyRef) -> keymgr_core::Result<keymgr_core::PublicKey> {
+        self.0.public_key(key).await
+    }
+    async fn sign(
+        &self,
+        key: &KeyRef,
+        payload: &SignPayload,
+    ) -> keymgr_core::Result<keymgr_core::Signature> {
+        self.0.sign(key, payload).await
+    }
+    async fn health(&self) -> keymgr_core::HealthReport {
+        self.0.health().await
+    }
+    async fn list_versions(&self, name: &str) -> keymgr_core::Result<Vec<keymgr_core::KeyVersion>> {
+        self.0.list_versions(name).await
+    }
+    async fn create_version(&self, _: &str) -> keymgr_core::Result<keymgr_core::KeyVersion> {
+        Err(keymgr_core::Error::unavailable(
+            "memory",
+            "injected outage",
+            None,
+        ))
+    }
+}
+
+/// The env backend cannot create keys: the rotation ends as failed, audited once, and
+/// the scheduler leaves it alone (no retry loop, no audit flood) until an operator acts.
 #[tokio::test]
 async fn env_backend_rotation_is_a_clear_unsupported_error() {
     let clock = Arc::new(ManualClock::new(0));
-    let r = env_rotator(&clock, Arc::new(Events::default()));
+    let audit = Arc::new(Events::default());
+    let r = Arc::new(env_rotator(&clock, audit.clone()));
     assert!(r.tick("evm").await.unwrap().is_empty());
     // Due: the env backend refuses and says rotation is manual; its key keeps working.
     clock.advance(DAY * 90);
     let e = r.tick("evm").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported);
     assert!(e.to_string().contains("manual"), "{e}");
+    let status = r.status("evm").await.unwrap();
+    assert!(
+        matches!(
+            status.state.phase,
+            Phase::Failed {
+                step: keymgr_rotation::Step::Create,
+                kind: ErrorKind::Unsupported,
+                ..
+            }
+        ),
+        "{:?}",
+        status.state.phase
+    );
+    assert!(status.action.unwrap().contains("rotate --key evm --now"));
+    assert_eq!(r.next_due_ms("evm").unwrap(), None, "nothing scheduled");
+    // A running scheduler does not retry it.
+    let handle = Scheduler::new(r.clone(), clock.clone(), vec!["evm".into()])
+        .max_sleep(Duration::from_millis(5))
+        .retry_backoff(Duration::from_millis(1), Duration::from_millis(2))
+        .spawn();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    handle.stop().await;
+    assert!(r.tick("evm").await.unwrap().is_empty());
+    assert_eq!(
+        audit.of(AuditEvent::KeyRotationFailure).len(),
+        1,
+        "audited once"
+    );
+    // The operator's retry runs the step again (and fails the same way, audited).
+    let e = r.rotate_now("evm", false).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
+    assert_eq!(audit.of(AuditEvent::KeyRotationFailure).len(), 2);
 }
 
 #[tokio::test]
 async fn rotate_now_skips_the_schedule_but_not_approval_or_overlap() {
     let f = Fixture::new(KeyAlgorithm::Secp256k1);
     let r = f.rotator(RotationPolicy::default(), "op");
-    let events = r.rotate_now("evm-settlement").await.unwrap();
+    let events = r.rotate_now("evm-settlement", false).await.unwrap();
     assert!(
         matches!(events.as_slice(), [RotationEvent::Rotated(_)]),
         "{events:?}"
     );
-    let e = r.rotate_now("evm-settlement").await.unwrap_err();
+    let e = r.rotate_now("evm-settlement", false).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "inside the overlap: {e}");
     f.clock.advance(DAY * 7);
     r.tick("evm-settlement").await.unwrap();
@@ -530,9 +634,10 @@ async fn rotate_now_skips_the_schedule_but_not_approval_or_overlap() {
         ..RotationPolicy::default()
     };
     let r = g.rotator(policy, "op");
-    assert_eq!(
-        r.rotate_now("evm-settlement").await.unwrap_err().kind(),
-        ErrorKind::AccessDenied
+    let events = r.rotate_now("evm-settlement", false).await.unwrap();
+    assert!(
+        matches!(events.as_slice(), [RotationEvent::Requested { .. }]),
+        "with approval on, --now records a request: {events:?}"
     );
     assert_eq!(g.backend.creates(), 0);
 }
@@ -593,9 +698,9 @@ async fn lifecycle_and_resolve_follow_the_rotation() {
     let f = Fixture::new(KeyAlgorithm::Secp256k1);
     let r = f.rotator(RotationPolicy::default(), "life");
     let stages = |s: keymgr_rotation::KeyStatus| {
-        s.lifecycle
+        s.versions
             .into_iter()
-            .map(|l| (l.version, l.stage))
+            .map(|v| (v.version.key.version().unwrap().to_owned(), v.stage))
             .collect::<Vec<_>>()
     };
     assert_eq!(

@@ -11,5 +11,5 @@ pub use claim::{
 };
 pub use error::XrpError;
 pub use key::{ACCOUNT_PUBLIC_KEY_PREFIX, XrplPublicKey};
-pub use signer::{ClaimSigner, ClaimSignerBuilder};
+pub use signer::{ClaimSigner, ClaimSignerBuilder, KeyChange};
 pub use verify::{try_verify_claim, verify_claim};

@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use keymgr_core::{Error, KeyAlgorithm, KeyBackend, KeyRef, SignPayload, Signature, xrpl};
+use keymgr_core::{
+    Error, ErrorKind, KeyAlgorithm, KeyBackend, KeyRef, SignPayload, Signature, xrpl,
+};
 
 use crate::verify::verify_data;
 use crate::{ChannelId, Drops, IntoChannelId, IntoDrops, XrpError, XrplPublicKey, encode_claim};
@@ -34,8 +36,18 @@ impl MonotonicGuard {
 ///
 /// By default a monotonic guard refuses to sign a lower amount for a channel than one
 /// this signer already signed (claims are cumulative; a lower one is a bookkeeping bug).
-pub struct ClaimSigner {
-    backend: Arc<dyn KeyBackend>,
+///
+/// # Bound to one key version
+///
+/// Like `keymgr_evm::EvmSigner`, a signer built for an unversioned key pins the version
+/// that is current then (`xrp` becomes e.g. `xrp@3`), because a payment channel is bound
+/// to the public key it was opened with. After a rotation it keeps signing with that
+/// version while the backend keeps it enabled (the overlap);
+/// [`check_rotation`](Self::check_rotation) tells that the key moved on and
+/// [`to_current_version`](Self::to_current_version) builds the signer for new channels.
+/// Backends without versions bind to the name.
+pub struct ClaimSigner<B = Arc<dyn KeyBackend>> {
+    backend: B,
     key: KeyRef,
     public_key: XrplPublicKey,
     address: String,
@@ -43,32 +55,31 @@ pub struct ClaimSigner {
 }
 
 /// Builds a [`ClaimSigner`]; see [`ClaimSigner::builder`].
-pub struct ClaimSignerBuilder {
-    backend: Arc<dyn KeyBackend>,
+pub struct ClaimSignerBuilder<B = Arc<dyn KeyBackend>> {
+    backend: B,
     key: KeyRef,
     monotonic_guard: bool,
 }
 
-impl ClaimSignerBuilder {
+impl<B: KeyBackend> ClaimSignerBuilder<B> {
     /// Turns the monotonic amount guard on (the default) or off.
     pub fn monotonic_guard(mut self, enabled: bool) -> Self {
         self.monotonic_guard = enabled;
         self
     }
 
-    /// Fetches the key's public key from the backend and builds the signer.
-    pub async fn build(self) -> Result<ClaimSigner, XrpError> {
-        let public_key = self.backend.public_key(&self.key).await?;
+    /// Pins the key's current version (unless the key names one), fetches its public key
+    /// from the backend and builds the signer.
+    pub async fn build(self) -> Result<ClaimSigner<B>, XrpError> {
+        let key = resolve_version(&self.backend, self.key).await?;
+        let public_key = self.backend.public_key(&key).await?;
         match public_key.algorithm() {
             KeyAlgorithm::Ed25519 | KeyAlgorithm::Secp256k1 => {}
             other => {
                 return Err(Error::unsupported(
                     self.backend.name(),
                     "sign_claim",
-                    format!(
-                        "key {} is {other}; XRPL claims need an Ed25519 or secp256k1 key",
-                        self.key
-                    ),
+                    format!("key {key} is {other}; XRPL claims need an Ed25519 or secp256k1 key"),
                 )
                 .into());
             }
@@ -78,24 +89,65 @@ impl ClaimSignerBuilder {
             address: public_key.classic_address(),
             public_key,
             backend: self.backend,
-            key: self.key,
+            key,
             guard: self.monotonic_guard.then(MonotonicGuard::default),
         })
     }
 }
 
-impl ClaimSigner {
-    /// A signer for `key` (its current version, or the version `key` names) with the
-    /// monotonic guard on.
-    pub async fn new(
-        backend: Arc<dyn KeyBackend>,
-        key: impl Into<KeyRef>,
-    ) -> Result<Self, XrpError> {
+/// What [`ClaimSigner::check_rotation`] found: the logical key now resolves to another
+/// version, with another XRPL public key and account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyChange {
+    /// The version the signer is bound to (channels opened with it need it).
+    pub bound: KeyRef,
+    /// Its public key in XRPL form.
+    pub bound_public_key: XrplPublicKey,
+    /// The version the logical key resolves to now.
+    pub current: KeyRef,
+    /// Its public key in XRPL form: open new channels with it.
+    pub current_public_key: XrplPublicKey,
+    /// Its classic account address.
+    pub current_account: String,
+}
+
+/// The version `key` pins: itself when it names one, else the backend's current version
+/// (or the bare name for backends without versions).
+async fn resolve_version<B: KeyBackend + ?Sized>(
+    backend: &B,
+    key: KeyRef,
+) -> Result<KeyRef, Error> {
+    if key.version().is_some() {
+        return Ok(key);
+    }
+    match backend.list_versions(key.name()).await {
+        Ok(versions) => versions
+            .into_iter()
+            .find(|v| v.current)
+            .map(|v| v.key)
+            .ok_or_else(|| {
+                Error::not_found(
+                    key.to_string(),
+                    format!(
+                        "the {} backend lists no current version of this key",
+                        backend.name()
+                    ),
+                )
+            }),
+        Err(e) if e.kind() == ErrorKind::Unsupported => Ok(key),
+        Err(e) => Err(e),
+    }
+}
+
+impl<B: KeyBackend> ClaimSigner<B> {
+    /// A signer for `key` — the version it names, or the current version, pinned — with
+    /// the monotonic guard on.
+    pub async fn new(backend: B, key: impl Into<KeyRef>) -> Result<Self, XrpError> {
         Self::builder(backend, key).build().await
     }
 
     /// A builder, to configure the monotonic guard.
-    pub fn builder(backend: Arc<dyn KeyBackend>, key: impl Into<KeyRef>) -> ClaimSignerBuilder {
+    pub fn builder(backend: B, key: impl Into<KeyRef>) -> ClaimSignerBuilder<B> {
         ClaimSignerBuilder {
             backend,
             key: key.into(),
@@ -103,9 +155,45 @@ impl ClaimSigner {
         }
     }
 
-    /// The key this signer uses.
+    /// The key version this signer is bound to (`NAME@VERSION`, or the bare name on
+    /// backends without versions).
     pub fn key(&self) -> &KeyRef {
         &self.key
+    }
+
+    /// The backend this signer signs through.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// `Some` when the logical key now resolves to another version than the one this
+    /// signer is bound to (it was rotated): new channels should use the current one.
+    /// `None` when it is unchanged, or the backend has no versions.
+    pub async fn check_rotation(&self) -> Result<Option<KeyChange>, XrpError> {
+        let current = resolve_version(&self.backend, self.key.unversioned()).await?;
+        if current == self.key || current.version().is_none() {
+            return Ok(None);
+        }
+        let current_public_key = XrplPublicKey::from(self.backend.public_key(&current).await?);
+        Ok(Some(KeyChange {
+            bound: self.key.clone(),
+            bound_public_key: self.public_key.clone(),
+            current_account: current_public_key.classic_address(),
+            current,
+            current_public_key,
+        }))
+    }
+
+    /// A signer for the logical key's current version (same guard setting, a fresh
+    /// guard: new channels), e.g. after [`check_rotation`](Self::check_rotation).
+    pub async fn to_current_version(&self) -> Result<Self, XrpError>
+    where
+        B: Clone,
+    {
+        ClaimSigner::builder(self.backend.clone(), self.key.unversioned())
+            .monotonic_guard(self.guard.is_some())
+            .build()
+            .await
     }
 
     /// The key's algorithm.
@@ -221,7 +309,7 @@ impl ClaimSigner {
     }
 }
 
-impl fmt::Debug for ClaimSigner {
+impl<B: KeyBackend> fmt::Debug for ClaimSigner<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClaimSigner")
             .field("backend", &self.backend.name())
@@ -233,7 +321,7 @@ impl fmt::Debug for ClaimSigner {
     }
 }
 
-impl fmt::Debug for ClaimSignerBuilder {
+impl<B: KeyBackend> fmt::Debug for ClaimSignerBuilder<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClaimSignerBuilder")
             .field("backend", &self.backend.name())
@@ -250,7 +338,8 @@ mod tests {
 
     async fn signer(seed: &str) -> ClaimSigner {
         let backend = EnvBackend::new().with_xrpl_seed("xrp", seed).unwrap();
-        ClaimSigner::new(Arc::new(backend), "xrp").await.unwrap()
+        let backend: Arc<dyn KeyBackend> = Arc::new(backend);
+        ClaimSigner::new(backend, "xrp").await.unwrap()
     }
 
     /// ripple-keypairs fixtures (xrpl.js packages/ripple-keypairs/test/fixtures/api.json):

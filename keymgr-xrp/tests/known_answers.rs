@@ -13,7 +13,7 @@ use keymgr_core::KeyAlgorithm;
 use keymgr_env::EnvBackend;
 use keymgr_xrp::{ChannelId, ClaimSigner, Drops, XrplPublicKey, try_verify_claim, verify_claim};
 
-async fn seed_signer(seed: &str) -> ClaimSigner {
+async fn seed_signer(seed: &str) -> ClaimSigner<Arc<EnvBackend>> {
     let backend = EnvBackend::new().with_xrpl_seed("xrp", seed).unwrap();
     ClaimSigner::builder(Arc::new(backend), "xrp")
         .monotonic_guard(false)

@@ -15,8 +15,8 @@ use proptest::prelude::*;
 
 struct Fixture {
     runtime: tokio::runtime::Runtime,
-    ed: ClaimSigner,
-    secp: ClaimSigner,
+    ed: ClaimSigner<Arc<EnvBackend>>,
+    secp: ClaimSigner<Arc<EnvBackend>>,
 }
 
 fn fixture() -> &'static Fixture {

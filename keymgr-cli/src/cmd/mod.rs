@@ -6,4 +6,5 @@ pub(crate) mod envelope;
 pub(crate) mod evm;
 pub(crate) mod keys;
 pub(crate) mod rotate;
+pub(crate) mod status;
 pub(crate) mod xrp;

@@ -1,17 +1,30 @@
-//! `keymgr rotate` and `keymgr keys status`: operator access to keymgr-rotation.
+//! `keymgr rotate`: operator access to keymgr-rotation (request, approve, run, retry).
 
 use std::sync::Arc;
 
-use keymgr::{ErrorKind, KeyAlgorithm};
+use keymgr::ErrorKind;
 use keymgr_rotation::{
-    FileStateStore, KEYMGR_ROTATION_STATE_PATH, MemoryStateStore, Phase, RotationEvent,
-    RotationPolicy, Rotator, StateStore, SystemClock,
+    FileStateStore, KEYMGR_ROTATION_STATE_PATH, MemoryStateStore, RotationEvent, RotationPolicy,
+    Rotator, StateStore, SystemClock,
 };
 use serde_json::json;
 
+use super::status::{describe, ts};
+use crate::context::Refusal;
 use crate::{Context, Output};
 
+/// Who acts (the key manager's audit actor; also requester / approver of rotations).
+const KEYMGR_ACTOR: &str = "KEYMGR_ACTOR";
+
+/// Exit code when another live rotator holds the key's lease (EX_TEMPFAIL: try later).
+pub(crate) const EXIT_LEASE_HELD: u8 = 75;
+
 /// `keymgr rotate`.
+///
+/// With approval on (KEYMGR_ROTATION_APPROVAL=true or KEYMGR_PROFILE=production),
+/// `rotate --key K --now` records a request; another actor runs `rotate approve --key K`;
+/// then `rotate --key K --now` (or the scheduler) runs it. Exit codes: 0 done or
+/// recorded, 1 error, 2 usage, 75 another rotator holds the key's lease (retry later).
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct RotateArgs {
@@ -20,12 +33,20 @@ pub(crate) struct RotateArgs {
     /// Key to rotate.
     #[arg(long)]
     key: Option<String>,
-    /// Rotate now instead of when the schedule says.
+    /// Rotate now instead of when the schedule says (with approval on: request it, or
+    /// run the approved request; also retries a failed step).
     #[arg(long)]
     now: bool,
+    /// Emergency rotation during the overlap of the last rotation: the overlapping
+    /// version is disabled first (needs approval too when approval is on).
+    #[arg(long, requires = "now")]
+    force: bool,
     /// Show what would happen; change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Who is acting (default KEYMGR_ACTOR, else $USER); recorded as requester.
+    #[arg(long)]
+    actor: Option<String>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -38,42 +59,38 @@ enum RotateCommand {
         #[arg(long = "key")]
         keys: Vec<String>,
     },
-    /// Approve a rotation that waits for an operator (KEYMGR_ROTATION_APPROVAL=true).
+    /// Approve the rotation request of a key; the approver must not be its requester.
     Approve {
         /// Key whose rotation to approve.
         #[arg(long)]
         key: String,
+        /// Who approves (default KEYMGR_ACTOR, else $USER).
+        #[arg(long)]
+        actor: Option<String>,
     },
 }
 
-/// `keymgr keys ...`.
-#[derive(Debug, clap::Subcommand)]
-pub(crate) enum KeysCommand {
-    /// Versions, states, next rotation and notice of each key.
-    Status {
-        /// Keys to show (default: evm and xrp).
-        #[arg(long = "key")]
-        keys: Vec<String>,
-    },
+/// Who acts: `--actor`, else `KEYMGR_ACTOR`, else `$USER`.
+fn actor(flag: Option<String>) -> Option<String> {
+    let non_empty = |v: String| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
+    flag.and_then(non_empty)
+        .or_else(|| std::env::var(KEYMGR_ACTOR).ok().and_then(non_empty))
+        .or_else(|| std::env::var("USER").ok().and_then(non_empty))
 }
 
-fn holder() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "keymgr-cli".into());
-    format!("{host}:{}", std::process::id())
-}
-
-async fn rotator(ctx: &Context, need_store: bool) -> anyhow::Result<Rotator> {
+fn policy() -> anyhow::Result<RotationPolicy> {
     let var = |n: &str| std::env::var(n).ok();
     let mut policy = RotationPolicy::from_vars(var)?;
     // An operator running the command asks for rotation explicitly.
     policy.enabled = true;
-    rotator_with(ctx, need_store, policy).await
+    Ok(policy)
 }
 
-async fn rotator_with(
+pub(crate) async fn rotator(
     ctx: &Context,
     need_store: bool,
     policy: RotationPolicy,
+    actor: Option<String>,
 ) -> anyhow::Result<Rotator> {
     let manager = ctx.manager().await?;
     let store: Arc<dyn StateStore> = match std::env::var(KEYMGR_ROTATION_STATE_PATH) {
@@ -88,65 +105,25 @@ async fn rotator_with(
         }
         _ => Arc::new(MemoryStateStore::default()),
     };
-    Ok(Rotator::new(
-        manager.backend().clone(),
-        store,
-        manager.audit_sink().clone(),
-        policy,
-        Arc::new(SystemClock),
-        holder(),
-    )?)
+    let rotator = Rotator::from_manager(&manager, store, policy, Arc::new(SystemClock))?;
+    Ok(match actor {
+        Some(a) => rotator.with_actor(a),
+        None => rotator,
+    })
 }
 
-fn describe(e: &RotationEvent) -> String {
-    match e {
-        RotationEvent::Notice { key, due_ms } => {
-            format!("notice: {key} rotates at {}", ts(*due_ms))
-        }
-        RotationEvent::AwaitingApproval { key } => {
-            format!("{key}: rotation due, waiting for approval (keymgr rotate approve --key {key})")
-        }
-        RotationEvent::Rotated(r) => {
-            let addresses = match (&r.old_address, &r.new_address) {
-                (old, Some(new)) => format!(
-                    "\n  old address {}\n  new address {new}",
-                    old.as_deref().unwrap_or("-")
-                ),
-                _ => String::new(),
-            };
+/// Approval needs to know who acts: refuses to guess.
+fn require_actor(actor: &Option<String>, what: &str) -> anyhow::Result<()> {
+    if actor.is_none() {
+        anyhow::bail!(keymgr::Error::config(
+            KEYMGR_ACTOR,
+            "the operator's name (or pass --actor)",
             format!(
-                "{}: rotated {} -> {} ({})\n  old public key {}\n  new public key {}{addresses}\n  old version valid until {}\n  {}",
-                r.key,
-                r.old_version.as_deref().unwrap_or("-"),
-                r.new_version,
-                r.algorithm,
-                r.old_public_key.as_deref().unwrap_or("-"),
-                r.new_public_key,
-                ts(r.overlap_until_ms),
-                r.note
-            )
-        }
-        RotationEvent::Disabled { key, version } => format!("{key}: version {version} disabled"),
-        RotationEvent::LeaseHeldElsewhere { key } => {
-            format!("{key}: another process is rotating this key; nothing done")
-        }
+                "{what} records who acts, and no actor is known (KEYMGR_ACTOR and USER are unset)"
+            ),
+        ));
     }
-}
-
-/// `ms` since the Unix epoch as RFC 3339 UTC (e.g. `2026-11-23T10:00:00.000Z`).
-fn ts(ms: u64) -> String {
-    keymgr_audit::time::format_rfc3339(ms)
-}
-
-fn stage(stage: &keymgr_rotation::Lifecycle) -> String {
-    use keymgr_rotation::Lifecycle;
-    match stage {
-        Lifecycle::Pending => "pending".to_owned(),
-        Lifecycle::Active => "active (current)".to_owned(),
-        Lifecycle::Overlapping { until_ms: Some(t) } => format!("overlapping until {}", ts(*t)),
-        Lifecycle::Overlapping { until_ms: None } => "overlapping".to_owned(),
-        Lifecycle::Disabled => "disabled".to_owned(),
-    }
+    Ok(())
 }
 
 /// `keymgr rotate run`: the scheduler in the foreground.
@@ -169,7 +146,7 @@ async fn run_scheduler(
     } else {
         keys
     };
-    let rotator = Arc::new(rotator_with(ctx, true, policy).await?);
+    let rotator = Arc::new(rotator(ctx, true, policy, actor(None)).await?);
     let mut handle =
         keymgr_rotation::Scheduler::new(rotator, Arc::new(SystemClock), keys.clone()).spawn();
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -197,62 +174,86 @@ async fn run_scheduler(
     ))
 }
 
+async fn approve(key: String, actor: Option<String>, ctx: &Context) -> anyhow::Result<Output> {
+    require_actor(&actor, "approval")?;
+    let r = rotator(ctx, true, policy()?, actor).await?;
+    let request = r.approve(&key).await?;
+    let text = format!(
+        "{key}: rotation request {} ({}) by {} approved by {}, valid until {}; it runs at the \
+         next scheduler tick or with `keymgr rotate --key {key} --now`",
+        request.id,
+        request.kind.as_str(),
+        request.requested_by,
+        r.actor(),
+        ts(request.expires_at_ms)
+    );
+    Ok(Output::new(
+        json!({ "key": key, "approved": true, "request": request }),
+        text,
+    ))
+}
+
+async fn dry_run(key: String, force: bool, now: bool, ctx: &Context) -> anyhow::Result<Output> {
+    let r = rotator(ctx, false, policy()?, actor(None)).await?;
+    let status = r.status(&key).await?;
+    let due = status
+        .next_rotation_ms
+        .is_some_and(|t| t <= keymgr_rotation::Clock::now_ms(&SystemClock));
+    // The same checks a real run makes: approval and the overlap of the last rotation.
+    let blocked = match r.can_rotate_now(&key, force).await {
+        Ok(()) => None,
+        Err(e) if matches!(e.kind(), ErrorKind::AccessDenied | ErrorKind::InvalidInput) => {
+            Some(e.to_string())
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let would_rotate = (now || due) && blocked.is_none();
+    let would = match (&blocked, now || due) {
+        (_, false) => "nothing due".to_owned(),
+        (Some(why), true) => format!("would not rotate: {why}"),
+        (None, true) => "would rotate now".to_owned(),
+    };
+    let next = status
+        .next_rotation_ms
+        .map_or_else(|| "not scheduled yet".to_owned(), ts);
+    Ok(Output::new(
+        json!({
+            "key": key,
+            "dry_run": true,
+            "would_rotate": would_rotate,
+            "blocked_by": blocked,
+            "status": status,
+        }),
+        format!("{key}: {would}; next rotation {next}"),
+    ))
+}
+
 pub(crate) async fn rotate(
     args: RotateArgs,
     ctx: &Context,
     json_lines: bool,
 ) -> anyhow::Result<Output> {
-    if let Some(RotateCommand::Run { keys }) = args.command {
-        return run_scheduler(keys, ctx, json_lines).await;
-    }
-    if let Some(RotateCommand::Approve { key }) = args.command {
-        let r = rotator(ctx, true).await?;
-        r.approve(&key).await?;
-        return Ok(Output::new(
-            json!({ "key": key, "approved": true }),
-            format!(
-                "{key}: rotation approved; it runs at the next scheduler tick or `keymgr rotate --key {key}`"
-            ),
-        ));
+    match args.command {
+        Some(RotateCommand::Run { keys }) => return run_scheduler(keys, ctx, json_lines).await,
+        Some(RotateCommand::Approve { key, actor: who }) => {
+            return approve(key, actor(who), ctx).await;
+        }
+        None => {}
     }
     let Some(key) = args.key else {
         anyhow::bail!(keymgr::Error::invalid_input("key", "pass --key NAME"));
     };
     if args.dry_run {
-        let r = rotator(ctx, false).await?;
-        let status = r.status(&key).await?;
-        let due = status.next_rotation_ms <= keymgr_rotation::Clock::now_ms(&SystemClock);
-        // The same checks a real run makes: approval and the overlap of the last rotation.
-        let blocked = match r.can_rotate_now(&key).await {
-            Ok(()) => None,
-            Err(e) if matches!(e.kind(), ErrorKind::AccessDenied | ErrorKind::InvalidInput) => {
-                Some(e.to_string())
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let would_rotate = (args.now || due) && blocked.is_none();
-        let would = match (&blocked, args.now || due) {
-            (_, false) => "nothing due".to_owned(),
-            (Some(why), true) => format!("would not rotate: {why}"),
-            (None, true) => "would rotate now".to_owned(),
-        };
-        return Ok(Output::new(
-            json!({
-                "key": key,
-                "dry_run": true,
-                "would_rotate": would_rotate,
-                "blocked_by": blocked,
-                "status": status,
-            }),
-            format!(
-                "{key}: {would}; next rotation {}",
-                ts(status.next_rotation_ms)
-            ),
-        ));
+        return dry_run(key, args.force, args.now, ctx).await;
     }
-    let r = rotator(ctx, true).await?;
+    let policy = policy()?;
+    let actor = actor(args.actor);
+    if policy.require_approval && args.now {
+        require_actor(&actor, "a rotation request")?;
+    }
+    let r = rotator(ctx, true, policy, actor).await?;
     let events = if args.now {
-        r.rotate_now(&key).await
+        r.rotate_now(&key, args.force).await
     } else {
         r.tick(&key).await
     };
@@ -263,65 +264,31 @@ pub(crate) async fn rotate(
             anyhow::Error::new(e).context(format!("rotating {key}"))
         }
     })?;
+    if let Some(RotationEvent::LeaseHeldElsewhere { lease, .. }) = events
+        .iter()
+        .find(|e| matches!(e, RotationEvent::LeaseHeldElsewhere { .. }))
+    {
+        let process = lease
+            .process
+            .as_ref()
+            .map(|p| format!(" ({p})"))
+            .unwrap_or_default();
+        return Err(Refusal {
+            kind: "lease_held",
+            code: EXIT_LEASE_HELD,
+            message: format!(
+                "{key}: nothing done: rotator {}{process} holds the rotation lease until {}; \
+                 try again after it finishes",
+                lease.holder,
+                ts(lease.until_ms)
+            ),
+        }
+        .into());
+    }
     let text = if events.is_empty() {
         format!("{key}: nothing due (use --now to rotate anyway)")
     } else {
         events.iter().map(describe).collect::<Vec<_>>().join("\n")
     };
     Ok(Output::new(json!({ "key": key, "events": events }), text))
-}
-
-pub(crate) async fn keys(cmd: KeysCommand, ctx: &Context) -> anyhow::Result<Output> {
-    let KeysCommand::Status { keys } = cmd;
-    let explicit = !keys.is_empty();
-    let keys = if explicit {
-        keys
-    } else {
-        vec!["evm".into(), "xrp".into()]
-    };
-    let r = rotator(ctx, false).await?;
-    let mut out = Vec::new();
-    let mut text = String::new();
-    for key in keys {
-        match r.status(&key).await {
-            Ok(s) => {
-                let algorithm = s
-                    .versions
-                    .first()
-                    .map(|v| v.algorithm)
-                    .unwrap_or(KeyAlgorithm::Secp256k1);
-                let phase = match &s.state.phase {
-                    Phase::Idle => "idle".to_owned(),
-                    other => format!("{other:?}"),
-                };
-                text.push_str(&format!(
-                    "{key} ({algorithm}): {phase}; next rotation {}, notice {}\n",
-                    ts(s.next_rotation_ms),
-                    ts(s.notice_ms)
-                ));
-                for v in &s.versions {
-                    let stage = s
-                        .lifecycle
-                        .iter()
-                        .find(|l| Some(l.version.as_str()) == v.key.version())
-                        .map_or_else(|| format!("{:?}", v.state), |l| stage(&l.stage));
-                    text.push_str(&format!("  {} {stage} ({})\n", v.key, v.backend_id));
-                }
-                out.push(json!({ "key": key, "status": s }));
-            }
-            Err(e) if !explicit && e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(Output::new(json!({ "keys": out }), text))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn timestamps_are_rfc3339_utc() {
-        assert_eq!(super::ts(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(super::ts(1_795_430_285_123), "2026-11-23T10:38:05.123Z");
-        assert_eq!(super::ts(951_868_799_000), "2000-02-29T23:59:59.000Z");
-    }
 }

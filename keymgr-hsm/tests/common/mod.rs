@@ -197,3 +197,27 @@ pub fn private_key_attrs(s: &Session, label: &str, types: &[AttributeType]) -> V
     assert_eq!(keys.len(), 1, "one private key labelled {label}");
     s.get_attributes(keys[0], types).unwrap()
 }
+
+/// An audit sink that keeps every record, for assertions.
+#[derive(Debug, Default)]
+pub struct Recorded(std::sync::Mutex<Vec<keymgr_core::AuditRecord>>);
+
+impl Recorded {
+    pub fn of(&self, event: keymgr_core::AuditEvent) -> Vec<keymgr_core::AuditRecord> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.event == event)
+            .cloned()
+            .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl keymgr_core::AuditSink for Recorded {
+    async fn record(&self, record: keymgr_core::AuditRecord) -> keymgr_core::Result<()> {
+        self.0.lock().unwrap().push(record);
+        Ok(())
+    }
+}

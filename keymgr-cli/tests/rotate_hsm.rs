@@ -1,0 +1,354 @@
+//! `keymgr rotate` on a real SoftHSM2 token: `kill -9` at random points of
+//! `rotate --now` never leaves the key unable to sign, and the approval flow works from
+//! the command line end to end (request, refused self-approval, approval by another
+//! actor, run), with audit entries naming both actors.
+//!
+//! Each test works on its own copy of the token `cargo xtask provision` made.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use k256::ecdsa::signature::hazmat::PrehashVerifier as _;
+use keymgr_testkit::TempDir;
+
+const NEEDED: [&str; 5] = [
+    "SOFTHSM2_CONF",
+    "HSM_PKCS11_LIBRARY_PATH",
+    "HSM_PIN",
+    "HSM_TOKEN_LABEL",
+    "HSM_EVM_KEY_LABEL",
+];
+
+/// Kills per run: bounded so CI stays fast (each is one short `keymgr` process).
+const KILLS: u64 = 10;
+
+/// A private copy of the provisioned token, its state directory and audit directory.
+struct Token {
+    dir: TempDir,
+    conf: PathBuf,
+}
+
+impl Token {
+    fn copy(tag: &str) -> Option<Self> {
+        if let Some(missing) = NEEDED.iter().find(|v| std::env::var_os(v).is_none()) {
+            keymgr_testkit::skip_or_fail(
+                &format!("SoftHSM2 token ({missing} unset)"),
+                "run `cargo xtask test`, or `eval \"$(cargo xtask provision)\"` first",
+            );
+            return None;
+        }
+        let conf = PathBuf::from(std::env::var("SOFTHSM2_CONF").unwrap());
+        let text = std::fs::read_to_string(&conf).unwrap();
+        let tokendir = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("directories.tokendir"))
+            .and_then(|rest| rest.trim().strip_prefix('='))
+            .map(|d| PathBuf::from(d.trim()))
+            .expect("directories.tokendir in softhsm2.conf");
+        let dir = TempDir::new(tag);
+        let tokens = dir.path().join("tokens");
+        copy_dir(&tokendir, &tokens);
+        let own: String = text
+            .lines()
+            .map(|l| {
+                if l.trim().starts_with("directories.tokendir") {
+                    format!("directories.tokendir = {}\n", tokens.display())
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        let conf = dir.path().join("softhsm2.conf");
+        std::fs::write(&conf, own).unwrap();
+        Some(Self { dir, conf })
+    }
+
+    fn command(&self, args: &[&str], extra: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keymgr"));
+        cmd.args(args)
+            .env("KEY_BACKEND", "hsm")
+            .env("SOFTHSM2_CONF", &self.conf)
+            .env("KEYMGR_ROTATION_STATE_PATH", self.dir.path().join("state"))
+            .env("KEYMGR_AUDIT_PATH", self.dir.path().join("audit"))
+            .env_remove("HSM_SLOT_ID")
+            .env_remove("KEYMGR_ACTOR")
+            .env_remove("KEYMGR_ROTATION_APPROVAL")
+            .env_remove("KEYMGR_PROFILE")
+            .env_remove("HSM_KEEP_VERSIONS");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    fn run(&self, args: &[&str], extra: &[(&str, &str)]) -> Output {
+        self.command(args, extra).output().unwrap()
+    }
+
+    /// `keymgr sign --key evm`, checked with k256 against `keymgr public-key --key evm`.
+    fn signs(&self) {
+        let digest: [u8; 32] = std::array::from_fn(|i| i as u8 ^ 0x5a);
+        let out = self.run(
+            &[
+                "sign",
+                "--key",
+                "evm",
+                "--digest",
+                &hex::encode(digest),
+                "--json",
+            ],
+            &[],
+        );
+        let sig = json(&out);
+        assert!(out.status.success(), "the key must sign: {sig}");
+        let pk = json(&self.run(&["public-key", "--key", "evm", "--json"], &[]));
+        let vk = k256::ecdsa::VerifyingKey::from_sec1_bytes(
+            &hex::decode(pk["public_key"].as_str().unwrap()).unwrap(),
+        )
+        .unwrap();
+        let s = k256::ecdsa::Signature::from_slice(
+            &hex::decode(sig["signature"].as_str().unwrap()).unwrap(),
+        )
+        .unwrap();
+        vk.verify_prehash(&digest, &s)
+            .expect("the signature verifies with k256");
+    }
+
+    fn audit(&self) -> Vec<keymgr_audit::Entry> {
+        let mut out = Vec::new();
+        for seg in keymgr_audit::segment::list(&self.dir.path().join("audit")).unwrap() {
+            for line in std::fs::read_to_string(&seg.path).unwrap().lines() {
+                out.push(keymgr_audit::Entry::parse(line.as_bytes()).unwrap());
+            }
+        }
+        out
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: stdout {} stderr {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// xorshift64: reproducible random kill points (the seed is printed).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+/// `kill -9` at random points of `rotate --key evm --now` (overlap 0, so one run creates,
+/// overlaps and disables): after every kill the key signs, and a final uninterrupted run
+/// takes over the dead rotator's lease and finishes cleanly.
+#[test]
+fn kill_minus_nine_during_rotation_never_stops_signing() {
+    let Some(token) = Token::copy("rotate-kill") else {
+        return;
+    };
+    let overlap = [("KEYMGR_ROTATION_OVERLAP_DAYS", "0")];
+    token.signs();
+    // How long an uninterrupted rotation takes here: kill points are drawn inside it.
+    let started = Instant::now();
+    let out = token.run(&["rotate", "--key", "evm", "--now", "--json"], &overlap);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let span = u64::try_from(started.elapsed().as_millis())
+        .unwrap()
+        .max(20);
+    token.signs();
+
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("kill loop: seed {seed}, {KILLS} kills within {span} ms");
+    let mut rng = Rng(seed);
+    for i in 0..KILLS {
+        let mut child = token
+            .command(&["rotate", "--key", "evm", "--now", "--json"], &overlap)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let at = rng.below(span);
+        std::thread::sleep(Duration::from_millis(at));
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().unwrap();
+        eprintln!("kill {i} at {at} ms: {status}");
+        token.signs();
+    }
+
+    // A run to completion: a dead holder's lease is taken over at once, whatever the
+    // kill interrupted is finished, and a new version is made.
+    let out = token.run(&["rotate", "--key", "evm", "--now", "--json"], &overlap);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    token.signs();
+    let status = json(&token.run(&["keys", "status", "--key", "evm", "--json"], &overlap));
+    let s = &status["keys"][0]["status"];
+    assert_eq!(s["state"]["phase"]["phase"], "idle", "{s}");
+    let versions = s["versions"].as_array().unwrap();
+    let current: Vec<_> = versions
+        .iter()
+        .filter(|v| v["version"]["current"] == true)
+        .collect();
+    assert_eq!(current.len(), 1, "{s}");
+    assert_eq!(current[0]["version"]["state"], "enabled");
+    // Every other version is disabled (kept, never deleted).
+    for v in versions.iter().filter(|v| v["version"]["current"] != true) {
+        assert_eq!(v["version"]["state"], "disabled", "{v}");
+    }
+}
+
+/// Approval from the CLI: request (alice), self-approval refused, approval (bob), run.
+#[test]
+fn approval_flow_end_to_end() {
+    let Some(token) = Token::copy("rotate-approve") else {
+        return;
+    };
+    let approval = [("KEYMGR_ROTATION_APPROVAL", "true")];
+    let as_alice = [
+        ("KEYMGR_ROTATION_APPROVAL", "true"),
+        ("KEYMGR_ACTOR", "alice"),
+    ];
+    let before = json(&token.run(&["public-key", "--key", "evm", "--json"], &[]));
+
+    let out = token.run(&["rotate", "--key", "evm", "--now", "--json"], &as_alice);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["events"][0]["event"], "requested", "{v}");
+    assert_eq!(v["events"][0]["request"]["requested_by"], "alice");
+    // Asking again does not stack requests: it says what waits.
+    let v = json(&token.run(&["rotate", "--key", "evm", "--now", "--json"], &as_alice));
+    assert_eq!(v["events"][0]["event"], "awaiting_approval", "{v}");
+    // Nothing rotated yet.
+    assert_eq!(
+        json(&token.run(&["public-key", "--key", "evm", "--json"], &[])),
+        before
+    );
+    let text = token.run(&["keys", "status", "--key", "evm"], &approval);
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(
+        text.contains("waits for approval by another actor"),
+        "{text}"
+    );
+
+    let out = token.run(&["rotate", "approve", "--key", "evm", "--json"], &as_alice);
+    assert!(!out.status.success());
+    assert_eq!(json(&out)["error"]["kind"], "access_denied");
+    let out = token.run(
+        &[
+            "rotate", "approve", "--key", "evm", "--actor", "bob", "--json",
+        ],
+        &approval,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json(&out)["request"]["approved_by"], "bob");
+
+    let out = token.run(&["rotate", "--key", "evm", "--now", "--json"], &as_alice);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    let rotated = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "rotated")
+        .unwrap_or_else(|| panic!("{v}"));
+    let after = json(&token.run(&["public-key", "--key", "evm", "--json"], &[]));
+    assert_ne!(after["public_key"], before["public_key"]);
+    assert_eq!(rotated["new"]["public_key"], after["public_key"]);
+    assert_eq!(rotated["old"]["public_key"], before["public_key"]);
+    token.signs();
+
+    let entries = token.audit();
+    let find = |event: &str| {
+        entries
+            .iter()
+            .find(|e| e.event == event)
+            .unwrap_or_else(|| panic!("no {event} in the audit log"))
+    };
+    let requested = find("KEY_ROTATION_REQUESTED");
+    assert_eq!(requested.actor.as_deref(), Some("alice"));
+    let refused = find("KEY_ROTATION_REFUSED");
+    assert_eq!(refused.details["requested_by"], "alice");
+    assert_eq!(refused.details["refused_approver"], "alice");
+    let approved = find("KEY_ROTATION_APPROVED");
+    assert_eq!(approved.actor.as_deref(), Some("bob"));
+    assert_eq!(approved.details["requested_by"], "alice");
+    let complete = find("KEY_ROTATION_COMPLETE");
+    assert_eq!(complete.details["requested_by"], "alice");
+    assert_eq!(complete.details["approved_by"], "bob");
+
+    // Emergency rotation inside the overlap: refused without --force; with it, it is a
+    // request that needs approval too.
+    let out = token.run(&["rotate", "--key", "evm", "--now", "--json"], &as_alice);
+    assert_eq!(json(&out)["error"]["kind"], "invalid_input");
+    let v = json(&token.run(
+        &["rotate", "--key", "evm", "--now", "--force", "--json"],
+        &as_alice,
+    ));
+    assert_eq!(v["events"][0]["request"]["kind"], "emergency", "{v}");
+    let out = token.run(
+        &[
+            "rotate", "approve", "--key", "evm", "--actor", "bob", "--json",
+        ],
+        &approval,
+    );
+    assert!(out.status.success());
+    let v = json(&token.run(
+        &["rotate", "--key", "evm", "--now", "--force", "--json"],
+        &as_alice,
+    ));
+    let kinds: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["disabled", "rotated"], "{v}");
+    token.signs();
+}
