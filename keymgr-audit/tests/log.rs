@@ -121,7 +121,7 @@ async fn key_manager_writes_the_right_events() {
     assert_eq!(es[6].outcome, "failure");
     // Durable: everything KeyManager acknowledged is already on disk, in one chain.
     let r = verify_ok(dir.path());
-    assert_eq!(r.entries, 9);
+    assert_eq!(r.entries, 7);
     assert!(es.windows(2).all(|w| w[0].ts_ms <= w[1].ts_ms));
 }
 
