@@ -548,7 +548,7 @@ impl KeyBackend for Unavailable {
         &self,
         key: &KeyRef,
         payload: &SignPayload,
-    ) -> keymgr_core::Result<keymgr_core::Signature> {
+    ) -> keymgr_core::Result<keymgr_core::VerifiedSignature> {
         self.0.sign(key, payload).await
     }
     async fn health(&self) -> keymgr_core::HealthReport {
