@@ -37,6 +37,19 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>) -> Reply {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or_default().to_owned();
+    if let Some(auth) = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let mut seen = shared
+            .authorizations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if !seen.iter().any(|s| s == auth) {
+            seen.push(auth.to_owned());
+        }
+    }
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => return error(shared, 400, "INVALID_ARGUMENT", &e.to_string(), None),

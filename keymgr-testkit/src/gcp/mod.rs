@@ -70,6 +70,8 @@ pub(crate) struct Shared {
     faults: Mutex<HashMap<String, VecDeque<Fault>>>,
     counts: Mutex<HashMap<String, usize>>,
     requests: AtomicU64,
+    /// Every distinct `Authorization` header value received (to prove tokens never leak).
+    pub(crate) authorizations: Mutex<Vec<String>>,
 }
 
 impl Shared {
@@ -219,6 +221,16 @@ impl StandIn {
             .entry(method.to_owned())
             .or_default()
             .push_back(fault);
+    }
+
+    /// Every distinct `Authorization` header the server received (bearer tokens), so
+    /// tests can check that none of them appears in errors, `Debug` output or logs.
+    pub fn authorizations(&self) -> Vec<String> {
+        self.shared
+            .authorizations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// How many calls of `method` arrived.
