@@ -233,6 +233,27 @@ impl StandIn {
             .clone()
     }
 
+    /// Decrypts a ciphertext of `crypto_key` with the stand-in's key material directly
+    /// (no HTTP, no client): proves what a client's ciphertext is bound to. `None` if the
+    /// ciphertext or `aad` does not match.
+    pub fn open(&self, crypto_key: &str, ciphertext: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
+        let id = u32::from_be_bytes(ciphertext.get(..4)?.try_into().ok()?);
+        let mut keys = self.shared.lock_keys();
+        let version = keys
+            .version_mut(&format!("{crypto_key}/cryptoKeyVersions/{id}"))
+            .ok()?;
+        version.decrypt(&ciphertext[4..], aad).ok()
+    }
+
+    /// Makes version `id` the primary of a symmetric crypto key (its new ciphertexts).
+    pub fn set_primary(&self, crypto_key: &str, id: u32) {
+        self.shared
+            .lock_keys()
+            .key_mut(crypto_key)
+            .expect("crypto key exists")
+            .primary = id;
+    }
+
     /// How many calls of `method` arrived.
     pub fn calls(&self, method: &str) -> usize {
         self.shared
