@@ -47,7 +47,9 @@ async fn encrypt_decrypt_and_data_keys_bind_the_context() {
     let dk = b.generate_data_key(&key, &ctx).await.unwrap();
     assert_eq!(dk.plaintext.len(), 32);
     assert_eq!(
-        stand_in.open(&kek, &dk.ciphertext, &aad_of(&ctx)).as_deref(),
+        stand_in
+            .open(&kek, &dk.ciphertext, &aad_of(&ctx))
+            .as_deref(),
         Some(dk.plaintext.expose())
     );
     assert_eq!(
@@ -68,9 +70,19 @@ async fn old_ciphertexts_decrypt_after_the_primary_moves() {
     stand_in.add_version(&kek);
     stand_in.set_primary(&kek, 2);
     let new = b.encrypt(&key, b"after", &ctx).await.unwrap();
-    assert_eq!(&new[..4], &2u32.to_be_bytes(), "encrypted with the new primary");
-    assert_eq!(b.decrypt(&key, &old, &ctx).await.unwrap().expose(), b"before");
-    assert_eq!(b.decrypt(&key, &new, &ctx).await.unwrap().expose(), b"after");
+    assert_eq!(
+        &new[..4],
+        &2u32.to_be_bytes(),
+        "encrypted with the new primary"
+    );
+    assert_eq!(
+        b.decrypt(&key, &old, &ctx).await.unwrap().expose(),
+        b"before"
+    );
+    assert_eq!(
+        b.decrypt(&key, &new, &ctx).await.unwrap().expose(),
+        b"after"
+    );
     // An explicit version encrypts with that version.
     let v1 = b
         .encrypt(&KeyRef::versioned("kek", "1"), b"v1", &ctx)
@@ -109,9 +121,15 @@ async fn checksums_limits_and_wrong_keys() {
         panic!("{e}")
     };
     assert_eq!(field, "plaintext");
-    assert!(reason.contains("65536") && reason.contains("generate_data_key"), "{reason}");
+    assert!(
+        reason.contains("65536") && reason.contains("generate_data_key"),
+        "{reason}"
+    );
     assert_eq!(stand_in.calls("encrypt"), before);
     // A signing key cannot encrypt: Cloud KMS's FAILED_PRECONDITION.
-    let e = b.encrypt(&KeyRef::new("evm"), b"x", &ctx).await.unwrap_err();
+    let e = b
+        .encrypt(&KeyRef::new("evm"), b"x", &ctx)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AccessDenied, "{e}");
 }
