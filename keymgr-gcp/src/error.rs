@@ -5,8 +5,8 @@
 //! Status codes: <https://cloud.google.com/kms/docs/reference/rest/v1/Code> and
 //! <https://cloud.google.com/apis/design/errors#handling_errors>.
 
-use google_cloud_gax::error::Error as GaxError;
 use google_cloud_gax::error::rpc::{Code, StatusDetails};
+use google_cloud_gax::error::{CredentialsError, Error as GaxError};
 use keymgr_core::Error;
 
 /// The backend's name in errors, audit records and health reports.
@@ -41,13 +41,39 @@ pub(crate) fn map_gax_error(err: GaxError, operation: &str, key: &str, target: &
         return status_error(code, detail, key, Box::new(err));
     }
     let detail = format!("{operation} on {target} for {key}: {err} ({http})");
-    if err.is_timeout() || err.is_io() || err.is_connect() || err.is_transport() {
-        return Error::unavailable(BACKEND, detail, Some(Box::new(err)));
+    // An HTTP error without a Google error body (a proxy or load balancer answered).
+    match err.http_status_code() {
+        Some(429) => {
+            return Error::Throttled {
+                backend: BACKEND.to_owned(),
+                detail: format!("{key}: {detail}"),
+                source: Some(Box::new(err)),
+            };
+        }
+        Some(s) if s >= 500 => return Error::unavailable(BACKEND, detail, Some(Box::new(err))),
+        Some(404) => return Error::not_found(key, detail),
+        Some(401 | 403) => {
+            return Error::AccessDenied {
+                key: key.to_owned(),
+                detail,
+            };
+        }
+        _ => {}
     }
     if err.is_deserialization() {
         return Error::integrity(key, format!("malformed response: {detail}"));
     }
     if err.is_authentication() {
+        let transient = std::error::Error::source(&err)
+            .and_then(|s| s.downcast_ref::<CredentialsError>())
+            .is_some_and(CredentialsError::is_transient);
+        if transient {
+            return Error::unavailable(
+                BACKEND,
+                format!("fetching Google credentials failed (transient): {detail}"),
+                Some(Box::new(err)),
+            );
+        }
         return Error::AccessDenied {
             key: key.to_owned(),
             detail: format!("no usable Google credentials: {detail}"),
@@ -56,20 +82,10 @@ pub(crate) fn map_gax_error(err: GaxError, operation: &str, key: &str, target: &
     if err.is_binding() {
         return Error::invalid_input(format!("key {key}"), detail);
     }
-    match err.http_status_code() {
-        Some(429) => Error::Throttled {
-            backend: BACKEND.to_owned(),
-            detail: format!("{key}: {detail}"),
-            source: Some(Box::new(err)),
-        },
-        Some(s) if s >= 500 => Error::unavailable(BACKEND, detail, Some(Box::new(err))),
-        Some(404) => Error::not_found(key, detail),
-        Some(401 | 403) => Error::AccessDenied {
-            key: key.to_owned(),
-            detail,
-        },
-        _ => Error::backend(BACKEND, detail, Some(Box::new(err))),
+    if err.is_timeout() || err.is_io() || err.is_connect() || err.is_transport() {
+        return Error::unavailable(BACKEND, detail, Some(Box::new(err)));
     }
+    Error::backend(BACKEND, detail, Some(Box::new(err)))
 }
 
 fn status_error(code: Code, detail: String, key: &str, source: keymgr_core::BoxError) -> Error {
@@ -199,5 +215,27 @@ mod tests {
             "t",
         );
         assert_eq!(e.kind(), ErrorKind::Unavailable);
+        let e = map_gax_error(
+            GaxError::http(404, Default::default(), "not here".into()),
+            "GetPublicKey",
+            "evm",
+            "t",
+        );
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn credential_failures() {
+        let transient = GaxError::authentication(CredentialsError::from_msg(
+            true,
+            "metadata server timed out",
+        ));
+        let e = map_gax_error(transient, "AsymmetricSign", "evm", "t");
+        assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+        let permanent =
+            GaxError::authentication(CredentialsError::from_msg(false, "malformed key file"));
+        let e = map_gax_error(permanent, "AsymmetricSign", "evm", "t");
+        assert_eq!(e.kind(), ErrorKind::AccessDenied, "{e}");
+        assert!(e.to_string().contains("malformed key file"), "{e}");
     }
 }
