@@ -23,6 +23,7 @@
 
 mod http;
 mod state;
+mod wire;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
