@@ -6,6 +6,8 @@
 //!   with a secp256k1 key.
 //! - `xrp` (cargo feature `xrp`): the XRP claim signer suite, `xrp::run`, for every
 //!   backend with an Ed25519 or secp256k1 key.
+//! - `gcp` (cargo feature `gcp`): a Google Cloud KMS REST stand-in, `gcp::StandIn`,
+//!   with real keys and fault injection, for keymgr-gcp's tests.
 //! - [`fault`]: a wrapper backend that injects errors, latency and corrupted signatures.
 //! - [`verifiers`]: right values from eth-account, xrpl-py and coincurve (pinned).
 //! - [`TempDir`]: a unique scratch directory, removed on drop.
@@ -19,6 +21,8 @@ pub mod conformance;
 #[cfg(feature = "evm")]
 pub mod evm;
 pub mod fault;
+#[cfg(feature = "gcp")]
+pub mod gcp;
 pub mod memory;
 mod temp;
 pub mod verifiers;

@@ -76,13 +76,14 @@ impl BackendKind {
     }
 
     /// The cargo feature of the `keymgr` crate that compiles this provider; `None` for
-    /// providers this version of keymgr does not ship (Google Cloud KMS, Azure Key Vault).
+    /// providers this version of keymgr does not ship (Azure Key Vault).
     pub fn feature(self) -> Option<&'static str> {
         match self {
             BackendKind::Env => Some("env"),
             BackendKind::AwsKms => Some("aws"),
+            BackendKind::GcpKms => Some("gcp"),
             BackendKind::Hsm => Some("hsm"),
-            BackendKind::GcpKms | BackendKind::AzureKeyVault => None,
+            BackendKind::AzureKeyVault => None,
         }
     }
 }
@@ -207,6 +208,10 @@ pub async fn backend_from_vars(
         BackendKind::AwsKms => Ok(Arc::new(
             keymgr_aws::AwsKmsBackend::connect(keymgr_aws::AwsKmsConfig::from_vars(var)?).await?,
         )),
+        #[cfg(feature = "gcp")]
+        BackendKind::GcpKms => Ok(Arc::new(
+            keymgr_gcp::GcpKmsBackend::connect(keymgr_gcp::GcpKmsConfig::from_vars(var)?).await?,
+        )),
         #[allow(unreachable_patterns)]
         other => {
             let _ = var;
@@ -236,6 +241,7 @@ fn compiled_backends() -> Vec<&'static str> {
         ("env", cfg!(feature = "env")),
         ("hsm", cfg!(feature = "hsm")),
         ("aws-kms", cfg!(feature = "aws")),
+        ("gcp-kms", cfg!(feature = "gcp")),
     ];
     all.iter().filter(|(_, on)| *on).map(|(n, _)| *n).collect()
 }

@@ -1,7 +1,8 @@
 //! keymgr: sign and encrypt with keys that never leave a KMS or HSM.
 //!
 //! This facade re-exports [`keymgr_core`] and, behind cargo features, the providers
-//! (`env` by default; `hsm` for PKCS#11, `aws` for AWS KMS). [`FromEnv`] builds a
+//! (`env` by default; `hsm` for PKCS#11, `aws` for AWS KMS, `gcp` for Google Cloud
+//! KMS). [`FromEnv`] builds a
 //! [`KeyManager`] from the environment variables documented in `.env.example`.
 //!
 //! ```no_run
@@ -31,6 +32,10 @@ pub use keymgr_hsm as hsm;
 /// The AWS KMS provider.
 #[cfg(feature = "aws")]
 pub use keymgr_aws as aws;
+
+/// The Google Cloud KMS provider.
+#[cfg(feature = "gcp")]
+pub use keymgr_gcp as gcp;
 
 /// The alloy `Signer` / `TxSigner`.
 #[cfg(feature = "evm")]

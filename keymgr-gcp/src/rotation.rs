@@ -1,0 +1,248 @@
+//! List, create and disable crypto key versions.
+//!
+//! Cloud KMS keeps every version of a crypto key under it
+//! ([`cryptoKeyVersions`](https://cloud.google.com/kms/docs/reference/rest/v1/projects.locations.keyRings.cryptoKeys.cryptoKeyVersions));
+//! asymmetric keys have no primary version, so the current one is recorded in the
+//! [`LABEL_CURRENT_VERSION`] label of the crypto key, which every process reads.
+//! Old versions are disabled (`state: DISABLED`), never destroyed.
+
+use std::time::Duration;
+
+use google_cloud_kms_v1::model::crypto_key::CryptoKeyPurpose;
+use google_cloud_kms_v1::model::crypto_key_version::CryptoKeyVersionState;
+use google_cloud_kms_v1::model::{CryptoKey, CryptoKeyVersion};
+use google_cloud_wkt::FieldMask;
+use keymgr_core::{Error, KeyRef, KeyVersion, Result, VersionState};
+
+use crate::GcpKmsBackend;
+use crate::config::validate_version_id;
+use crate::error::{BACKEND, map_gax_error};
+use crate::resolve::{
+    LABEL_CURRENT_VERSION, algorithm_name, signing_algorithm, version_id, version_number,
+};
+
+/// How long `create_version` waits for a new version to leave `PENDING_GENERATION`.
+pub const GENERATION_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl GcpKmsBackend {
+    /// The crypto key a rotation operation may change: configured by crypto key, not
+    /// pinned to one version.
+    fn rotatable(&self, name: &str, operation: &'static str) -> Result<String> {
+        let resource = self.resource_of(name)?;
+        if resource.version.is_some() {
+            return Err(Error::unsupported(
+                BACKEND,
+                operation,
+                format!(
+                    "key {name} is pinned to one crypto key version; configure the crypto key \
+                     (…/cryptoKeys/K) to rotate it"
+                ),
+            ));
+        }
+        Ok(resource.crypto_key)
+    }
+
+    pub(crate) async fn list_versions_inner(&self, name: &str) -> Result<Vec<KeyVersion>> {
+        let resource = self.resource_of(name)?;
+        let current = self.version_name(&KeyRef::new(name)).await?;
+        let mut versions = self.versions_of(name, &resource.crypto_key).await?;
+        versions.sort_by_key(|v| version_number(&v.name));
+        versions
+            .iter()
+            .map(|v| key_version(name, v, v.name == current))
+            .collect()
+    }
+
+    pub(crate) async fn create_version_inner(&self, name: &str) -> Result<KeyVersion> {
+        let crypto_key = self.rotatable(name, "create_version")?;
+        let key = self.get_crypto_key(name, &crypto_key).await?;
+        if key.purpose != CryptoKeyPurpose::AsymmetricSign {
+            return Err(Error::unsupported(
+                BACKEND,
+                "create_version",
+                format!(
+                    "{crypto_key} has purpose {}; keymgr rotates signing keys only (for \
+                     symmetric keys set a Cloud KMS rotation period, which keeps old \
+                     ciphertexts decryptable)",
+                    key.purpose.name().unwrap_or("UNKNOWN")
+                ),
+            ));
+        }
+        let old = self.current_version(name, &crypto_key).await?;
+        let created = self
+            .client
+            .create_crypto_key_version()
+            .set_parent(&crypto_key)
+            .set_crypto_key_version(CryptoKeyVersion::new())
+            .send()
+            .await
+            .map_err(|e| map_gax_error(e, "CreateCryptoKeyVersion", name, &crypto_key))?;
+        let created = self.wait_enabled(name, created).await?;
+        signing_algorithm(&created.algorithm, name, &created.name)?;
+        self.set_current_label(name, &key, version_id(&created.name))
+            .await?;
+        self.forget_current(name);
+        tracing::info!(
+            key = name,
+            crypto_key = %crypto_key,
+            old_version = %old,
+            new_version = %created.name,
+            "rotated Cloud KMS crypto key"
+        );
+        key_version(name, &created, true)
+    }
+
+    /// Polls a new version until it is `ENABLED` (asymmetric keys are generated
+    /// asynchronously: `PENDING_GENERATION` first).
+    async fn wait_enabled(&self, name: &str, mut v: CryptoKeyVersion) -> Result<CryptoKeyVersion> {
+        let started = std::time::Instant::now();
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match v.state {
+                CryptoKeyVersionState::Enabled => return Ok(v),
+                CryptoKeyVersionState::PendingGeneration => {}
+                other => {
+                    return Err(Error::backend(
+                        BACKEND,
+                        format!(
+                            "{name}: new version {} is {} ({})",
+                            v.name,
+                            other.name().unwrap_or("in an unknown state"),
+                            v.generation_failure_reason
+                        ),
+                        None,
+                    ));
+                }
+            }
+            if started.elapsed() > GENERATION_TIMEOUT {
+                return Err(Error::unavailable(
+                    BACKEND,
+                    format!(
+                        "{name}: new version {} still PENDING_GENERATION after {GENERATION_TIMEOUT:?}; \
+                         it was not made current",
+                        v.name
+                    ),
+                    None,
+                ));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+            v = self.get_version(name, &v.name).await?;
+        }
+    }
+
+    async fn set_current_label(&self, name: &str, key: &CryptoKey, version: &str) -> Result<()> {
+        let mut labels = key.labels.clone();
+        labels.insert(LABEL_CURRENT_VERSION.to_owned(), version.to_owned());
+        let update = CryptoKey::new().set_name(&key.name).set_labels(labels);
+        let updated = self
+            .client
+            .update_crypto_key()
+            .set_crypto_key(update)
+            .set_update_mask(FieldMask::default().set_paths(["labels"]))
+            .send()
+            .await
+            .map_err(|e| map_gax_error(e, "UpdateCryptoKey", name, &key.name))?;
+        if updated
+            .labels
+            .get(LABEL_CURRENT_VERSION)
+            .map(String::as_str)
+            != Some(version)
+        {
+            return Err(Error::integrity(
+                name,
+                format!(
+                    "UpdateCryptoKey on {} did not record {LABEL_CURRENT_VERSION}={version}",
+                    key.name
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn disable_version_inner(&self, key: &KeyRef) -> Result<()> {
+        let Some(version) = key.version() else {
+            return Err(Error::invalid_input(
+                "key",
+                format!(
+                    "disable_version needs an explicit version ({}@N); the current version is \
+                     never disabled",
+                    key.name()
+                ),
+            ));
+        };
+        validate_version_id(version)
+            .map_err(|r| Error::invalid_input("key", format!("{key}: {r}")))?;
+        let crypto_key = self.rotatable(key.name(), "disable_version")?;
+        self.forget_current(key.name());
+        let current = self.current_version(key.name(), &crypto_key).await?;
+        let target = format!("{crypto_key}/cryptoKeyVersions/{version}");
+        if current == target {
+            return Err(Error::invalid_input(
+                "key",
+                format!(
+                    "{key} is the current version of {}; rotate before disabling it",
+                    key.name()
+                ),
+            ));
+        }
+        let label = key.to_string();
+        let update = CryptoKeyVersion::new()
+            .set_name(&target)
+            .set_state(CryptoKeyVersionState::Disabled);
+        let updated = self
+            .client
+            .update_crypto_key_version()
+            .set_crypto_key_version(update)
+            .set_update_mask(FieldMask::default().set_paths(["state"]))
+            .send()
+            .await
+            .map_err(|e| map_gax_error(e, "UpdateCryptoKeyVersion", &label, &target))?;
+        if updated.state != CryptoKeyVersionState::Disabled {
+            return Err(Error::integrity(
+                label,
+                format!(
+                    "UpdateCryptoKeyVersion left {target} {}",
+                    updated.state.name().unwrap_or("in an unknown state")
+                ),
+            ));
+        }
+        tracing::info!(key = %key, version = %target, "disabled Cloud KMS crypto key version");
+        Ok(())
+    }
+}
+
+/// One Cloud KMS version as keymgr reports it.
+fn key_version(name: &str, v: &CryptoKeyVersion, current: bool) -> Result<KeyVersion> {
+    let algorithm = signing_algorithm(&v.algorithm, name, &v.name).map_err(|_| {
+        Error::unsupported(
+            BACKEND,
+            "list_versions",
+            format!(
+                "{} has algorithm {}; keymgr manages versions of signing keys \
+                 (EC_SIGN_SECP256K1_SHA256, EC_SIGN_ED25519)",
+                v.name,
+                algorithm_name(&v.algorithm)
+            ),
+        )
+    })?;
+    let state = match v.state {
+        CryptoKeyVersionState::Enabled => VersionState::Enabled,
+        CryptoKeyVersionState::PendingGeneration | CryptoKeyVersionState::PendingImport => {
+            VersionState::Pending
+        }
+        _ => VersionState::Disabled,
+    };
+    let created_at_ms = v.create_time.as_ref().and_then(|t| {
+        let ms = t.seconds().checked_mul(1000)? + i64::from(t.nanos()) / 1_000_000;
+        u64::try_from(ms).ok()
+    });
+    Ok(KeyVersion {
+        key: KeyRef::versioned(name, version_id(&v.name)),
+        backend_id: v.name.clone(),
+        algorithm,
+        state,
+        created_at_ms,
+        current,
+    })
+}

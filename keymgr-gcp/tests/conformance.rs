@@ -1,0 +1,84 @@
+//! The shared conformance, EVM and XRP suites against the Cloud KMS stand-in, through
+//! Google's real client (`google-cloud-kms-v1`). Every signature is checked by the
+//! suites with k256, ed25519-dalek or alloy's recovery, independently of keymgr.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::Arc;
+
+use keymgr_core::{KeyBackend, KeyManager, KeyRef};
+use keymgr_testkit::conformance::{self, SuiteKeys};
+use support::{Algorithm, KEY_RING, StandIn, backend, evm_and_xrp};
+
+fn keys(secp: Option<&str>, ed: Option<&str>) -> SuiteKeys {
+    SuiteKeys {
+        secp256k1: secp.map(KeyRef::new),
+        ed25519: ed.map(KeyRef::new),
+        missing: KeyRef::new(format!("{KEY_RING}/cryptoKeys/no-such-key")),
+    }
+}
+
+#[tokio::test]
+async fn conformance_secp256k1_and_ed25519() {
+    let (_stand_in, b, evm, xrp) = evm_and_xrp().await;
+    conformance::run(b.clone(), &keys(Some("evm"), Some("xrp"))).await;
+    // A name that is neither configured nor a resource name is not found, too.
+    conformance::missing_key(&*b, &KeyRef::new("not-configured")).await;
+    // Resource names work directly, and name the same keys.
+    let direct: Arc<dyn KeyBackend> = b.clone();
+    conformance::run(direct, &keys(Some(&evm), Some(&xrp))).await;
+    assert_eq!(
+        b.public_key(&KeyRef::new("evm")).await.unwrap(),
+        b.public_key(&KeyRef::new(evm.as_str())).await.unwrap()
+    );
+}
+
+#[tokio::test]
+async fn conformance_behind_a_key_manager() {
+    let (_stand_in, b, _, _) = evm_and_xrp().await;
+    let manager: Arc<dyn KeyBackend> = Arc::new(KeyManager::builder(b).build());
+    conformance::run(manager, &keys(Some("evm"), Some("xrp"))).await;
+}
+
+#[tokio::test]
+async fn conformance_with_pinned_versions() {
+    let stand_in = StandIn::start().await;
+    let evm = stand_in.create_key("evm-pinned", Algorithm::Secp256k1);
+    let xrp = stand_in.create_key("xrp-pinned", Algorithm::Ed25519);
+    // A second version that is not the pinned one.
+    stand_in.add_version(&evm);
+    let b = backend(
+        &stand_in,
+        &[
+            ("evm", &format!("{evm}/cryptoKeyVersions/1")),
+            ("xrp", &format!("{xrp}/cryptoKeyVersions/1")),
+        ],
+    )
+    .await;
+    let b = Arc::new(b);
+    conformance::run(b.clone(), &keys(Some("evm"), Some("xrp"))).await;
+    let v1 = b.public_key(&KeyRef::new("evm")).await.unwrap();
+    let v2 = b.public_key(&KeyRef::versioned("evm", "2")).await.unwrap();
+    assert_ne!(v1, v2, "the pinned name must stay on version 1");
+    conformance::secp256k1_signatures(&*b, &KeyRef::versioned("evm", "2")).await;
+}
+
+#[tokio::test]
+async fn evm_suite() {
+    let (_stand_in, b, _, _) = evm_and_xrp().await;
+    keymgr_testkit::evm::run(b.clone(), KeyRef::new("evm")).await;
+    let manager: Arc<dyn KeyBackend> = Arc::new(KeyManager::builder(b).build());
+    keymgr_testkit::evm::run(manager, KeyRef::new("evm")).await;
+}
+
+#[tokio::test]
+async fn xrp_suite_with_ed25519_and_secp256k1_keys() {
+    let (_stand_in, b, _, _) = evm_and_xrp().await;
+    // Ed25519 (`xrp`) and secp256k1 (`evm`) XRPL accounts.
+    keymgr_testkit::xrp::run(b.clone(), KeyRef::new("xrp")).await;
+    keymgr_testkit::xrp::run(b.clone(), KeyRef::new("evm")).await;
+    let manager: Arc<dyn KeyBackend> = Arc::new(KeyManager::builder(b).build());
+    keymgr_testkit::xrp::run(manager, KeyRef::new("xrp")).await;
+}
