@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{Secret, TokenCredential};
-use azure_core::http::{ClientOptions, RetryOptions};
+use azure_core::http::{ClientOptions, RetryOptions, Transport};
 use azure_identity::{
     ClientSecretCredential, ClientSecretCredentialOptions, DeveloperToolsCredential,
     ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
@@ -21,7 +21,7 @@ use keymgr_core::{
     SignPayload, Signature, finish_signature,
 };
 
-use crate::config::{AzureKvConfig, Credential, VaultKey};
+use crate::config::{AzureKvConfig, Credential, SSL_CERT_FILE, VaultKey};
 use crate::error::map;
 use crate::resolve::{self, Cache, NO_ED25519, VersionInfo, version_of_kid};
 
@@ -47,9 +47,29 @@ impl std::fmt::Debug for AzureKvBackend {
     }
 }
 
-fn client_options(config: &AzureKvConfig) -> ClientOptions {
+/// The HTTP client: reqwest with rustls and the platform's roots, plus `SSL_CERT_FILE`'s.
+fn transport(config: &AzureKvConfig) -> Result<Option<Transport>> {
+    let Some(path) = &config.ca_file else {
+        return Ok(None);
+    };
+    let bad = |reason: String| Error::config(SSL_CERT_FILE, "a PEM file of CA certificates", reason);
+    let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| bad(format!("{}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(bad(format!("{} holds no certificate", path.display())));
+    }
+    let client = reqwest::ClientBuilder::new()
+        .tls_certs_merge(certs)
+        .build()
+        .map_err(|e| bad(format!("cannot build the HTTPS client: {e}")))?;
+    Ok(Some(Transport::new(Arc::new(client))))
+}
+
+fn client_options(config: &AzureKvConfig, transport: &Option<Transport>) -> ClientOptions {
     let mut options = ClientOptions {
         retry: RetryOptions::none(),
+        transport: transport.clone(),
         ..Default::default()
     };
     if let Some(host) = &config.authority_host {
@@ -60,8 +80,11 @@ fn client_options(config: &AzureKvConfig) -> ClientOptions {
     options
 }
 
-fn credential(config: &AzureKvConfig) -> Result<Arc<dyn TokenCredential>> {
-    let options = client_options(config);
+fn credential(
+    config: &AzureKvConfig,
+    transport: &Option<Transport>,
+) -> Result<Arc<dyn TokenCredential>> {
+    let options = client_options(config, transport);
     let failed = |e: azure_core::Error| {
         Error::config(
             "AZURE_CREDENTIAL_KIND",
@@ -103,9 +126,10 @@ impl AzureKvBackend {
     /// Builds the credential and the Key Vault client; no network call happens here.
     pub fn new(config: AzureKvConfig) -> Result<Self> {
         config.validate()?;
-        let credential = credential(&config)?;
+        let transport = transport(&config)?;
+        let credential = credential(&config, &transport)?;
         let options = KeyClientOptions {
-            client_options: client_options(&config),
+            client_options: client_options(&config, &transport),
             verify_challenge_resource: Some(config.verify_challenge_resource),
             ..Default::default()
         };
@@ -191,11 +215,18 @@ impl KeyBackend for AzureKvBackend {
     }
 
     async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature> {
-        if matches!(payload, SignPayload::Message(_)) {
-            return Err(Error::unsupported(BACKEND, "sign", NO_ED25519));
-        }
         let label = key.to_string();
         let (target, info) = self.resolve(key).await?;
+        if matches!(payload, SignPayload::Message(_)) {
+            // Only Ed25519 signs raw messages, and Key Vault has no Ed25519 keys.
+            return Err(Error::invalid_input(
+                "payload",
+                format!(
+                    "a raw message is an Ed25519 payload but {label} is a secp256k1 key; sign \
+                     a 32-byte prehash instead ({NO_ED25519})"
+                ),
+            ));
+        }
         payload.check_algorithm(info.public_key.algorithm(), &label)?;
         let parameters = SignParameters {
             algorithm: Some(SignatureAlgorithm::Es256K),

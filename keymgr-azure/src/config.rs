@@ -25,6 +25,9 @@ pub const AZURE_AUTHORITY_HOST: &str = "AZURE_AUTHORITY_HOST";
 /// Forces one credential: `client-secret`, `workload-identity`, `managed-identity` or
 /// `azure-cli` (otherwise chosen from the variables that are set).
 pub const AZURE_CREDENTIAL_KIND: &str = "AZURE_CREDENTIAL_KIND";
+/// Extra CA certificates (PEM bundle) trusted for the vault and the authority, on top of
+/// the platform's roots: private CAs, TLS-inspecting proxies, local stand-ins.
+pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
 /// Logical name under which `AZURE_EVM_KEY_NAME` is served.
 pub const DEFAULT_EVM_KEY: &str = "evm";
 /// Logical name under which `AZURE_XRP_KEY_NAME` is served.
@@ -140,6 +143,8 @@ pub struct AzureKvConfig {
     /// `verify_challenge_resource`, on by default). Only a local stand-in that is not
     /// under `*.vault.azure.net` needs it off.
     pub verify_challenge_resource: bool,
+    /// PEM bundle of extra trusted CAs (`SSL_CERT_FILE`).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl AzureKvConfig {
@@ -151,6 +156,7 @@ impl AzureKvConfig {
             credential,
             authority_host: None,
             verify_challenge_resource: true,
+            ca_file: None,
         }
     }
 
@@ -173,6 +179,7 @@ impl AzureKvConfig {
         let credential = credential_from(&get)?;
         let mut config = AzureKvConfig::new(vault_url, credential);
         config.authority_host = get(AZURE_AUTHORITY_HOST);
+        config.ca_file = get(SSL_CERT_FILE).map(std::path::PathBuf::from);
         for (variable, name) in [
             (AZURE_EVM_KEY_NAME, DEFAULT_EVM_KEY),
             (AZURE_XRP_KEY_NAME, DEFAULT_XRP_KEY),

@@ -199,8 +199,8 @@ fn jwk(v: &Version, kid: &str) -> Value {
                 "y": point.y().map(|y| B64.encode(y)).unwrap_or_default(),
             })
         }
-        Material::OtherCurve { crv, xy } => json!({
-            "kid": kid, "kty": "EC", "crv": crv, "key_ops": ["sign", "verify"],
+        Material::OtherCurve { kty, crv, xy } => json!({
+            "kid": kid, "kty": kty, "crv": crv, "key_ops": ["sign", "verify"],
             "x": B64.encode(&xy.0), "y": B64.encode(&xy.1),
         }),
     }

@@ -260,16 +260,20 @@ impl StandIn {
             .add(name, state::secp256k1(), Default::default())
     }
 
-    /// Creates a public-only EC key on curve `crv` (`P-256`, `P-384`, ...); returns the
-    /// version. Signing with it is refused by the stand-in.
-    pub fn create_other_curve(&self, name: &str, crv: &'static str) -> String {
+    /// Creates a public-only key with JWK `kty` and `crv` (`EC`/`P-256`, `EC`/`P-384`,
+    /// `OKP`/`Ed25519`, ...); returns the version. The stand-in refuses to sign with it.
+    pub fn create_other_curve(&self, name: &str, kty: &'static str, crv: &'static str) -> String {
         let mut x = vec![0u8; 32];
         let mut y = vec![0u8; 32];
         OsRng.fill_bytes(&mut x);
         OsRng.fill_bytes(&mut y);
         self.shared.lock_keys().add(
             name,
-            Material::OtherCurve { crv, xy: (x, y) },
+            Material::OtherCurve {
+                kty,
+                crv,
+                xy: (x, y),
+            },
             Default::default(),
         )
     }

@@ -11,9 +11,12 @@ use rand_core::{OsRng, RngCore};
 pub enum Material {
     /// An EC key on curve `P-256K` (secp256k1) with its private half: signs for real.
     Secp256k1(SigningKey),
-    /// A public-only EC key on another curve (`P-256`, `P-384`, ...): only its JWK is
-    /// served, so tests can check that keymgr refuses it by curve name.
+    /// A public-only key of another type or curve (EC `P-256`, `P-384`, ..., or an `OKP`
+    /// `Ed25519` key as Key Vault does not offer): only its JWK is served, so tests can
+    /// check that keymgr refuses it by name.
     OtherCurve {
+        /// The JWK `kty`.
+        kty: &'static str,
         /// The JWK `crv`.
         crv: &'static str,
         /// Raw coordinate bytes served as `x` and `y`.
