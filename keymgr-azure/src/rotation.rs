@@ -45,9 +45,12 @@ impl AzureKvBackend {
         if found.is_empty() {
             return Err(Error::not_found(name, format!("no versions of {}", target.name)));
         }
-        // Key Vault lists in no documented order; the newest version is the current one.
-        found.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
-        let current = self.resolve(&KeyRef::new(name)).await.ok().map(|(_, i)| i.version);
+        // Key Vault lists in no documented order and `created` has one-second resolution:
+        // order by creation time, the current (newest) version last among equals, the
+        // service's order otherwise (a stable sort).
+        self.cache.invalidate(&target.name);
+        let current = self.resolve(&KeyRef::new(name)).await?.1.version;
+        found.sort_by_key(|(created, version, _)| (*created, *version == current));
         Ok(found
             .into_iter()
             .map(|(created_at_ms, version, enabled)| KeyVersion {
@@ -60,7 +63,7 @@ impl AzureKvBackend {
                 algorithm: KeyAlgorithm::Secp256k1,
                 state: if enabled { VersionState::Enabled } else { VersionState::Disabled },
                 created_at_ms,
-                current: current.as_deref() == Some(version.as_str()),
+                current: version == current,
             })
             .collect())
     }

@@ -3,7 +3,7 @@
 //! `SSL_CERT_FILE`), with the client-secret credential against the stand-in's token
 //! endpoint (`AZURE_AUTHORITY_HOST`).
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
