@@ -28,6 +28,10 @@ pub const AZURE_CREDENTIAL_KIND: &str = "AZURE_CREDENTIAL_KIND";
 /// Extra CA certificates (PEM bundle) trusted for the vault and the authority, on top of
 /// the platform's roots: private CAs, TLS-inspecting proxies, local stand-ins.
 pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
+/// `false` turns off the SDK's check that the 401 challenge's resource matches the vault's
+/// domain (default `true`); only for vaults reached under another name (custom DNS in
+/// front of a private endpoint, a local stand-in).
+pub const AZURE_KEYVAULT_VERIFY_CHALLENGE_RESOURCE: &str = "AZURE_KEYVAULT_VERIFY_CHALLENGE_RESOURCE";
 /// Logical name under which `AZURE_EVM_KEY_NAME` is served.
 pub const DEFAULT_EVM_KEY: &str = "evm";
 /// Logical name under which `AZURE_XRP_KEY_NAME` is served.
@@ -180,6 +184,19 @@ impl AzureKvConfig {
         let mut config = AzureKvConfig::new(vault_url, credential);
         config.authority_host = get(AZURE_AUTHORITY_HOST);
         config.ca_file = get(SSL_CERT_FILE).map(std::path::PathBuf::from);
+        if let Some(v) = get(AZURE_KEYVAULT_VERIFY_CHALLENGE_RESOURCE) {
+            config.verify_challenge_resource = match v.to_ascii_lowercase().as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => {
+                    return Err(Error::config(
+                        AZURE_KEYVAULT_VERIFY_CHALLENGE_RESOURCE,
+                        "true or false",
+                        format!("{v:?} is not a boolean"),
+                    ));
+                }
+            };
+        }
         for (variable, name) in [
             (AZURE_EVM_KEY_NAME, DEFAULT_EVM_KEY),
             (AZURE_XRP_KEY_NAME, DEFAULT_XRP_KEY),
@@ -337,6 +354,7 @@ mod tests {
             (AZURE_EVM_KEY_NAME, "evm/notaversion"),
             (AZURE_AUTHORITY_HOST, "http://login"),
             (AZURE_CREDENTIAL_KIND, "password"),
+            (AZURE_KEYVAULT_VERIFY_CHALLENGE_RESOURCE, "maybe"),
         ] {
             let mut v = BASE.to_vec();
             v.retain(|(k, _)| *k != var);

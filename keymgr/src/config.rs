@@ -76,13 +76,14 @@ impl BackendKind {
     }
 
     /// The cargo feature of the `keymgr` crate that compiles this provider; `None` for
-    /// providers this version of keymgr does not ship (Google Cloud KMS, Azure Key Vault).
+    /// providers this version of keymgr does not ship (Google Cloud KMS).
     pub fn feature(self) -> Option<&'static str> {
         match self {
             BackendKind::Env => Some("env"),
             BackendKind::AwsKms => Some("aws"),
             BackendKind::Hsm => Some("hsm"),
-            BackendKind::GcpKms | BackendKind::AzureKeyVault => None,
+            BackendKind::AzureKeyVault => Some("azure"),
+            BackendKind::GcpKms => None,
         }
     }
 }
@@ -207,6 +208,10 @@ pub async fn backend_from_vars(
         BackendKind::AwsKms => Ok(Arc::new(
             keymgr_aws::AwsKmsBackend::connect(keymgr_aws::AwsKmsConfig::from_vars(var)?).await?,
         )),
+        #[cfg(feature = "azure")]
+        BackendKind::AzureKeyVault => Ok(Arc::new(keymgr_azure::AzureKvBackend::new(
+            keymgr_azure::AzureKvConfig::from_vars(var)?,
+        )?)),
         #[allow(unreachable_patterns)]
         other => {
             let _ = var;
@@ -236,6 +241,7 @@ fn compiled_backends() -> Vec<&'static str> {
         ("env", cfg!(feature = "env")),
         ("hsm", cfg!(feature = "hsm")),
         ("aws-kms", cfg!(feature = "aws")),
+        ("azure-kv", cfg!(feature = "azure")),
     ];
     all.iter().filter(|(_, on)| *on).map(|(n, _)| *n).collect()
 }

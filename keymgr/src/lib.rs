@@ -31,6 +31,8 @@ pub use keymgr_hsm as hsm;
 /// The AWS KMS provider.
 #[cfg(feature = "aws")]
 pub use keymgr_aws as aws;
+#[cfg(feature = "azure")]
+pub use keymgr_azure as azure;
 
 /// The alloy `Signer` / `TxSigner`.
 #[cfg(feature = "evm")]

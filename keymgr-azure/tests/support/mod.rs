@@ -23,6 +23,8 @@ pub fn vars(stand_in: &StandIn, extra: &[(&str, &str)]) -> BTreeMap<String, Stri
         ("AZURE_CLIENT_ID", CLIENT_ID.to_owned()),
         ("AZURE_CLIENT_SECRET", SECRET.to_owned()),
         ("SSL_CERT_FILE", stand_in.ca_file().display().to_string()),
+        // The stand-in is not under *.vault.azure.net.
+        ("AZURE_KEYVAULT_VERIFY_CHALLENGE_RESOURCE", "false".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -33,12 +35,9 @@ pub fn vars(stand_in: &StandIn, extra: &[(&str, &str)]) -> BTreeMap<String, Stri
     v
 }
 
-/// The configuration for `vars` (the stand-in is not under `*.vault.azure.net`, so the
-/// SDK's challenge-resource check is off).
+/// The configuration for `vars`.
 pub fn config(vars: &BTreeMap<String, String>) -> AzureKvConfig {
-    let mut config = AzureKvConfig::from_vars(|n| vars.get(n).cloned()).expect("config");
-    config.verify_challenge_resource = false;
-    config
+    AzureKvConfig::from_vars(|n| vars.get(n).cloned()).expect("config")
 }
 
 /// A backend for `stand_in` serving `evm`/`xrp` as given (`NAME` or `NAME/VERSION`).
