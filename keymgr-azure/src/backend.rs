@@ -52,8 +52,10 @@ fn transport(config: &AzureKvConfig) -> Result<Option<Transport>> {
     let Some(path) = &config.ca_file else {
         return Ok(None);
     };
-    let bad = |reason: String| Error::config(SSL_CERT_FILE, "a PEM file of CA certificates", reason);
-    let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+    let bad =
+        |reason: String| Error::config(SSL_CERT_FILE, "a PEM file of CA certificates", reason);
+    let pem =
+        std::fs::read(path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
     let certs = reqwest::Certificate::from_pem_bundle(&pem)
         .map_err(|e| bad(format!("{}: {e}", path.display())))?;
     if certs.is_empty() {
@@ -177,7 +179,10 @@ impl AzureKvBackend {
         {
             return Err(Error::integrity(
                 &label,
-                format!("asked Key Vault for version {v}, it answered with {}", info.version),
+                format!(
+                    "asked Key Vault for version {v}, it answered with {}",
+                    info.version
+                ),
             ));
         }
         self.cache
@@ -196,7 +201,13 @@ impl AzureKvBackend {
             && let Some(public_key) = self.cache.public_key(&target.name, &version)
         {
             target.version = Some(version.clone());
-            return Ok((target, VersionInfo { version, public_key }));
+            return Ok((
+                target,
+                VersionInfo {
+                    version,
+                    public_key,
+                },
+            ));
         }
         let info = self.fetch(key, &target).await?;
         target.version = Some(info.version.clone());
@@ -252,7 +263,10 @@ impl KeyBackend for AzureKvBackend {
         {
             return Err(Error::integrity(
                 &label,
-                format!("asked version {} to sign, Key Vault answered for {kid}", info.version),
+                format!(
+                    "asked version {} to sign, Key Vault answered for {kid}",
+                    info.version
+                ),
             ));
         }
         let raw = result
@@ -267,7 +281,12 @@ impl KeyBackend for AzureKvBackend {
                 ),
             ));
         }
-        finish_signature(&label, &info.public_key, payload, RawSignature::EcdsaRaw(&raw))
+        finish_signature(
+            &label,
+            &info.public_key,
+            payload,
+            RawSignature::EcdsaRaw(&raw),
+        )
     }
 
     async fn health(&self) -> HealthReport {

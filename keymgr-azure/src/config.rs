@@ -31,7 +31,8 @@ pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
 /// `false` turns off the SDK's check that the 401 challenge's resource matches the vault's
 /// domain (default `true`); only for vaults reached under another name (custom DNS in
 /// front of a private endpoint, a local stand-in).
-pub const AZURE_KEYVAULT_VERIFY_CHALLENGE_RESOURCE: &str = "AZURE_KEYVAULT_VERIFY_CHALLENGE_RESOURCE";
+pub const AZURE_KEYVAULT_VERIFY_CHALLENGE_RESOURCE: &str =
+    "AZURE_KEYVAULT_VERIFY_CHALLENGE_RESOURCE";
 /// Logical name under which `AZURE_EVM_KEY_NAME` is served.
 pub const DEFAULT_EVM_KEY: &str = "evm";
 /// Logical name under which `AZURE_XRP_KEY_NAME` is served.
@@ -118,8 +119,13 @@ pub(crate) fn validate_name(name: &str) -> std::result::Result<(), String> {
     if name.is_empty() || name.len() > 127 {
         return Err(format!("{name:?} must be 1 to 127 characters long"));
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-')) {
-        return Err(format!("{name:?} contains {c:?}; only letters, digits and '-' are allowed"));
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+    {
+        return Err(format!(
+            "{name:?} contains {c:?}; only letters, digits and '-' are allowed"
+        ));
     }
     Ok(())
 }
@@ -220,14 +226,16 @@ impl AzureKvConfig {
 
     /// Serves Key Vault key `key` (`NAME` or `NAME/VERSION`) as `name`.
     pub fn with_key(mut self, name: impl Into<String>, key: &str) -> Result<Self> {
-        let key = VaultKey::parse(key).map_err(|reason| Error::config("key", EXPECTED_KEY, reason))?;
+        let key =
+            VaultKey::parse(key).map_err(|reason| Error::config("key", EXPECTED_KEY, reason))?;
         self.keys.insert(name.into(), key);
         Ok(self)
     }
 
     /// Checks every setting (the constructors from the environment already do).
     pub fn validate(&self) -> Result<()> {
-        check_https(&self.vault_url).map_err(|r| Error::config(AZURE_VAULT_URL, EXPECTED_URL, r))?;
+        check_https(&self.vault_url)
+            .map_err(|r| Error::config(AZURE_VAULT_URL, EXPECTED_URL, r))?;
         if let Some(host) = &self.authority_host {
             check_https(host).map_err(|r| {
                 Error::config(
@@ -245,8 +253,9 @@ impl AzureKvConfig {
     pub(crate) fn vault_key(&self, key: &KeyRef) -> Result<VaultKey> {
         let mut target = match self.keys.get(key.name()) {
             Some(k) => k.clone(),
-            None => VaultKey::parse(key.name())
-                .map_err(|reason| Error::invalid_input("key", reason))?,
+            None => {
+                VaultKey::parse(key.name()).map_err(|reason| Error::invalid_input("key", reason))?
+            }
         };
         if let Some(v) = key.version() {
             validate_version(v).map_err(|reason| Error::invalid_input("key version", reason))?;
@@ -279,7 +288,11 @@ fn credential_from(get: &impl Fn(&str) -> Option<String>) -> Result<Credential> 
     };
     let required = |name: &str, what: &str| {
         get(name).ok_or_else(|| {
-            Error::config(name, what, format!("required by the {kind} credential but not set"))
+            Error::config(
+                name,
+                what,
+                format!("required by the {kind} credential but not set"),
+            )
         })
     };
     Ok(match kind.as_str() {
@@ -291,7 +304,10 @@ fn credential_from(get: &impl Fn(&str) -> Option<String>) -> Result<Credential> 
         "workload-identity" => {
             required(AZURE_TENANT_ID, "the directory (tenant) id, a GUID")?;
             required(AZURE_CLIENT_ID, "the application (client) id, a GUID")?;
-            required(AZURE_FEDERATED_TOKEN_FILE, "the path of the federated token file")?;
+            required(
+                AZURE_FEDERATED_TOKEN_FILE,
+                "the path of the federated token file",
+            )?;
             Credential::WorkloadIdentity
         }
         "managed-identity" => Credential::ManagedIdentity {
@@ -338,10 +354,16 @@ mod tests {
     #[test]
     fn reads_keys_and_client_secret() {
         let mut v = BASE.to_vec();
-        v.push((AZURE_XRP_KEY_NAME, "xrp-key/0123456789abcdef0123456789abcdef"));
+        v.push((
+            AZURE_XRP_KEY_NAME,
+            "xrp-key/0123456789abcdef0123456789abcdef",
+        ));
         let c = AzureKvConfig::from_vars(vars(&v)).unwrap();
         assert_eq!(c.keys["evm"].name, "evm-key");
-        assert_eq!(c.keys["xrp"].version.as_deref(), Some("0123456789abcdef0123456789abcdef"));
+        assert_eq!(
+            c.keys["xrp"].version.as_deref(),
+            Some("0123456789abcdef0123456789abcdef")
+        );
         assert!(matches!(c.credential, Credential::ClientSecret { .. }));
         assert!(!format!("{c:?}").contains("s3cr3t-value"));
     }
@@ -363,8 +385,15 @@ mod tests {
             assert!(!e.to_string().contains("s3cr3t-value"));
             assert_eq!(variable_of(e), var, "{value}");
         }
-        let v: Vec<_> = BASE.iter().copied().filter(|(k, _)| *k != AZURE_TENANT_ID).collect();
-        assert_eq!(variable_of(AzureKvConfig::from_vars(vars(&v)).unwrap_err()), AZURE_TENANT_ID);
+        let v: Vec<_> = BASE
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != AZURE_TENANT_ID)
+            .collect();
+        assert_eq!(
+            variable_of(AzureKvConfig::from_vars(vars(&v)).unwrap_err()),
+            AZURE_TENANT_ID
+        );
     }
 
     #[test]
@@ -379,6 +408,11 @@ mod tests {
             (AZURE_CLIENT_ID, "c"),
         ];
         let c = AzureKvConfig::from_vars(vars(&v)).unwrap();
-        assert_eq!(c.credential, Credential::ManagedIdentity { client_id: Some("c".into()) });
+        assert_eq!(
+            c.credential,
+            Credential::ManagedIdentity {
+                client_id: Some("c".into())
+            }
+        );
     }
 }

@@ -36,7 +36,12 @@ impl fmt::Display for KeyVaultError {
         if let Some(s) = self.status {
             write!(f, "HTTP {s} ")?;
         }
-        write!(f, "{}: {}", self.code.as_deref().unwrap_or("(no code)"), self.message)?;
+        write!(
+            f,
+            "{}: {}",
+            self.code.as_deref().unwrap_or("(no code)"),
+            self.message
+        )?;
         if let Some(id) = &self.request_id {
             write!(f, " (x-ms-request-id {id})")?;
         }
@@ -111,12 +116,10 @@ pub(crate) fn map(key: &str, e: azure_core::Error) -> Error {
                 source: Some(Box::new(kv)),
             },
             (Some(404), _) | (_, Some("KeyNotFound")) => Error::not_found(key, detail),
-            (Some(401 | 403), _) | (_, Some("Forbidden" | "Unauthorized")) => {
-                Error::AccessDenied {
-                    key: key.to_owned(),
-                    detail,
-                }
-            }
+            (Some(401 | 403), _) | (_, Some("Forbidden" | "Unauthorized")) => Error::AccessDenied {
+                key: key.to_owned(),
+                detail,
+            },
             (Some(400), _) | (_, Some("BadParameter")) => Error::InvalidInput {
                 field: format!("request for {key}"),
                 reason: detail,

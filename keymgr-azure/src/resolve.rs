@@ -85,11 +85,10 @@ pub(crate) fn version_info(key: &str, bundle: &Key) -> Result<VersionInfo> {
         .key
         .as_ref()
         .ok_or_else(|| Error::integrity(key, "Key Vault returned a key without its JWK"))?;
-    let version = jwk
-        .kid
-        .as_deref()
-        .and_then(version_of_kid)
-        .ok_or_else(|| Error::integrity(key, "Key Vault returned a JWK without a usable kid"))?;
+    let version =
+        jwk.kid.as_deref().and_then(version_of_kid).ok_or_else(|| {
+            Error::integrity(key, "Key Vault returned a JWK without a usable kid")
+        })?;
     Ok(VersionInfo {
         version: version.to_owned(),
         public_key: public_key(key, jwk)?,
@@ -108,7 +107,10 @@ pub(crate) fn algorithm(key: &str, jwk: &JsonWebKey) -> Result<KeyAlgorithm> {
             Some(other) => Err(unsupported(format!(
                 "{key} is an EC key on curve {other}; keymgr signs with secp256k1 (P-256K) keys only"
             ))),
-            None => Err(Error::integrity(key, "Key Vault returned an EC key without crv")),
+            None => Err(Error::integrity(
+                key,
+                "Key Vault returned an EC key without crv",
+            )),
         },
         Some(KeyType::UnknownValue(t)) if t == "OKP" || t == "OKP-HSM" => {
             Err(unsupported(NO_ED25519.into()))
@@ -116,7 +118,10 @@ pub(crate) fn algorithm(key: &str, jwk: &JsonWebKey) -> Result<KeyAlgorithm> {
         Some(other) => Err(unsupported(format!(
             "{key} is a {other} key; keymgr signs with EC keys on curve P-256K"
         ))),
-        None => Err(Error::integrity(key, "Key Vault returned a JWK without kty")),
+        None => Err(Error::integrity(
+            key,
+            "Key Vault returned a JWK without kty",
+        )),
     }
 }
 
@@ -124,7 +129,10 @@ pub(crate) fn algorithm(key: &str, jwk: &JsonWebKey) -> Result<KeyAlgorithm> {
 pub(crate) fn public_key(key: &str, jwk: &JsonWebKey) -> Result<PublicKey> {
     algorithm(key, jwk)?;
     let (Some(x), Some(y)) = (jwk.x.as_deref(), jwk.y.as_deref()) else {
-        return Err(Error::integrity(key, "Key Vault returned an EC JWK without x and y"));
+        return Err(Error::integrity(
+            key,
+            "Key Vault returned an EC JWK without x and y",
+        ));
     };
     if x.len() != 32 || y.len() != 32 {
         return Err(Error::integrity(
@@ -141,7 +149,10 @@ pub(crate) fn public_key(key: &str, jwk: &JsonWebKey) -> Result<PublicKey> {
     sec1.extend_from_slice(x);
     sec1.extend_from_slice(y);
     PublicKey::from_sec1(&sec1).map_err(|e| {
-        Error::integrity(key, format!("Key Vault returned a JWK that is not a secp256k1 point: {e}"))
+        Error::integrity(
+            key,
+            format!("Key Vault returned a JWK that is not a secp256k1 point: {e}"),
+        )
     })
 }
 

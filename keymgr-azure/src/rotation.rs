@@ -11,8 +11,8 @@
 use std::collections::HashMap;
 
 use azure_security_keyvault_keys::models::{
-    CreateKeyParameters, CurveName, KeyAttributes, KeyType, UpdateKeyPropertiesParameters,
-    KeyClientUpdateKeyPropertiesOptions,
+    CreateKeyParameters, CurveName, KeyAttributes, KeyClientUpdateKeyPropertiesOptions, KeyType,
+    UpdateKeyPropertiesParameters,
 };
 use futures::TryStreamExt;
 use keymgr_core::{Error, KeyAlgorithm, KeyRef, KeyVersion, Result, VersionState};
@@ -34,16 +34,26 @@ impl AzureKvBackend {
         let mut found = Vec::new();
         while let Some(props) = pager.try_next().await.map_err(|e| map(name, e))? {
             let Some(version) = props.kid.as_deref().and_then(version_of_kid) else {
-                return Err(Error::integrity(name, "Key Vault listed a version without a kid"));
+                return Err(Error::integrity(
+                    name,
+                    "Key Vault listed a version without a kid",
+                ));
             };
             let attributes = props.attributes.unwrap_or_default();
             let created = attributes
                 .created
                 .map(|t| u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0));
-            found.push((created, version.to_owned(), attributes.enabled != Some(false)));
+            found.push((
+                created,
+                version.to_owned(),
+                attributes.enabled != Some(false),
+            ));
         }
         if found.is_empty() {
-            return Err(Error::not_found(name, format!("no versions of {}", target.name)));
+            return Err(Error::not_found(
+                name,
+                format!("no versions of {}", target.name),
+            ));
         }
         // Key Vault lists in no documented order and `created` has one-second resolution:
         // order by creation time, the current (newest) version last among equals, the
@@ -61,7 +71,11 @@ impl AzureKvBackend {
                     target.name
                 ),
                 algorithm: KeyAlgorithm::Secp256k1,
-                state: if enabled { VersionState::Enabled } else { VersionState::Disabled },
+                state: if enabled {
+                    VersionState::Enabled
+                } else {
+                    VersionState::Disabled
+                },
                 created_at_ms,
                 current: version == current,
             })
@@ -86,7 +100,10 @@ impl AzureKvBackend {
         let parameters = CreateKeyParameters {
             kty: Some(KeyType::Ec),
             curve: Some(CurveName::P256K),
-            tags: Some(HashMap::from([(TAG_CREATED_BY.to_owned(), "keymgr".to_owned())])),
+            tags: Some(HashMap::from([(
+                TAG_CREATED_BY.to_owned(),
+                "keymgr".to_owned(),
+            )])),
             ..Default::default()
         };
         let bundle = self
@@ -139,7 +156,10 @@ impl AzureKvBackend {
         if current.version.eq_ignore_ascii_case(version) {
             return Err(Error::invalid_input(
                 "key",
-                format!("{key} is the current version of {}; rotate before disabling it", key.name()),
+                format!(
+                    "{key} is the current version of {}; rotate before disabling it",
+                    key.name()
+                ),
             ));
         }
         let parameters = UpdateKeyPropertiesParameters {
@@ -166,7 +186,10 @@ impl AzureKvBackend {
             .into_model()
             .map_err(|e| map(&label, e))?;
         if bundle.attributes.and_then(|a| a.enabled) != Some(false) {
-            return Err(Error::integrity(&label, "Key Vault did not report the version disabled"));
+            return Err(Error::integrity(
+                &label,
+                "Key Vault did not report the version disabled",
+            ));
         }
         tracing::info!(key = %key, "disabled Azure Key Vault key version");
         Ok(())

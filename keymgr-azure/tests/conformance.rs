@@ -47,15 +47,24 @@ async fn conformance_with_pinned_versions() {
     let b = backend(&stand_in, &format!("evm-pinned/{v1}"), "evm-pinned");
     conformance::run(b.clone(), &secp("evm")).await;
     let pinned = b.public_key(&KeyRef::new("evm")).await.unwrap();
-    assert_eq!(pinned.as_secp256k1(), Some(&stand_in.verifying_key("evm-pinned", &v1)));
+    assert_eq!(
+        pinned.as_secp256k1(),
+        Some(&stand_in.verifying_key("evm-pinned", &v1))
+    );
     // The unpinned name follows the newest version; an explicit version wins over both.
     let newest = b.public_key(&KeyRef::new("xrp")).await.unwrap();
-    assert_eq!(newest.as_secp256k1(), Some(&stand_in.verifying_key("evm-pinned", &v2)));
+    assert_eq!(
+        newest.as_secp256k1(),
+        Some(&stand_in.verifying_key("evm-pinned", &v2))
+    );
     conformance::secp256k1_signatures(&*b, &KeyRef::versioned("evm", v2.clone())).await;
     // The sign call names the version: a signature by v2 verifies under v2 only.
     let digest = [9u8; 32];
     let sig = b
-        .sign(&KeyRef::versioned("evm", v2.clone()), &SignPayload::prehash(&digest).unwrap())
+        .sign(
+            &KeyRef::versioned("evm", v2.clone()),
+            &SignPayload::prehash(&digest).unwrap(),
+        )
         .await
         .unwrap();
     let k256_sig = *sig.as_secp256k1().unwrap().as_k256();
@@ -92,21 +101,32 @@ async fn ed25519_is_unsupported_with_the_reason() {
     stand_in.create_other_curve("ed-key", "OKP", "Ed25519");
     for result in [
         b.public_key(&KeyRef::new("ed-key")).await.map(|_| ()),
-        b.sign(&KeyRef::new("ed-key"), &SignPayload::message(b"CLM\0".to_vec()))
-            .await
-            .map(|_| ()),
+        b.sign(
+            &KeyRef::new("ed-key"),
+            &SignPayload::message(b"CLM\0".to_vec()),
+        )
+        .await
+        .map(|_| ()),
     ] {
         match result.unwrap_err() {
-            Error::Unsupported { backend, reason, .. } => {
+            Error::Unsupported {
+                backend, reason, ..
+            } => {
                 assert_eq!(backend, "azure-kv");
-                assert!(reason.contains("Ed25519") && reason.contains("secp256k1"), "{reason}");
+                assert!(
+                    reason.contains("Ed25519") && reason.contains("secp256k1"),
+                    "{reason}"
+                );
             }
             other => panic!("expected Unsupported, got {other:?}"),
         }
     }
     // An Ed25519 payload (a raw message) for a secp256k1 key says why, before any sign call.
     match b
-        .sign(&KeyRef::new("xrp"), &SignPayload::message(b"CLM\0".to_vec()))
+        .sign(
+            &KeyRef::new("xrp"),
+            &SignPayload::message(b"CLM\0".to_vec()),
+        )
         .await
         .unwrap_err()
     {
@@ -127,9 +147,12 @@ async fn other_curves_are_unsupported_naming_the_curve() {
         stand_in.create_other_curve(&name, "EC", crv);
         for result in [
             b.public_key(&KeyRef::new(name.as_str())).await.map(|_| ()),
-            b.sign(&KeyRef::new(name.as_str()), &SignPayload::prehash(&[1; 32]).unwrap())
-                .await
-                .map(|_| ()),
+            b.sign(
+                &KeyRef::new(name.as_str()),
+                &SignPayload::prehash(&[1; 32]).unwrap(),
+            )
+            .await
+            .map(|_| ()),
         ] {
             match result.unwrap_err() {
                 Error::Unsupported { reason, .. } => assert!(reason.contains(crv), "{reason}"),

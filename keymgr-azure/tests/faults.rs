@@ -34,7 +34,12 @@ async fn throttling_is_retryable_with_code_request_id_and_retry_after() {
     b.public_key(&KeyRef::new("evm")).await.unwrap();
     for (fault, kind, status, code) in [
         (Fault::Throttled, ErrorKind::Throttled, 429, "Throttled"),
-        (Fault::Unavailable, ErrorKind::Unavailable, 503, "ServiceUnavailable"),
+        (
+            Fault::Unavailable,
+            ErrorKind::Unavailable,
+            503,
+            "ServiceUnavailable",
+        ),
     ] {
         let before = stand_in.calls("sign");
         stand_in.inject("sign", fault);
@@ -64,7 +69,10 @@ async fn keymgr_retries_throttling_once_per_attempt() {
     let retrying: Arc<dyn KeyBackend> = Arc::new(Retry::new(b.clone(), policy));
     stand_in.inject("sign", Fault::Throttled);
     stand_in.inject("sign", Fault::Unavailable);
-    let sig = retrying.sign(&KeyRef::new("evm"), &payload()).await.unwrap();
+    let sig = retrying
+        .sign(&KeyRef::new("evm"), &payload())
+        .await
+        .unwrap();
     stand_in
         .verifying_key("evm-signer", "")
         .verify_prehash(&[0x42; 32], sig.as_secp256k1().unwrap().as_k256())
@@ -83,12 +91,21 @@ async fn service_codes_map_to_kinds() {
         (500, "InternalServerError", ErrorKind::Unavailable),
         (409, "Conflict", ErrorKind::Backend),
     ] {
-        stand_in.inject("sign", Fault::Status(status, code, format!("injected {code}")));
+        stand_in.inject(
+            "sign",
+            Fault::Status(status, code, format!("injected {code}")),
+        );
         let e = b.sign(&KeyRef::new("evm"), &payload()).await.unwrap_err();
         assert_eq!(e.kind(), kind, "{code}: {e}");
         let s = e.to_string();
-        assert!(s.contains(code) && s.contains(&format!("injected {code}")), "{s}");
-        assert!(s.contains("x-ms-request-id 00000000-0000-4000-8000-"), "{s}");
+        assert!(
+            s.contains(code) && s.contains(&format!("injected {code}")),
+            "{s}"
+        );
+        assert!(
+            s.contains("x-ms-request-id 00000000-0000-4000-8000-"),
+            "{s}"
+        );
     }
     // A key that does not exist: the real KeyNotFound answer.
     let e = b.public_key(&KeyRef::new("absent")).await.unwrap_err();

@@ -21,7 +21,10 @@ async fn new_version_becomes_current_and_old_ones_stay_pinned() {
     let created = b.create_version("evm").await.unwrap();
     let v2 = created.key.version().unwrap().to_owned();
     assert!(created.current);
-    assert_eq!(stand_in.versions("evm-signer"), vec![v1.clone(), v2.clone()]);
+    assert_eq!(
+        stand_in.versions("evm-signer"),
+        vec![v1.clone(), v2.clone()]
+    );
     assert_eq!(
         stand_in.tags("evm-signer", &v2),
         vec![("created-by".to_owned(), "keymgr".to_owned())]
@@ -29,7 +32,10 @@ async fn new_version_becomes_current_and_old_ones_stay_pinned() {
     // The unversioned name moved at once (no stale cache); the old version still signs.
     let after = b.public_key(&KeyRef::new("evm")).await.unwrap();
     assert_ne!(before, after);
-    assert_eq!(after.as_secp256k1(), Some(&stand_in.verifying_key("evm-signer", &v2)));
+    assert_eq!(
+        after.as_secp256k1(),
+        Some(&stand_in.verifying_key("evm-signer", &v2))
+    );
     let digest = [3u8; 32];
     let payload = SignPayload::prehash(&digest).unwrap();
     for version in [&v1, &v2] {
@@ -79,7 +85,9 @@ async fn disable_sets_enabled_false_and_never_the_current_version() {
     }
     assert!(stand_in.enabled("evm-signer", &v1));
     let v2 = b.create_version("evm").await.unwrap();
-    b.disable_version(&KeyRef::versioned("evm", v1.clone())).await.unwrap();
+    b.disable_version(&KeyRef::versioned("evm", v1.clone()))
+        .await
+        .unwrap();
     assert!(!stand_in.enabled("evm-signer", &v1));
     assert_eq!(stand_in.versions("evm-signer").len(), 2, "never deleted");
     let listed = b.list_versions("evm").await.unwrap();
@@ -149,7 +157,10 @@ async fn scheduled_rotation_through_keymgr_rotation() {
         }
         clock.advance(day);
     }
-    assert_eq!(kinds, vec![(76, "notice"), (90, "rotated"), (97, "disabled")]);
+    assert_eq!(
+        kinds,
+        vec![(76, "notice"), (90, "rotated"), (97, "disabled")]
+    );
     let rotated = rotated.unwrap();
     assert_eq!(rotated.old_version.as_deref(), Some(v1.as_str()));
     let versions = stand_in.versions("evm-signer");

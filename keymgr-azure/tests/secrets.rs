@@ -43,13 +43,19 @@ async fn secrets_never_in_debug_errors_or_logs() {
 
     let (stand_in, b) = fixture().await;
     let mut texts = vec![format!("{b:?}"), format!("{:?}", b.config())];
-    b.sign(&KeyRef::new("evm"), &SignPayload::prehash(&[1; 32]).unwrap())
-        .await
-        .unwrap();
+    b.sign(
+        &KeyRef::new("evm"),
+        &SignPayload::prehash(&[1; 32]).unwrap(),
+    )
+    .await
+    .unwrap();
     for fault in [Fault::Throttled, Fault::Malformed] {
         stand_in.inject("sign", fault);
         let e = b
-            .sign(&KeyRef::new("evm"), &SignPayload::prehash(&[1; 32]).unwrap())
+            .sign(
+                &KeyRef::new("evm"),
+                &SignPayload::prehash(&[1; 32]).unwrap(),
+            )
             .await
             .unwrap_err();
         texts.push(format!("{e} {e:?}"));
@@ -75,12 +81,21 @@ async fn wrong_client_secret_is_access_denied_without_the_secret() {
     let wrong = "not-the-SECRET-0000";
     let v = vars(
         &stand_in,
-        &[("AZURE_EVM_KEY_NAME", "evm-signer"), ("AZURE_CLIENT_SECRET", wrong)],
+        &[
+            ("AZURE_EVM_KEY_NAME", "evm-signer"),
+            ("AZURE_CLIENT_SECRET", wrong),
+        ],
     );
     let b = AzureKvBackend::new(config(&v)).unwrap();
     let e = b.public_key(&KeyRef::new("evm")).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AccessDenied, "{e}");
-    assert_clean(&format!("{e} {e:?} {b:?}"), &[wrong.to_owned(), SECRET.to_owned()]);
+    assert_clean(
+        &format!("{e} {e:?} {b:?}"),
+        &[wrong.to_owned(), SECRET.to_owned()],
+    );
     assert_eq!(stand_in.calls("token"), 1);
-    assert_eq!(b.health().await.status, keymgr_core::HealthStatus::Unhealthy);
+    assert_eq!(
+        b.health().await.status,
+        keymgr_core::HealthStatus::Unhealthy
+    );
 }

@@ -24,7 +24,10 @@ pub fn vars(stand_in: &StandIn, extra: &[(&str, &str)]) -> BTreeMap<String, Stri
         ("AZURE_CLIENT_SECRET", SECRET.to_owned()),
         ("SSL_CERT_FILE", stand_in.ca_file().display().to_string()),
         // The stand-in is not under *.vault.azure.net.
-        ("AZURE_KEYVAULT_VERIFY_CHALLENGE_RESOURCE", "false".to_owned()),
+        (
+            "AZURE_KEYVAULT_VERIFY_CHALLENGE_RESOURCE",
+            "false".to_owned(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

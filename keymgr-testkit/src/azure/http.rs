@@ -71,7 +71,10 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>) -> Reply {
                 shared,
                 405,
                 "BadParameter",
-                &format!("{} {path} is not an operation of this stand-in", parts.method),
+                &format!(
+                    "{} {path} is not an operation of this stand-in",
+                    parts.method
+                ),
                 None,
             );
         }
@@ -109,7 +112,13 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>) -> Reply {
         match serde_json::from_slice(&body) {
             Ok(v) => v,
             Err(e) => {
-                return error(shared, 400, "BadParameter", &format!("body is not JSON: {e}"), None);
+                return error(
+                    shared,
+                    400,
+                    "BadParameter",
+                    &format!("body is not JSON: {e}"),
+                    None,
+                );
             }
         }
     };
@@ -275,7 +284,9 @@ fn create_key(keys: &mut Keys, vault: &str, name: &str, body: &Value) -> Result<
         return Err(Refusal(
             400,
             "BadParameter",
-            format!("this stand-in generates only kty EC/EC-HSM, crv P-256K (got kty {kty:?}, crv {crv:?})"),
+            format!(
+                "this stand-in generates only kty EC/EC-HSM, crv P-256K (got kty {kty:?}, crv {crv:?})"
+            ),
         ));
     }
     let id = keys.add(name, secp256k1(), tags_of(body));
@@ -296,9 +307,13 @@ fn update_key(
         .version_mut(name, version)
         .ok_or_else(|| not_found(name, version))?;
     if let Some(enabled) = body.pointer("/attributes/enabled") {
-        v.enabled = enabled
-            .as_bool()
-            .ok_or_else(|| Refusal(400, "BadParameter", "attributes.enabled must be a boolean".into()))?;
+        v.enabled = enabled.as_bool().ok_or_else(|| {
+            Refusal(
+                400,
+                "BadParameter",
+                "attributes.enabled must be a boolean".into(),
+            )
+        })?;
     }
     if body.get("tags").is_some() {
         v.tags = tags_of(body);
@@ -333,10 +348,14 @@ fn sign(
         .and_then(|s| B64.decode(s).ok())
         .ok_or_else(|| bad("value must be base64url".into()))?;
     let Material::Secp256k1(sk) = &v.material else {
-        return Err(bad(format!("this stand-in holds no private key for {name}")));
+        return Err(bad(format!(
+            "this stand-in holds no private key for {name}"
+        )));
     };
     if alg != "ES256K" {
-        return Err(bad(format!("algorithm {alg:?} is not valid for a P-256K key")));
+        return Err(bad(format!(
+            "algorithm {alg:?} is not valid for a P-256K key"
+        )));
     }
     if digest.len() != 32 {
         return Err(bad(format!(
@@ -418,7 +437,13 @@ fn reply(shared: &Shared, status: u16, body: Bytes) -> Reply {
     r
 }
 
-fn error(shared: &Shared, status: u16, code: &str, message: &str, retry: Option<&'static str>) -> Reply {
+fn error(
+    shared: &Shared,
+    status: u16,
+    code: &str,
+    message: &str,
+    retry: Option<&'static str>,
+) -> Reply {
     let body = json!({ "error": { "code": code, "message": message } });
     let mut r = reply(shared, status, Bytes::from(body.to_string()));
     if let Some(after) = retry {

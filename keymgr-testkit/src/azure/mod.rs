@@ -163,18 +163,25 @@ fn tls_config() -> (rustls::ServerConfig, String) {
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "keymgr-testkit Key Vault stand-in CA");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        "keymgr-testkit Key Vault stand-in CA",
+    );
     let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
     let issuer = Issuer::new(ca, ca_key);
     let leaf_key = KeyPair::generate().expect("leaf key");
     let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
         .expect("leaf params");
     leaf.use_authority_key_identifier_extension = true;
-    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).expect("leaf certificate");
-    let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der())
-        .expect("leaf key DER");
+    let leaf_cert = leaf
+        .signed_by(&leaf_key, &issuer)
+        .expect("leaf certificate");
+    let key =
+        rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).expect("leaf key DER");
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -62,7 +62,12 @@ fn version_id() -> String {
 
 impl Keys {
     /// Adds a new version of `name` (creating the key if needed); returns its id.
-    pub fn add(&mut self, name: &str, material: Material, tags: BTreeMap<String, String>) -> String {
+    pub fn add(
+        &mut self,
+        name: &str,
+        material: Material,
+        tags: BTreeMap<String, String>,
+    ) -> String {
         let id = version_id();
         let t = now();
         self.keys.entry(name.to_owned()).or_default().push(Version {
