@@ -171,9 +171,11 @@ mod tests {
 
     #[test]
     fn curves_are_named() {
-        let mut jwk = JsonWebKey::default();
-        jwk.kty = Some(KeyType::Ec);
-        jwk.crv = Some(CurveName::P256);
+        let mut jwk = JsonWebKey {
+            kty: Some(KeyType::Ec),
+            crv: Some(CurveName::P256),
+            ..Default::default()
+        };
         match algorithm("k", &jwk).unwrap_err() {
             Error::Unsupported { reason, .. } => assert!(reason.contains("P-256"), "{reason}"),
             other => panic!("{other:?}"),
