@@ -13,10 +13,13 @@
 //! - [`TempDir`]: a unique scratch directory, removed on drop.
 //! - [`skip_or_fail`]: how tests that need an external component (SoftHSM2, moto)
 //!   behave when it is missing: fail under `cargo xtask test`, skip loudly elsewhere.
+//! - `azure` (cargo feature `azure`): an Azure Key Vault REST stand-in over HTTPS.
 
 // Test support: panicking with a message is how it reports failures.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[cfg(feature = "azure")]
+pub mod azure;
 pub mod conformance;
 #[cfg(feature = "evm")]
 pub mod evm;

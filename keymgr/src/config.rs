@@ -76,14 +76,14 @@ impl BackendKind {
     }
 
     /// The cargo feature of the `keymgr` crate that compiles this provider; `None` for
-    /// providers this version of keymgr does not ship (Azure Key Vault).
+    /// providers this version of keymgr does not ship (every backend ships today).
     pub fn feature(self) -> Option<&'static str> {
         match self {
             BackendKind::Env => Some("env"),
             BackendKind::AwsKms => Some("aws"),
             BackendKind::GcpKms => Some("gcp"),
             BackendKind::Hsm => Some("hsm"),
-            BackendKind::AzureKeyVault => None,
+            BackendKind::AzureKeyVault => Some("azure"),
         }
     }
 }
@@ -212,6 +212,10 @@ pub async fn backend_from_vars(
         BackendKind::GcpKms => Ok(Arc::new(
             keymgr_gcp::GcpKmsBackend::connect(keymgr_gcp::GcpKmsConfig::from_vars(var)?).await?,
         )),
+        #[cfg(feature = "azure")]
+        BackendKind::AzureKeyVault => Ok(Arc::new(keymgr_azure::AzureKvBackend::new(
+            keymgr_azure::AzureKvConfig::from_vars(var)?,
+        )?)),
         #[allow(unreachable_patterns)]
         other => {
             let _ = var;
@@ -242,6 +246,7 @@ fn compiled_backends() -> Vec<&'static str> {
         ("hsm", cfg!(feature = "hsm")),
         ("aws-kms", cfg!(feature = "aws")),
         ("gcp-kms", cfg!(feature = "gcp")),
+        ("azure-kv", cfg!(feature = "azure")),
     ];
     all.iter().filter(|(_, on)| *on).map(|(n, _)| *n).collect()
 }

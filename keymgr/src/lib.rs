@@ -32,6 +32,8 @@ pub use keymgr_hsm as hsm;
 /// The AWS KMS provider.
 #[cfg(feature = "aws")]
 pub use keymgr_aws as aws;
+#[cfg(feature = "azure")]
+pub use keymgr_azure as azure;
 
 /// The Google Cloud KMS provider.
 #[cfg(feature = "gcp")]

@@ -1,0 +1,326 @@
+//! The [`KeyBackend`] implementation: public key, sign, health.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
+use azure_core::credentials::{Secret, TokenCredential};
+use azure_core::http::{ClientOptions, RetryOptions, Transport};
+use azure_identity::{
+    ClientSecretCredential, ClientSecretCredentialOptions, DeveloperToolsCredential,
+    ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
+    WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
+};
+use azure_security_keyvault_keys::models::{
+    KeyClientGetKeyOptions, KeyClientSignOptions, SignParameters, SignatureAlgorithm,
+};
+use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
+use keymgr_core::deps::async_trait;
+use keymgr_core::{
+    Error, HealthReport, KeyBackend, KeyRef, KeyVersion, PublicKey, RawSignature, Result,
+    SignPayload, Signature, finish_signature,
+};
+
+use crate::config::{AzureKvConfig, Credential, SSL_CERT_FILE, VaultKey};
+use crate::error::map;
+use crate::resolve::{self, Cache, NO_ED25519, VersionInfo, version_of_kid};
+
+/// The backend's name in errors, audit entries and health reports.
+pub const BACKEND: &str = "azure-kv";
+
+/// Signs with secp256k1 keys (EC, curve `P-256K`, algorithm `ES256K`) held in Azure Key
+/// Vault, through Microsoft's `azure_security_keyvault_keys` client.
+///
+/// Every call runs once: the SDK's own retries are off so that keymgr's retry layer is
+/// the only one (throttling and 5xx answers come back as retryable errors).
+pub struct AzureKvBackend {
+    pub(crate) client: KeyClient,
+    pub(crate) config: AzureKvConfig,
+    pub(crate) cache: Cache,
+}
+
+impl std::fmt::Debug for AzureKvBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AzureKvBackend")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The HTTP client: reqwest with rustls and the platform's roots, plus `SSL_CERT_FILE`'s.
+fn transport(config: &AzureKvConfig) -> Result<Option<Transport>> {
+    let Some(path) = &config.ca_file else {
+        return Ok(None);
+    };
+    let bad =
+        |reason: String| Error::config(SSL_CERT_FILE, "a PEM file of CA certificates", reason);
+    let pem =
+        std::fs::read(path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| bad(format!("{}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(bad(format!("{} holds no certificate", path.display())));
+    }
+    let client = reqwest::ClientBuilder::new()
+        .tls_certs_merge(certs)
+        .build()
+        .map_err(|e| bad(format!("cannot build the HTTPS client: {e}")))?;
+    Ok(Some(Transport::new(Arc::new(client))))
+}
+
+fn client_options(config: &AzureKvConfig, transport: &Option<Transport>) -> ClientOptions {
+    let mut options = ClientOptions {
+        retry: RetryOptions::none(),
+        transport: transport.clone(),
+        ..Default::default()
+    };
+    if let Some(host) = &config.authority_host {
+        let mut cloud = CustomConfiguration::default();
+        cloud.authority_host = host.clone();
+        options.cloud = Some(Arc::new(CloudConfiguration::Custom(cloud)));
+    }
+    options
+}
+
+fn credential(
+    config: &AzureKvConfig,
+    transport: &Option<Transport>,
+) -> Result<Arc<dyn TokenCredential>> {
+    let options = client_options(config, transport);
+    let failed = |e: azure_core::Error| {
+        Error::config(
+            "AZURE_CREDENTIAL_KIND",
+            "a usable Azure credential",
+            format!("cannot create the credential: {e}"),
+        )
+    };
+    Ok(match &config.credential {
+        Credential::ClientSecret {
+            tenant_id,
+            client_id,
+            secret,
+        } => ClientSecretCredential::new(
+            tenant_id,
+            client_id.clone(),
+            Secret::new(secret.expose().to_owned()),
+            Some(ClientSecretCredentialOptions {
+                client_options: options,
+            }),
+        )
+        .map_err(failed)?,
+        Credential::WorkloadIdentity => {
+            let mut o = WorkloadIdentityCredentialOptions::default();
+            o.credential_options.client_options = options;
+            WorkloadIdentityCredential::new(Some(o)).map_err(failed)?
+        }
+        Credential::ManagedIdentity { client_id } => {
+            ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
+                user_assigned_id: client_id.clone().map(UserAssignedId::ClientId),
+                client_options: options,
+            }))
+            .map_err(failed)?
+        }
+        Credential::DeveloperTools => DeveloperToolsCredential::new(None).map_err(failed)?,
+    })
+}
+
+impl AzureKvBackend {
+    /// Builds the credential and the Key Vault client; no network call happens here.
+    pub fn new(config: AzureKvConfig) -> Result<Self> {
+        config.validate()?;
+        let transport = transport(&config)?;
+        let credential = credential(&config, &transport)?;
+        let options = KeyClientOptions {
+            client_options: client_options(&config, &transport),
+            verify_challenge_resource: Some(config.verify_challenge_resource),
+            ..Default::default()
+        };
+        let client = KeyClient::new(&config.vault_url, credential, Some(options)).map_err(|e| {
+            Error::config(
+                crate::config::AZURE_VAULT_URL,
+                "an https:// vault URL",
+                e.to_string(),
+            )
+        })?;
+        Ok(Self {
+            client,
+            config,
+            cache: Cache::default(),
+        })
+    }
+
+    /// Reads the configuration from the environment and builds the backend.
+    pub fn from_env() -> Result<Self> {
+        Self::new(AzureKvConfig::from_env()?)
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &AzureKvConfig {
+        &self.config
+    }
+
+    /// Get Key for one version (or the newest), caching its public key.
+    pub(crate) async fn fetch(&self, key: &KeyRef, target: &VaultKey) -> Result<VersionInfo> {
+        let label = key.to_string();
+        let options = KeyClientGetKeyOptions {
+            key_version: target.version.clone(),
+            ..Default::default()
+        };
+        let bundle = self
+            .client
+            .get_key(&target.name, Some(options))
+            .await
+            .map_err(|e| map(&label, e))?
+            .into_model()
+            .map_err(|e| map(&label, e))?;
+        let info = resolve::version_info(&label, &bundle)?;
+        if let Some(v) = &target.version
+            && !v.eq_ignore_ascii_case(&info.version)
+        {
+            return Err(Error::integrity(
+                &label,
+                format!(
+                    "asked Key Vault for version {v}, it answered with {}",
+                    info.version
+                ),
+            ));
+        }
+        self.cache
+            .store(&target.name, &info, target.version.is_none());
+        Ok(info)
+    }
+
+    /// The explicit version and public key `key` resolves to now.
+    pub(crate) async fn resolve(&self, key: &KeyRef) -> Result<(VaultKey, VersionInfo)> {
+        let mut target = self.config.vault_key(key)?;
+        let version = target
+            .version
+            .clone()
+            .or_else(|| self.cache.current(&target.name));
+        if let Some(version) = version
+            && let Some(public_key) = self.cache.public_key(&target.name, &version)
+        {
+            target.version = Some(version.clone());
+            return Ok((
+                target,
+                VersionInfo {
+                    version,
+                    public_key,
+                },
+            ));
+        }
+        let info = self.fetch(key, &target).await?;
+        target.version = Some(info.version.clone());
+        Ok((target, info))
+    }
+}
+
+#[async_trait]
+impl KeyBackend for AzureKvBackend {
+    fn name(&self) -> &str {
+        BACKEND
+    }
+
+    async fn public_key(&self, key: &KeyRef) -> Result<PublicKey> {
+        Ok(self.resolve(key).await?.1.public_key)
+    }
+
+    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature> {
+        let label = key.to_string();
+        let (target, info) = self.resolve(key).await?;
+        if matches!(payload, SignPayload::Message(_)) {
+            // Only Ed25519 signs raw messages, and Key Vault has no Ed25519 keys.
+            return Err(Error::invalid_input(
+                "payload",
+                format!(
+                    "a raw message is an Ed25519 payload but {label} is a secp256k1 key; sign \
+                     a 32-byte prehash instead ({NO_ED25519})"
+                ),
+            ));
+        }
+        payload.check_algorithm(info.public_key.algorithm(), &label)?;
+        let parameters = SignParameters {
+            algorithm: Some(SignatureAlgorithm::Es256K),
+            value: Some(payload.as_bytes().to_vec()),
+        };
+        let options = KeyClientSignOptions {
+            key_version: Some(info.version.clone()),
+            ..Default::default()
+        };
+        let result = self
+            .client
+            .sign(
+                &target.name,
+                parameters.try_into().map_err(|e| map(&label, e))?,
+                Some(options),
+            )
+            .await
+            .map_err(|e| map(&label, e))?
+            .into_model()
+            .map_err(|e| map(&label, e))?;
+        if let Some(kid) = result.kid.as_deref()
+            && version_of_kid(kid).is_some_and(|v| !v.eq_ignore_ascii_case(&info.version))
+        {
+            return Err(Error::integrity(
+                &label,
+                format!(
+                    "asked version {} to sign, Key Vault answered for {kid}",
+                    info.version
+                ),
+            ));
+        }
+        let raw = result
+            .result
+            .ok_or_else(|| Error::integrity(&label, "Key Vault returned no signature value"))?;
+        if raw.len() != 64 {
+            return Err(Error::integrity(
+                &label,
+                format!(
+                    "Key Vault returned a {}-byte ES256K signature (RFC 7518 §3.4: 64 bytes r‖s)",
+                    raw.len()
+                ),
+            ));
+        }
+        finish_signature(
+            &label,
+            &info.public_key,
+            payload,
+            RawSignature::EcdsaRaw(&raw),
+        )
+    }
+
+    async fn health(&self) -> HealthReport {
+        let started = Instant::now();
+        let Some(name) = self.config.keys.keys().next().cloned() else {
+            return HealthReport::unhealthy(BACKEND, started.elapsed(), "no keys configured");
+        };
+        let key = KeyRef::new(name);
+        let target = match self.config.vault_key(&key) {
+            Ok(t) => t,
+            Err(e) => return HealthReport::unhealthy(BACKEND, started.elapsed(), e.to_string()),
+        };
+        match self.fetch(&key, &target).await {
+            Ok(info) => HealthReport::healthy(BACKEND, started.elapsed())
+                .with_detail(format!("{key}: version {} reachable", info.version)),
+            Err(e) => HealthReport::unhealthy(BACKEND, started.elapsed(), e.to_string()),
+        }
+    }
+
+    async fn list_versions(&self, name: &str) -> Result<Vec<KeyVersion>> {
+        self.versions(name).await
+    }
+
+    async fn create_version(&self, name: &str) -> Result<KeyVersion> {
+        self.new_version(name).await
+    }
+
+    async fn disable_version(&self, key: &KeyRef) -> Result<()> {
+        self.disable(key).await
+    }
+
+    fn invalidate(&self, name: &str) {
+        if let Ok(target) = self.config.vault_key(&KeyRef::new(name)) {
+            self.cache.invalidate(&target.name);
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Faults the stand-in injects, and what keymgr makes of them: Key Vault codes mapped to
+//! kinds with code, message and `x-ms-request-id` kept; 429/503 retryable and retried by
+//! keymgr's retry layer only (the SDK's retries are off); malformed bodies, wrong-length,
+//! high-s and wrong signatures never leave as valid-looking signatures.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::error::Error as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k256::ecdsa::signature::hazmat::PrehashVerifier as _;
+use k256::elliptic_curve::scalar::IsHigh as _;
+use keymgr_azure::KeyVaultError;
+use keymgr_core::layer::{Retry, RetryPolicy};
+use keymgr_core::{Error, ErrorKind, KeyBackend, KeyRef, SignPayload};
+use support::{Fault, fixture};
+
+fn payload() -> SignPayload {
+    SignPayload::prehash(&[0x42; 32]).unwrap()
+}
+
+fn kv_source(e: &Error) -> &KeyVaultError {
+    e.source()
+        .and_then(|s| s.downcast_ref::<KeyVaultError>())
+        .unwrap_or_else(|| panic!("no KeyVaultError source in {e:?}"))
+}
+
+#[tokio::test]
+async fn throttling_is_retryable_with_code_request_id_and_retry_after() {
+    let (stand_in, b) = fixture().await;
+    b.public_key(&KeyRef::new("evm")).await.unwrap();
+    for (fault, kind, status, code) in [
+        (Fault::Throttled, ErrorKind::Throttled, 429, "Throttled"),
+        (
+            Fault::Unavailable,
+            ErrorKind::Unavailable,
+            503,
+            "ServiceUnavailable",
+        ),
+    ] {
+        let before = stand_in.calls("sign");
+        stand_in.inject("sign", fault);
+        let e = b.sign(&KeyRef::new("evm"), &payload()).await.unwrap_err();
+        assert_eq!(e.kind(), kind, "{e}");
+        assert!(e.is_retryable());
+        let kv = kv_source(&e);
+        assert_eq!(kv.status, Some(status));
+        assert_eq!(kv.code.as_deref(), Some(code));
+        assert_eq!(kv.retry_after, Some(Duration::from_secs(1)));
+        let id = kv.request_id.clone().expect("x-ms-request-id kept");
+        assert!(e.to_string().contains(&id), "{e}");
+        // One attempt: the SDK did not retry underneath keymgr.
+        assert_eq!(stand_in.calls("sign"), before + 1);
+    }
+}
+
+#[tokio::test]
+async fn keymgr_retries_throttling_once_per_attempt() {
+    let (stand_in, b) = fixture().await;
+    let policy = RetryPolicy {
+        max_retries: 3,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(20),
+        jitter: 0.0,
+    };
+    let retrying: Arc<dyn KeyBackend> = Arc::new(Retry::new(b.clone(), policy));
+    stand_in.inject("sign", Fault::Throttled);
+    stand_in.inject("sign", Fault::Unavailable);
+    let sig = retrying
+        .sign(&KeyRef::new("evm"), &payload())
+        .await
+        .unwrap();
+    stand_in
+        .verifying_key("evm-signer", "")
+        .verify_prehash(&[0x42; 32], sig.as_secp256k1().unwrap().as_k256())
+        .unwrap();
+    assert_eq!(stand_in.calls("sign"), 3, "two refusals, then success");
+}
+
+#[tokio::test]
+async fn service_codes_map_to_kinds() {
+    let (stand_in, b) = fixture().await;
+    b.public_key(&KeyRef::new("evm")).await.unwrap();
+    for (status, code, kind) in [
+        (403, "Forbidden", ErrorKind::AccessDenied),
+        (404, "KeyNotFound", ErrorKind::NotFound),
+        (400, "BadParameter", ErrorKind::InvalidInput),
+        (500, "InternalServerError", ErrorKind::Unavailable),
+        (409, "Conflict", ErrorKind::Backend),
+    ] {
+        stand_in.inject(
+            "sign",
+            Fault::Status(status, code, format!("injected {code}")),
+        );
+        let e = b.sign(&KeyRef::new("evm"), &payload()).await.unwrap_err();
+        assert_eq!(e.kind(), kind, "{code}: {e}");
+        let s = e.to_string();
+        assert!(
+            s.contains(code) && s.contains(&format!("injected {code}")),
+            "{s}"
+        );
+        assert!(
+            s.contains("x-ms-request-id 00000000-0000-4000-8000-"),
+            "{s}"
+        );
+    }
+    // A key that does not exist: the real KeyNotFound answer.
+    let e = b.public_key(&KeyRef::new("absent")).await.unwrap_err();
+    match &e {
+        Error::NotFound { key, detail } => {
+            assert_eq!(key, "absent");
+            assert!(detail.contains("KeyNotFound"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn bad_responses_are_integrity_errors() {
+    let (stand_in, b) = fixture().await;
+    b.public_key(&KeyRef::new("evm")).await.unwrap();
+    for fault in [Fault::Malformed, Fault::WrongLength, Fault::WrongSignature] {
+        stand_in.inject("sign", fault.clone());
+        let e = b.sign(&KeyRef::new("evm"), &payload()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Integrity, "{fault:?}: {e}");
+        assert!(!e.is_retryable());
+    }
+    stand_in.inject("getKey", Fault::Malformed);
+    let e = b.public_key(&KeyRef::new("xrp")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
+}
+
+#[tokio::test]
+async fn high_s_is_normalized_and_verified() {
+    let (stand_in, b) = fixture().await;
+    stand_in.inject("sign", Fault::HighS);
+    let sig = b.sign(&KeyRef::new("evm"), &payload()).await.unwrap();
+    let k = sig.as_secp256k1().unwrap().as_k256();
+    assert!(!bool::from(k.s().is_high()));
+    stand_in
+        .verifying_key("evm-signer", "")
+        .verify_prehash(&[0x42; 32], k)
+        .unwrap();
+}
