@@ -9,7 +9,7 @@
 //! // rippled's documented test seed (never use a published seed for real funds).
 //! let backend = EnvBackend::new().with_xrpl_seed("xrp", "sEdSKaCy2JT7JaM7v95H9SxkhP9wS2r")?;
 //! let sig = backend.sign(&KeyRef::new("xrp"), &SignPayload::message(b"hello".to_vec())).await?;
-//! backend.public_key(&KeyRef::new("xrp")).await?.verify(&SignPayload::message(b"hello".to_vec()), &sig)?;
+//! backend.public_key(&KeyRef::new("xrp")).await?.verify(&SignPayload::message(b"hello".to_vec()), sig.signature())?;
 //! # Ok(()) }
 //! ```
 
