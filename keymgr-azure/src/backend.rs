@@ -18,7 +18,7 @@ use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use keymgr_core::deps::async_trait;
 use keymgr_core::{
     Error, HealthReport, KeyBackend, KeyRef, KeyVersion, PublicKey, RawSignature, Result,
-    SignPayload, Signature, finish_signature,
+    SignPayload, VerifiedSignature, finish_signature,
 };
 
 use crate::config::{AzureKvConfig, Credential, SSL_CERT_FILE, VaultKey};
@@ -225,7 +225,7 @@ impl KeyBackend for AzureKvBackend {
         Ok(self.resolve(key).await?.1.public_key)
     }
 
-    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature> {
+    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<VerifiedSignature> {
         let label = key.to_string();
         let (target, info) = self.resolve(key).await?;
         if matches!(payload, SignPayload::Message(_)) {

@@ -119,10 +119,12 @@ pub(crate) fn map(key: &str, e: azure_core::Error) -> Error {
             (Some(401 | 403), _) | (_, Some("Forbidden" | "Unauthorized")) => Error::AccessDenied {
                 key: key.to_owned(),
                 detail,
+                source: Some(Box::new(kv)),
             },
             (Some(400), _) | (_, Some("BadParameter")) => Error::InvalidInput {
                 field: format!("request for {key}"),
                 reason: detail,
+                source: Some(Box::new(kv)),
             },
             (Some(s), _) if s == 408 || s >= 500 => {
                 Error::unavailable(BACKEND, detail, Some(Box::new(kv)))
@@ -135,6 +137,7 @@ pub(crate) fn map(key: &str, e: azure_core::Error) -> Error {
         AzureKind::Credential => Error::AccessDenied {
             key: key.to_owned(),
             detail: format!("could not get an Entra ID token: {detail}"),
+            source: Some(Box::new(e)),
         },
         AzureKind::DataConversion => Error::integrity(
             key,

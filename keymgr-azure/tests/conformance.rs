@@ -130,7 +130,7 @@ async fn ed25519_is_unsupported_with_the_reason() {
         .await
         .unwrap_err()
     {
-        Error::InvalidInput { field, reason } => {
+        Error::InvalidInput { field, reason, .. } => {
             assert_eq!(field, "payload");
             assert!(reason.contains("does not offer Ed25519"), "{reason}");
         }

@@ -110,7 +110,7 @@ async fn service_codes_map_to_kinds() {
     // A key that does not exist: the real KeyNotFound answer.
     let e = b.public_key(&KeyRef::new("absent")).await.unwrap_err();
     match &e {
-        Error::NotFound { key, detail } => {
+        Error::NotFound { key, detail, .. } => {
             assert_eq!(key, "absent");
             assert!(detail.contains("KeyNotFound"), "{detail}");
         }

@@ -162,11 +162,11 @@ async fn scheduled_rotation_through_keymgr_rotation() {
         vec![(76, "notice"), (90, "rotated"), (97, "disabled")]
     );
     let rotated = rotated.unwrap();
-    assert_eq!(rotated.old_version.as_deref(), Some(v1.as_str()));
+    assert_eq!(rotated.old.as_ref().map(|o| o.version()), Some(v1.as_str()));
     let versions = stand_in.versions("evm-signer");
-    assert_eq!(versions, vec![v1.clone(), rotated.new_version.clone()]);
+    assert_eq!(versions, vec![v1.clone(), rotated.new.version().to_owned()]);
     assert!(!stand_in.enabled("evm-signer", &v1), "old version disabled");
-    assert!(stand_in.enabled("evm-signer", &rotated.new_version));
+    assert!(stand_in.enabled("evm-signer", rotated.new.version()));
     let e = rotator
         .check_version(&KeyRef::versioned("evm", v1.as_str()))
         .await

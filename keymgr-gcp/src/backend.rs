@@ -13,7 +13,7 @@ use google_cloud_kms_v1::client::KeyManagementService;
 use google_cloud_kms_v1::model::Digest;
 use keymgr_core::{
     DataKey, EncryptionContext, Error, HealthReport, KeyAlgorithm, KeyBackend, KeyRef, KeyVersion,
-    PublicKey, RawSignature, Result, SecretBytes, SignPayload, Signature, finish_signature,
+    PublicKey, RawSignature, Result, SecretBytes, SignPayload, VerifiedSignature, finish_signature,
 };
 
 use crate::GcpKmsConfig;
@@ -132,7 +132,7 @@ impl GcpKmsBackend {
         label: &str,
         info: &VersionInfo,
         payload: &SignPayload,
-    ) -> std::result::Result<Signature, Failure> {
+    ) -> std::result::Result<VerifiedSignature, Failure> {
         let mut request = self.client.asymmetric_sign().set_name(&info.name);
         request = match payload {
             SignPayload::Prehash(h) => request
@@ -202,7 +202,7 @@ impl KeyBackend for GcpKmsBackend {
         Ok(self.info(&label, &version).await?.public_key.clone())
     }
 
-    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<Signature> {
+    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<VerifiedSignature> {
         let label = key.to_string();
         let version = self.version_name(key).await?;
         let info = self.info(&label, &version).await?;

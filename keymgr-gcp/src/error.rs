@@ -56,6 +56,7 @@ pub(crate) fn map_gax_error(err: GaxError, operation: &str, key: &str, target: &
             return Error::AccessDenied {
                 key: key.to_owned(),
                 detail,
+                source: Some(Box::new(err)),
             };
         }
         _ => {}
@@ -77,6 +78,7 @@ pub(crate) fn map_gax_error(err: GaxError, operation: &str, key: &str, target: &
         return Error::AccessDenied {
             key: key.to_owned(),
             detail: format!("no usable Google credentials: {detail}"),
+            source: Some(Box::new(err)),
         };
     }
     if err.is_binding() {
@@ -94,12 +96,14 @@ fn status_error(code: Code, detail: String, key: &str, source: keymgr_core::BoxE
         Code::PermissionDenied | Code::Unauthenticated => Error::AccessDenied {
             key: key.to_owned(),
             detail,
+            source: Some(source),
         },
         // Cloud KMS answers FAILED_PRECONDITION for a version that is not ENABLED
         // (disabled, destroyed, still generating) or a key of the wrong purpose.
         Code::FailedPrecondition => Error::AccessDenied {
             key: key.to_owned(),
             detail: format!("the key version is not usable: {detail}"),
+            source: Some(source),
         },
         Code::ResourceExhausted => Error::Throttled {
             backend: BACKEND.to_owned(),

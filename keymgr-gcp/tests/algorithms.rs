@@ -60,7 +60,7 @@ async fn payload_shape_and_size_limits() {
         )
         .await
         .unwrap_err();
-    let Error::InvalidInput { field, reason } = &e else {
+    let Error::InvalidInput { field, reason, .. } = &e else {
         panic!("{e}")
     };
     assert_eq!(field, "message");

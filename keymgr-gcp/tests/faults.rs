@@ -50,7 +50,7 @@ async fn a_wrong_signature_checksum_is_retried_once_then_an_integrity_error() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
     assert!(!e.is_retryable());
-    let Error::Integrity { key, detail } = &e else {
+    let Error::Integrity { key, detail, .. } = &e else {
         unreachable!()
     };
     assert_eq!(key, "evm");
@@ -103,7 +103,7 @@ async fn high_s_signatures_are_normalized_and_verified() {
         let sig = b.sign(&evm(), &SignPayload::Prehash(h)).await.unwrap();
         let raw = k256::ecdsa::Signature::from_slice(&sig.to_bytes()).unwrap();
         assert!(!bool::from(raw.s().is_high()), "high-s signature returned");
-        assert!(k256_verifies(&pk, &h, &sig));
+        assert!(k256_verifies(&pk, &h, sig.signature()));
     }
 }
 
@@ -182,7 +182,7 @@ async fn throttling_is_retried_by_keymgrs_retry_layer_only() {
         jitter: 0.0,
     };
     let manager = KeyManager::builder(b.clone() as Arc<dyn KeyBackend>)
-        .retry(Some(policy))
+        .layer(policy)
         .build();
     manager.public_key(&evm()).await.unwrap();
     stand_in.inject(SIGN, Fault::Throttled);

@@ -96,7 +96,7 @@ async fn disable_version_disables_old_versions_only() {
     // Cloud KMS refuses to sign with it: FAILED_PRECONDITION → access denied, with the
     // status and request id kept.
     let e = sign_and_check(&*b, &v1).await.unwrap_err();
-    let Error::AccessDenied { key, detail } = &e else {
+    let Error::AccessDenied { key, detail, .. } = &e else {
         panic!("{e}")
     };
     assert_eq!(key, "evm@1");
@@ -204,8 +204,8 @@ async fn scheduled_rotation_through_keymgr_rotation() {
         vec![(76, "notice"), (90, "rotated"), (97, "disabled")]
     );
     let rotated = rotated.unwrap();
-    assert_eq!(rotated.old_version.as_deref(), Some("1"));
-    assert_eq!(rotated.new_version, "2");
+    assert_eq!(rotated.old.as_ref().map(|o| o.version()), Some("1"));
+    assert_eq!(rotated.new.version(), "2");
     // Cloud KMS itself: the label names version 2, version 1 is disabled (not destroyed).
     assert!(
         stand_in

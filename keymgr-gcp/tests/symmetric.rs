@@ -117,7 +117,7 @@ async fn checksums_limits_and_wrong_keys() {
         .encrypt(&key, &vec![0u8; keymgr_gcp::MAX_DATA_BYTES + 1], &ctx)
         .await
         .unwrap_err();
-    let Error::InvalidInput { field, reason } = &e else {
+    let Error::InvalidInput { field, reason, .. } = &e else {
         panic!("{e}")
     };
     assert_eq!(field, "plaintext");

@@ -63,7 +63,7 @@ pub async fn sign_and_check(b: &dyn KeyBackend, key: &KeyRef) -> keymgr_core::Re
     let sig = b.sign(key, &SignPayload::Prehash(h)).await?;
     let pk = b.public_key(key).await?;
     assert!(
-        k256_verifies(&pk, &h, &sig),
+        k256_verifies(&pk, &h, sig.signature()),
         "{key}: signature does not verify"
     );
     Ok(())
