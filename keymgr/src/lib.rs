@@ -32,6 +32,7 @@ pub use keymgr_hsm as hsm;
 /// The AWS KMS provider.
 #[cfg(feature = "aws")]
 pub use keymgr_aws as aws;
+/// The Azure Key Vault provider.
 #[cfg(feature = "azure")]
 pub use keymgr_azure as azure;
 

@@ -27,7 +27,7 @@ async fn default_backend_is_env() {
 }
 
 #[tokio::test]
-async fn unknown_and_uncompiled_backends_are_named() {
+async fn unknown_backend_is_named_with_the_supported_list() {
     let e = manager_from_vars(&vars(&[("KEY_BACKEND", "vault")]))
         .await
         .unwrap_err();
