@@ -5,14 +5,14 @@ mod cmd;
 mod context;
 mod input;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 pub(crate) use context::{Context, Output};
 
 /// Sign and manage keys held in a KMS or HSM. The backend comes from KEY_BACKEND and the
 /// variables in .env.example (default: env, the development backend).
 #[derive(Debug, Parser)]
-#[command(name = "keymgr", version, about)]
+#[command(name = "keymgr", version, about, after_help = CONFIG_HELP)]
 struct Cli {
     /// Print one JSON object on stdout instead of text.
     #[arg(long, global = true)]
@@ -21,10 +21,23 @@ struct Cli {
     command: Command,
 }
 
+/// Where configuration comes from (printed under `--help` and in the man page).
+const CONFIG_HELP: &str = "\
+Configuration: environment variables, read at start-up. KEY_BACKEND selects the backend
+(env | hsm | aws-kms | gcp-kms | azure-kv; default env); every variable and its form is in
+.env.example, and the README has a quick start per backend. Secrets (HSM_PIN, seeds,
+client secrets) are never printed. RUST_LOG sets the log level on stderr (default warn).
+
+Output: text for people; with --json one JSON object with \"schema\": 1 on stdout (errors
+too). Exit codes: 0 ok, 1 unexpected, 2 usage, 3 configuration, 4 not found, 5 access
+denied, 6 unavailable (timeout, throttled, rate limited, breaker open), 7 integrity,
+8 refused by policy, 9 invalid input or unsupported, 10 health degraded, 11 health down,
+75 busy (lease held; try again).";
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Sign and verify with throwaway dev keys; needs no configuration.
-    Demo,
+    Demo(cmd::demo::DemoArgs),
     /// Print a key's public key and algorithm.
     PublicKey(cmd::keys::PublicKeyArgs),
     /// Sign a 32-byte digest (secp256k1) or a raw message (Ed25519).
@@ -46,17 +59,29 @@ enum Command {
     /// XRP Ledger payment-channel claims: public key, address, sign, verify.
     #[command(subcommand)]
     Xrp(cmd::xrp::XrpCommand),
+    #[cfg(feature = "envelope")]
     /// Envelope-encrypt a file or stdin (AWS Encryption SDK message format).
     Encrypt(cmd::envelope::EncryptArgs),
+    #[cfg(feature = "envelope")]
     /// Decrypt an envelope-encrypted message. A file output appears only once the whole
     /// message verified; with `--out -`, frames are written as they verify, so discard
     /// the output if the command fails.
     Decrypt(cmd::envelope::EnvelopeArgs),
+    /// Print a shell completion script on stdout, e.g. `keymgr completions bash >
+    /// /etc/bash_completion.d/keymgr`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout, e.g. `keymgr man > /usr/local/share/man/man1/keymgr.1`.
+    Man,
 }
 
 async fn dispatch(command: Command, ctx: &Context, json: bool) -> anyhow::Result<Output> {
     match command {
-        Command::Demo => cmd::demo::run().await,
+        Command::Demo(args) => cmd::demo::run(args).await,
+        Command::Completions { shell } => cmd::docs::completions(shell, Cli::command()),
+        Command::Man => cmd::docs::man(Cli::command()),
         Command::PublicKey(args) => cmd::keys::public_key(args, ctx).await,
         Command::Sign(args) => cmd::keys::sign(args, ctx).await,
         Command::Health => cmd::keys::health(ctx).await,
@@ -65,7 +90,9 @@ async fn dispatch(command: Command, ctx: &Context, json: bool) -> anyhow::Result
         Command::Xrp(c) => cmd::xrp::run(c, ctx).await,
         Command::Rotate(args) => cmd::rotate::rotate(args, ctx, json).await,
         Command::Keys(c) => cmd::status::keys(c, ctx).await,
+        #[cfg(feature = "envelope")]
         Command::Encrypt(args) => cmd::envelope::encrypt(args, ctx, json).await,
+        #[cfg(feature = "envelope")]
         Command::Decrypt(args) => cmd::envelope::decrypt(args, ctx, json).await,
     }
 }
@@ -76,22 +103,57 @@ fn main() -> std::process::ExitCode {
         Err(e) => return usage_error(&e),
     };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
+        // Colour only for a terminal, and never with NO_COLOR (https://no-color.org).
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        )
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("keymgr: cannot start the async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
+            return context::Exit::Unexpected.code();
         }
     };
     let ctx = Context::from_env();
     let result = runtime.block_on(dispatch(cli.command, &ctx, cli.json));
     context::print(result, cli.json)
+}
+
+/// Third-party crates whose own logs (the AWS SDK's request dumps, hyper's connection
+/// chatter) stay quiet unless RUST_LOG names them.
+const QUIET_DEPENDENCIES: &[&str] = &[
+    "aws_config",
+    "aws_runtime",
+    "aws_sdk_kms",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http_client",
+    "hyper",
+    "hyper_util",
+    "reqwest",
+    "rustls",
+    "h2",
+];
+
+/// RUST_LOG (default `warn`), with [`QUIET_DEPENDENCIES`] capped at `error` unless named.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    let spec = std::env::var("RUST_LOG").unwrap_or_default();
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&spec)
+        .ok()
+        .filter(|_| !spec.trim().is_empty())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn"));
+    for target in QUIET_DEPENDENCIES {
+        if !spec.contains(target)
+            && let Ok(directive) = format!("{target}=error").parse()
+        {
+            filter = filter.add_directive(directive);
+        }
+    }
+    filter
 }
 
 /// Bad arguments: clap's own report, or with `--json` one JSON object on stdout (kind
@@ -104,11 +166,14 @@ fn usage_error(e: &clap::Error) -> std::process::ExitCode {
     }
     let message = e.render().to_string();
     let message = message.trim().trim_start_matches("error: ");
+    let exit = context::Exit::Usage;
     println!(
         "{}",
-        serde_json::json!({ "error": { "kind": "usage", "message": message } })
+        context::versioned(serde_json::json!({
+            "error": { "kind": "usage", "exit_code": exit as u8, "message": message }
+        }))
     );
-    std::process::ExitCode::from(2)
+    exit.code()
 }
 
 #[cfg(test)]

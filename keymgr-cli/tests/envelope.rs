@@ -1,6 +1,7 @@
 //! `keymgr encrypt` / `keymgr decrypt`: file and pipe round trips, refusal to overwrite,
 //! outputs that appear only after verification, the required context, `--json`
 //! summaries, and no KEK in any output.
+#![cfg(feature = "envelope")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write as _;

@@ -160,8 +160,10 @@ fn a_held_lease_exits_75_naming_the_holder() {
         &["rotate", "--key", "evm", "--now", "--json"],
         &[("KEYMGR_ROTATION_STATE_PATH", &path)],
     );
-    assert_eq!(out.status.code(), Some(1));
+    // Unsupported is "invalid input or unsupported": exit 9 (README, exit codes).
+    assert_eq!(out.status.code(), Some(9));
     assert_eq!(json(&out)["error"]["kind"], "unsupported");
+    assert_eq!(json(&out)["error"]["exit_code"], 9);
 }
 
 #[test]

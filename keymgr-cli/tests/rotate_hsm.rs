@@ -35,7 +35,7 @@ impl Token {
         if let Some(missing) = NEEDED.iter().find(|v| std::env::var_os(v).is_none()) {
             keymgr_testkit::skip_or_fail(
                 &format!("SoftHSM2 token ({missing} unset)"),
-                "run `cargo xtask test`, or `eval \"$(cargo xtask provision)\"` first",
+                "run `cargo xtask test`, or `eval \"$(cargo xtask provision --test-env)\"` first",
             );
             return None;
         }

@@ -6,7 +6,7 @@
 //!   `C_Sign` directly on a logged-in session with the key handle already known (and
 //!   direct + a k256 verification, the check keymgr adds to every signature).
 //!
-//! Run with `cargo xtask bench` (or `eval "$(cargo xtask provision)"` first).
+//! Run with `cargo xtask bench` (or `eval "$(cargo xtask provision --test-env)"` first).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::sync::Arc;
@@ -30,7 +30,7 @@ fn config() -> Option<HsmConfig> {
     {
         keymgr_testkit::skip_or_fail(
             "SoftHSM2 token for the keymgr-hsm benchmarks",
-            "run `cargo xtask bench`, or `eval \"$(cargo xtask provision)\"` first",
+            "run `cargo xtask bench`, or `eval \"$(cargo xtask provision --test-env)\"` first",
         );
         return None;
     }

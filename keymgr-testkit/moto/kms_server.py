@@ -1,10 +1,13 @@
 """Starts moto's AWS server for keymgr's KMS tests, optionally with KMS gaps closed.
 
-Usage:  python kms_server.py [--plain]
+Usage:  python kms_server.py [--plain] [--detached] [--demo-keys REGION]
 
 Prints one line `KEYMGR_MOTO_READY http://127.0.0.1:<port>` on stdout once the server
 answers (the port is chosen by the OS), then serves until killed or until its stdin is
-closed (so it never outlives the process that started it).
+closed (so it never outlives the process that started it). With `--detached` (used by
+`cargo xtask provision`) it ignores stdin and serves until SIGTERM. `--demo-keys REGION`
+creates the operators' demo keys in REGION before the ready line: `alias/keymgr-demo-evm`
+(ECC_SECG_P256K1) and `alias/keymgr-demo-xrp` (ECC_NIST_EDWARDS25519).
 
 `--plain` serves moto exactly as released: tests use it to prove that keymgr turns
 moto's wrong-digest ECDSA signature into an integrity error.
@@ -511,8 +514,31 @@ def exit_when_stdin_closes():
     os._exit(0)
 
 
+def create_demo_keys(endpoint, region):
+    import boto3
+
+    kms = boto3.client(
+        "kms",
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id="keymgr-test",
+        aws_secret_access_key="keymgr-test",
+    )
+    for alias, spec in [
+        ("alias/keymgr-demo-evm", "ECC_SECG_P256K1"),
+        ("alias/keymgr-demo-xrp", ED25519_SPEC),
+    ]:
+        key = kms.create_key(
+            KeySpec=spec, KeyUsage="SIGN_VERIFY", Description=f"keymgr demo key ({alias})"
+        )
+        kms.create_alias(AliasName=alias, TargetKeyId=key["KeyMetadata"]["KeyId"])
+
+
 def main():
-    plain = "--plain" in sys.argv[1:]
+    args = sys.argv[1:]
+    plain = "--plain" in args
+    detached = "--detached" in args
+    demo_region = args[args.index("--demo-keys") + 1] if "--demo-keys" in args else None
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     if not plain:
         try:
@@ -534,7 +560,13 @@ def main():
             functional_self_check(endpoint)
         except Exception as e:  # noqa: BLE001
             fail(f"{type(e).__name__}: {e}")
+    if demo_region:
+        create_demo_keys(endpoint, demo_region)
     print(f"KEYMGR_MOTO_READY {endpoint}", flush=True)
+    if detached:
+        # Serve until SIGTERM (the default action ends the process).
+        threading.Event().wait()
+        return
     watcher = threading.Thread(target=exit_when_stdin_closes, daemon=True)
     watcher.start()
     watcher.join()

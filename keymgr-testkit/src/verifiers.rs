@@ -1,5 +1,5 @@
 //! Independent right values from eth-account, xrpl-py and coincurve (pinned in
-//! `keymgr-testkit/verifiers/constraints.txt`; `cargo xtask provision` installs them and
+//! `keymgr-testkit/verifiers/constraints.txt`; `cargo xtask provision --test-env` installs them and
 //! sets `KEYMGR_VERIFIERS_PYTHON`). Each call runs `verifiers/verify.py` once and returns
 //! its JSON output as text.
 //!
@@ -23,7 +23,7 @@ pub fn python() -> Option<PathBuf> {
         None => {
             crate::skip_or_fail(
                 "the Python verifiers (eth-account, xrpl-py, coincurve)",
-                "run `cargo xtask provision` and export KEYMGR_VERIFIERS_PYTHON",
+                "run `cargo xtask provision --test-env` and export KEYMGR_VERIFIERS_PYTHON",
             );
             None
         }

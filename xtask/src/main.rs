@@ -17,6 +17,7 @@ use anyhow::{Context as _, Result, bail};
 mod deps;
 mod esdk;
 mod moto;
+mod services;
 mod softhsm;
 mod verifiers;
 
@@ -38,13 +39,24 @@ fn main() -> Result<()> {
         Some("bench-aws") => bench_aws(&root),
         Some("bench-audit") => bench_audit(&root),
         Some("fuzz") => fuzz(&root, args.get(1).map(String::as_str)),
-        Some("provision") => {
-            let env = provision(&root)?;
-            for (k, v) in env.vars {
-                println!("export {k}={v}");
+        Some("provision") => match args.get(1).map(String::as_str) {
+            None => provision_demo(&root),
+            Some("--stop") => {
+                match services::stop(&root)? {
+                    Some(pid) => eprintln!("==> stopped moto (pid {pid})"),
+                    None => eprintln!("==> moto was not running"),
+                }
+                Ok(())
             }
-            Ok(())
-        }
+            Some("--test-env") => {
+                let env = provision(&root)?;
+                print!("{}", services::exports(&env.vars));
+                Ok(())
+            }
+            Some(other) => {
+                bail!("unknown provision option {other}: expected --stop or --test-env\n\n{USAGE}")
+            }
+        },
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             Ok(())
@@ -70,7 +82,11 @@ tasks:
   bench-audit             audit: added sign latency at 1000/s, verify 1M entries
   fuzz [CASES]            keymgr-envelope parser property tests, CASES per property
                           (default 1000000), release build
-  provision               provision and print the environment the tests use";
+  provision               a SoftHSM2 demo token and moto's KMS with demo keys, left
+                          running; prints the variables to use them (eval-able)
+  provision --stop        stop what `provision` started
+  provision --test-env    provision what the tests need and print their variables
+                          (moto stops when this command exits)";
 
 fn workspace_root() -> Result<PathBuf> {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -101,6 +117,33 @@ fn provision(root: &Path) -> Result<TestEnv> {
     env.vars
         .extend(esdk::provision(root).context("installing the Python AWS Encryption SDK")?);
     Ok(env)
+}
+
+/// `cargo xtask provision`: starts (or finds) the operator's stand-ins and prints the
+/// variables as `export` lines on stdout (so `eval "$(cargo xtask provision)"` works),
+/// with comments saying how to use and stop them.
+fn provision_demo(root: &Path) -> Result<()> {
+    let p = services::start(root)?;
+    let state = if p.started {
+        "started"
+    } else {
+        "already running"
+    };
+    println!(
+        "# SoftHSM2 token keymgr-demo and moto's KMS (pid {}, {state}) run until \
+         `cargo xtask provision --stop`.\n\
+         # Saved in {} (0600): `. that-file` sets them again.",
+        p.pid,
+        services::env_file(root).display()
+    );
+    print!("{}", services::exports(&p.vars));
+    println!(
+        "# then, for each backend:\n\
+         #   KEY_BACKEND=hsm keymgr public-key --key evm\n\
+         #   KEY_BACKEND=aws-kms keymgr evm sign-message --key evm --text hello\n\
+         #   KEY_BACKEND=aws-kms keymgr xrp sign-claim --key xrp --channel <64 hex> --amount 1000"
+    );
+    Ok(())
 }
 
 fn cargo() -> Command {
@@ -190,6 +233,8 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     check_dependency_boundaries(root)?;
     deps::check_core_only(root)?;
     let env = provision(root)?;
+    // What `cargo xtask provision` gives operators, for keymgr-cli's operator-path test.
+    let demo = services::ForTests::start(root).context("provisioning the demo stand-ins")?;
     let mut nextest = cargo();
     nextest
         .current_dir(root)
@@ -201,7 +246,8 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
             "--no-fail-fast",
         ])
         .args(extra)
-        .env("KEYMGR_XTASK_TEST", "1");
+        .env("KEYMGR_XTASK_TEST", "1")
+        .env("KEYMGR_DEMO_ENV_FILE", services::env_file(root));
     for (k, v) in &env.vars {
         nextest.env(k, v);
     }
@@ -226,6 +272,7 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     }
     run("cargo test --doc", &mut doc)?;
     drop(env.services);
+    drop(demo);
     eprintln!("==> all checks passed in {:.0?}", started.elapsed());
     Ok(())
 }

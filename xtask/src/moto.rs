@@ -201,22 +201,41 @@ pub(crate) fn start(workspace_root: &Path) -> Result<MotoServer> {
 
 fn launch(root: &Path, plain: bool) -> Result<Launched> {
     let log_path = state_dir(root).join(if plain { "moto-plain.log" } else { "moto.log" });
-    let log =
-        File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     let mut cmd = Command::new(venv_python(root));
-    cmd.arg(launcher(root))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .env("PYTHONUNBUFFERED", "1");
+    cmd.arg(launcher(root)).stdin(Stdio::piped());
     if plain {
         cmd.arg("--plain");
     }
+    // The launcher exits when its stdin closes: the pipe stays open in `child`.
+    let (child, endpoint) = spawn_ready(&mut cmd, &log_path)?;
+    Ok(Launched { child, endpoint })
+}
+
+/// Starts the patched server for operators (`cargo xtask provision`): detached from
+/// this process (own process group, stdin ignored) so it runs until SIGTERM, with the
+/// demo keys created in [`REGION`]. Returns its pid and endpoint.
+pub(crate) fn launch_detached(root: &Path, log_path: &Path) -> Result<(u32, String)> {
+    use std::os::unix::process::CommandExt as _;
+    provision(root)?;
+    let mut cmd = Command::new(venv_python(root));
+    cmd.arg(launcher(root))
+        .args(["--detached", "--demo-keys", REGION])
+        .stdin(Stdio::null())
+        .process_group(0);
+    let (child, endpoint) = spawn_ready(&mut cmd, log_path)?;
+    Ok((child.id(), endpoint))
+}
+
+/// Spawns the launcher (stderr to `log_path`) and waits for its ready line.
+fn spawn_ready(cmd: &mut Command, log_path: &Path) -> Result<(Child, String)> {
+    let log = File::create(log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    cmd.stdout(Stdio::piped())
+        .stderr(log)
+        .env("PYTHONUNBUFFERED", "1");
     let mut child = cmd
         .spawn()
-        .with_context(|| format!("starting {}", launcher(root).display()))?;
+        .with_context(|| format!("starting {:?}", cmd.get_program()))?;
     let stdout = child.stdout.take().context("launcher stdout")?;
-    // The launcher exits when its stdin closes: keep the pipe open in `child`.
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
@@ -226,29 +245,23 @@ fn launch(root: &Path, plain: bool) -> Result<Launched> {
             }
         }
     });
-    let mut launched = Launched {
-        child,
-        endpoint: String::new(),
-    };
     let started = Instant::now();
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(endpoint) => {
-                launched.endpoint = endpoint;
-                return Ok(launched);
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {}
+            Ok(endpoint) => return Ok((child, endpoint)),
+            Err(mpsc::RecvTimeoutError::Timeout | mpsc::RecvTimeoutError::Disconnected) => {}
         }
-        if let Some(status) = launched.child.try_wait()? {
-            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(log_path).unwrap_or_default();
             bail!(
-                "moto launcher{} exited ({status}) before serving:\n{}",
-                if plain { " --plain" } else { "" },
+                "moto launcher {:?} exited ({status}) before serving:\n{}",
+                cmd.get_args().collect::<Vec<_>>(),
                 log.trim()
             );
         }
         if started.elapsed() > START_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
             bail!(
                 "moto launcher did not serve within {START_TIMEOUT:?}; see {}",
                 log_path.display()

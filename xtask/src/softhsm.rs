@@ -12,7 +12,11 @@
 //! | `keymgr-test-p256` | EC prime256v1 | the "wrong curve" test |
 //! | `keymgr-test-dup` | two secp256k1 pairs under one label | the "label collision" test |
 //!
-//! The PINs below protect nothing but this throwaway token.
+//! `cargo xtask provision` also keeps a demo token for operators (`keymgr-demo`, keys
+//! `keymgr-demo-evm` and `keymgr-demo-xrp`) under `target/keymgr-test/demo-softhsm`, apart
+//! from the test token so that an operator's rotations never reach the tests.
+//!
+//! The PINs below protect nothing but these throwaway tokens.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -20,17 +24,42 @@ use std::process::Command;
 
 use anyhow::{Context as _, Result, bail};
 
-const TOKEN_LABEL: &str = "keymgr-test";
-const USER_PIN: &str = "keymgr-test-pin-5938";
-const SO_PIN: &str = "keymgr-test-so-pin-8271";
+/// A token to provision: where it lives, its label and PINs, and its keys.
+struct TokenSpec {
+    /// Directory under the workspace root (holds `softhsm2.conf` and `tokens/`).
+    dir: &'static str,
+    label: &'static str,
+    user_pin: &'static str,
+    so_pin: &'static str,
+    /// (label, pkcs11-tool key type, how many key pairs carry the label)
+    keys: &'static [(&'static str, &'static str, usize)],
+}
 
-/// (label, pkcs11-tool key type, how many key pairs carry the label)
-const KEYS: &[(&str, &str, usize)] = &[
-    ("keymgr-test-evm", "EC:secp256k1", 1),
-    ("keymgr-test-xrp", "EC:edwards25519", 1),
-    ("keymgr-test-p256", "EC:prime256v1", 1),
-    ("keymgr-test-dup", "EC:secp256k1", 2),
-];
+/// The tests' token.
+static TEST_TOKEN: TokenSpec = TokenSpec {
+    dir: "target/keymgr-test/softhsm",
+    label: "keymgr-test",
+    user_pin: "keymgr-test-pin-5938",
+    so_pin: "keymgr-test-so-pin-8271",
+    keys: &[
+        ("keymgr-test-evm", "EC:secp256k1", 1),
+        ("keymgr-test-xrp", "EC:edwards25519", 1),
+        ("keymgr-test-p256", "EC:prime256v1", 1),
+        ("keymgr-test-dup", "EC:secp256k1", 2),
+    ],
+};
+
+/// The operators' demo token (`cargo xtask provision`).
+static DEMO_TOKEN: TokenSpec = TokenSpec {
+    dir: "target/keymgr-test/demo-softhsm",
+    label: "keymgr-demo",
+    user_pin: "keymgr-demo-pin-4417",
+    so_pin: "keymgr-demo-so-pin-9032",
+    keys: &[
+        ("keymgr-demo-evm", "EC:secp256k1", 1),
+        ("keymgr-demo-xrp", "EC:edwards25519", 1),
+    ],
+};
 
 const MODULE_CANDIDATES: &[&str] = &[
     "/usr/lib/softhsm/libsofthsm2.so",
@@ -39,53 +68,89 @@ const MODULE_CANDIDATES: &[&str] = &[
     "/usr/local/lib/softhsm/libsofthsm2.so",
 ];
 
-/// Provisions the token and returns the variables the keymgr-hsm tests read.
+/// Provisions the test token and returns the variables the keymgr-hsm tests read.
 pub(crate) fn provision(workspace_root: &Path) -> Result<Vec<(String, String)>> {
+    // Test processes work on private copies of the token under `runs/` (see
+    // keymgr-hsm/tests/common): drop the previous run's.
+    let runs = workspace_root.join(TEST_TOKEN.dir).join("runs");
+    if runs.exists() {
+        fs::remove_dir_all(&runs).with_context(|| format!("removing {}", runs.display()))?;
+    }
+    let (hsm, slot) = provision_token(workspace_root, &TEST_TOKEN)?;
+    let keys = TEST_TOKEN.keys;
+    let var = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    Ok(vec![
+        var("SOFTHSM2_CONF", &hsm.conf.display().to_string()),
+        var("HSM_PKCS11_LIBRARY_PATH", &hsm.module.display().to_string()),
+        var("HSM_TOKEN_LABEL", TEST_TOKEN.label),
+        var("HSM_SLOT_ID", &slot.to_string()),
+        var("HSM_PIN", TEST_TOKEN.user_pin),
+        var("HSM_EVM_KEY_LABEL", keys[0].0),
+        var("HSM_XRP_KEY_LABEL", keys[1].0),
+        var("KEYMGR_TEST_HSM_P256_LABEL", keys[2].0),
+        var("KEYMGR_TEST_HSM_DUP_LABEL", keys[3].0),
+    ])
+}
+
+/// Provisions the demo token (idempotent: existing keys are kept, so rotations an
+/// operator made survive) and returns the variables `KEY_BACKEND=hsm` needs.
+pub(crate) fn provision_demo(workspace_root: &Path) -> Result<Vec<(String, String)>> {
+    let (hsm, _) = provision_token(workspace_root, &DEMO_TOKEN)?;
+    let keys = DEMO_TOKEN.keys;
+    let var = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    Ok(vec![
+        var("SOFTHSM2_CONF", &hsm.conf.display().to_string()),
+        var("HSM_PKCS11_LIBRARY_PATH", &hsm.module.display().to_string()),
+        var("HSM_TOKEN_LABEL", DEMO_TOKEN.label),
+        var("HSM_PIN", DEMO_TOKEN.user_pin),
+        var("HSM_EVM_KEY_LABEL", keys[0].0),
+        var("HSM_XRP_KEY_LABEL", keys[1].0),
+    ])
+}
+
+/// Creates `spec`'s token and keys where missing; returns it and its slot id.
+fn provision_token(workspace_root: &Path, spec: &'static TokenSpec) -> Result<(SoftHsm, u64)> {
     let module = ensure_installed()?;
-    let dir = workspace_root.join("target/keymgr-test/softhsm");
+    let dir = workspace_root.join(spec.dir);
     let tokens = dir.join("tokens");
+    crate::services::private_dir(&dir)?;
     fs::create_dir_all(&tokens).with_context(|| format!("creating {}", tokens.display()))?;
     let conf = dir.join("softhsm2.conf");
     let content = format!(
-        "# written by `cargo xtask`: a throwaway token for the keymgr-hsm tests\n\
+        "# written by `cargo xtask`: a throwaway token for keymgr ({})\n\
          directories.tokendir = {}\n\
          objectstore.backend = file\n\
          log.level = ERROR\n\
          slots.removable = false\n\
          slots.mechanisms = ALL\n\
          library.reset_on_fork = false\n",
+        spec.label,
         tokens.display()
     );
     if fs::read_to_string(&conf).ok().as_deref() != Some(content.as_str()) {
         fs::write(&conf, &content).with_context(|| format!("writing {}", conf.display()))?;
     }
-    // Test processes work on private copies of the token under `runs/` (see
-    // keymgr-hsm/tests/common): drop the previous run's.
-    let runs = dir.join("runs");
-    if runs.exists() {
-        fs::remove_dir_all(&runs).with_context(|| format!("removing {}", runs.display()))?;
-    }
-    let hsm = SoftHsm { module, conf };
+    let hsm = SoftHsm { module, conf, spec };
 
     let slot = match hsm.token_slot()? {
         Some(slot) if hsm.user_pin_works() => slot,
         found => {
             if found.is_some() {
                 // A token from an older layout with other PINs: start over.
-                eprintln!("==> softhsm: resetting the test token (PIN changed)");
+                eprintln!("==> softhsm: resetting token {} (PIN changed)", spec.label);
                 fs::remove_dir_all(&tokens)?;
                 fs::create_dir_all(&tokens)?;
             }
-            eprintln!("==> softhsm: initializing token {TOKEN_LABEL:?}");
+            eprintln!("==> softhsm: initializing token {}", spec.label);
             hsm.run(Command::new("softhsm2-util").args([
                 "--init-token",
                 "--free",
                 "--label",
-                TOKEN_LABEL,
+                spec.label,
                 "--so-pin",
-                SO_PIN,
+                spec.so_pin,
                 "--pin",
-                USER_PIN,
+                spec.user_pin,
             ]))?;
             hsm.token_slot()?
                 .context("softhsm2-util initialized a token but it is not listed")?
@@ -93,7 +158,7 @@ pub(crate) fn provision(workspace_root: &Path) -> Result<Vec<(String, String)>> 
     };
 
     let listing = hsm.list_private_keys()?;
-    for (label, key_type, want) in KEYS {
+    for (label, key_type, want) in spec.keys {
         let have = count_private_keys(&listing, label);
         for i in have..*want {
             eprintln!("==> softhsm: generating {key_type} key {label:?}");
@@ -111,18 +176,7 @@ pub(crate) fn provision(workspace_root: &Path) -> Result<Vec<(String, String)>> 
         }
     }
 
-    let var = |k: &str, v: &str| (k.to_owned(), v.to_owned());
-    Ok(vec![
-        var("SOFTHSM2_CONF", &hsm.conf.display().to_string()),
-        var("HSM_PKCS11_LIBRARY_PATH", &hsm.module.display().to_string()),
-        var("HSM_TOKEN_LABEL", TOKEN_LABEL),
-        var("HSM_SLOT_ID", &slot.to_string()),
-        var("HSM_PIN", USER_PIN),
-        var("HSM_EVM_KEY_LABEL", KEYS[0].0),
-        var("HSM_XRP_KEY_LABEL", KEYS[1].0),
-        var("KEYMGR_TEST_HSM_P256_LABEL", KEYS[2].0),
-        var("KEYMGR_TEST_HSM_DUP_LABEL", KEYS[3].0),
-    ])
+    Ok((hsm, slot))
 }
 
 fn find_module() -> Option<PathBuf> {
@@ -152,6 +206,7 @@ fn ensure_installed() -> Result<PathBuf> {
 struct SoftHsm {
     module: PathBuf,
     conf: PathBuf,
+    spec: &'static TokenSpec,
 }
 
 impl SoftHsm {
@@ -182,10 +237,10 @@ impl SoftHsm {
             "--module",
             &module,
             "--token-label",
-            TOKEN_LABEL,
+            self.spec.label,
             "--login",
             "--pin",
-            USER_PIN,
+            self.spec.user_pin,
         ])
         .args(args);
         self.run(&mut cmd)
@@ -196,7 +251,7 @@ impl SoftHsm {
         let out = self.run(Command::new("softhsm2-util").arg("--show-slots"))?;
         Ok(parse_show_slots(&out)
             .into_iter()
-            .find(|(_, label)| label == TOKEN_LABEL)
+            .find(|(_, label)| label == self.spec.label)
             .map(|(slot, _)| slot))
     }
 

@@ -57,7 +57,7 @@ pub(crate) struct ExportArgs {
     /// End, exclusive, RFC 3339.
     #[arg(long)]
     to: Option<String>,
-    /// Write the JSON lines to this file (streamed) instead of stdout.
+    /// Write the JSON lines to this file (streamed) instead of stdout; `-` is stdout.
     #[arg(long, short)]
     output: Option<PathBuf>,
     /// Log directories (KEYMGR_AUDIT_PATH) or segment files.
@@ -210,7 +210,10 @@ async fn verify(args: VerifyArgs, ctx: &Context) -> anyhow::Result<Output> {
     Ok(Output::new(out, text.join("\n")))
 }
 
-async fn export(args: ExportArgs, ctx: &Context, json: bool) -> anyhow::Result<Output> {
+async fn export(mut args: ExportArgs, ctx: &Context, json: bool) -> anyhow::Result<Output> {
+    if args.output.as_deref() == Some(std::path::Path::new("-")) {
+        args.output = None;
+    }
     let range = TimeRange::parse(args.from.as_deref(), args.to.as_deref())?;
     let verifier = Verifier::new(chain_key(ctx).await?);
     let (report, lines) = match &args.output {

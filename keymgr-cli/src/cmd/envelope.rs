@@ -65,9 +65,9 @@ fn parse_context(pairs: &[String]) -> anyhow::Result<EncryptionContext> {
     for pair in pairs {
         let (k, v) = pair
             .split_once('=')
-            .ok_or_else(|| invalid("--context", format!("{pair:?}: expected KEY=VALUE")))?;
+            .ok_or_else(|| invalid("--context", format!("'{pair}': expected KEY=VALUE")))?;
         if context.insert(k.to_owned(), v.to_owned()).is_some() {
-            return Err(invalid("--context", format!("key {k:?} given twice")));
+            return Err(invalid("--context", format!("key '{k}' given twice")));
         }
     }
     Ok(context)
@@ -85,7 +85,7 @@ async fn keyrings(specs: &[String], ctx: &Context) -> anyhow::Result<MultiKeyrin
             _ => {
                 return Err(invalid(
                     "--kek",
-                    format!("{spec:?}: expected aws-kms:KEY_ARN or env:VARIABLE"),
+                    format!("'{spec}': expected aws-kms:KEY_ARN or env:VARIABLE"),
                 ));
             }
         };
@@ -364,8 +364,15 @@ pub(crate) async fn decrypt(
             String::new()
         } else {
             format!(
-                "decrypted {} bytes into {} (context {:?})",
-                summary.plaintext_bytes, args.output, header.context
+                "decrypted {} bytes into {} (context: {})",
+                summary.plaintext_bytes,
+                args.output,
+                header
+                    .context
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         },
     ))

@@ -2,6 +2,8 @@
 
 pub(crate) mod audit;
 pub(crate) mod demo;
+pub(crate) mod docs;
+#[cfg(feature = "envelope")]
 pub(crate) mod envelope;
 pub(crate) mod evm;
 pub(crate) mod keys;

@@ -10,14 +10,11 @@ use keymgr_rotation::{
 use serde_json::json;
 
 use super::status::{describe, ts};
-use crate::context::Refusal;
+use crate::context::{Exit, Refusal, versioned};
 use crate::{Context, Output};
 
 /// Who acts (the key manager's audit actor; also requester / approver of rotations).
 const KEYMGR_ACTOR: &str = "KEYMGR_ACTOR";
-
-/// Exit code when another live rotator holds the key's lease (EX_TEMPFAIL: try later).
-pub(crate) const EXIT_LEASE_HELD: u8 = 75;
 
 /// `keymgr rotate`.
 ///
@@ -158,7 +155,7 @@ async fn run_scheduler(
                 let Some(event) = event else { break };
                 count += 1;
                 if json_lines {
-                    println!("{}", json!({ "event": event }));
+                    println!("{}", versioned(json!({ "event": event })));
                 } else {
                     println!("{}", describe(&event));
                 }
@@ -177,7 +174,19 @@ async fn run_scheduler(
 async fn approve(key: String, actor: Option<String>, ctx: &Context) -> anyhow::Result<Output> {
     require_actor(&actor, "approval")?;
     let r = rotator(ctx, true, policy()?, actor).await?;
-    let request = r.approve(&key).await?;
+    // The rotator refuses an approval with AccessDenied only by policy: the requester
+    // approving their own request (an IAM refusal comes with the provider's cause).
+    let request = r.approve(&key).await.map_err(|e| {
+        if e.kind() == ErrorKind::AccessDenied && std::error::Error::source(&e).is_none() {
+            anyhow::Error::new(Refusal {
+                kind: "policy",
+                exit: Exit::Policy,
+                message: e.to_string(),
+            })
+        } else {
+            anyhow::Error::new(e)
+        }
+    })?;
     let text = format!(
         "{key}: rotation request {} ({}) by {} approved by {}, valid until {}; it runs at the \
          next scheduler tick or with `keymgr rotate --key {key} --now`",
@@ -275,7 +284,7 @@ pub(crate) async fn rotate(
             .unwrap_or_default();
         return Err(Refusal {
             kind: "lease_held",
-            code: EXIT_LEASE_HELD,
+            exit: Exit::Busy,
             message: format!(
                 "{key}: nothing done: rotator {}{process} holds the rotation lease until {}; \
                  try again after it finishes",

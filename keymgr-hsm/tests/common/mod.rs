@@ -21,7 +21,7 @@ pub const P256_LABEL_VAR: &str = "KEYMGR_TEST_HSM_P256_LABEL";
 pub const DUP_LABEL_VAR: &str = "KEYMGR_TEST_HSM_DUP_LABEL";
 
 const HOW: &str =
-    "run `cargo xtask test`, or `eval \"$(cargo xtask provision)\"` before `cargo test`";
+    "run `cargo xtask test`, or `eval \"$(cargo xtask provision --test-env)\"` before `cargo test`";
 
 /// The provisioned configuration, or `None` (after `skip_or_fail`) when SoftHSM2 is not
 /// set up. The first call in a process points `SOFTHSM2_CONF` at a private copy of the
