@@ -183,8 +183,8 @@ fn transfer_echo_matches_the_signed_bytes_and_eth_account() {
     assert_eq!(v["value"], "5");
     assert_eq!(v["nonce"], 42);
     assert_eq!(v["gas"], 100_000);
-    assert_eq!(v["fees"]["maxFeePerGas"], "2000000000");
-    assert_eq!(v["fees"]["maxPriorityFeePerGas"], "1000000000");
+    assert_eq!(v["fees"]["max_fee_per_gas_wei"], "2000000000");
+    assert_eq!(v["fees"]["max_priority_fee_per_gas_wei"], "1000000000");
     assert_eq!(v["hash"], format!("{}", tx.tx_hash()));
     if let Some(right) = verify("sign-tx", &[KEY, &request.to_string()]) {
         assert_eq!(v["raw"], right["raw"]);

@@ -23,18 +23,18 @@ pub(super) fn signed(key: &str, from: Address, envelope: &TxEnvelope) -> Output 
     let selector = (input.len() >= 4).then(|| format!("0x{}", hex::encode(&input[..4])));
     let mut fees = serde_json::Map::new();
     if let Some(p) = envelope.gas_price() {
-        fees.insert("gasPrice".into(), json!(p.to_string()));
+        fees.insert("gas_price_wei".into(), json!(p.to_string()));
     } else {
         fees.insert(
-            "maxFeePerGas".into(),
+            "max_fee_per_gas_wei".into(),
             json!(envelope.max_fee_per_gas().to_string()),
         );
         if let Some(tip) = envelope.max_priority_fee_per_gas() {
-            fees.insert("maxPriorityFeePerGas".into(), json!(tip.to_string()));
+            fees.insert("max_priority_fee_per_gas_wei".into(), json!(tip.to_string()));
         }
     }
     if let Some(blob) = envelope.max_fee_per_blob_gas() {
-        fees.insert("maxFeePerBlobGas".into(), json!(blob.to_string()));
+        fees.insert("max_fee_per_blob_gas_wei".into(), json!(blob.to_string()));
     }
     let chain_id = envelope.chain_id();
     let authorizations = envelope.authorization_list().map(<[_]>::len);
@@ -59,7 +59,10 @@ pub(super) fn signed(key: &str, from: Address, envelope: &TxEnvelope) -> Output 
     });
     let fees_text = fees
         .iter()
-        .map(|(k, v)| format!("{k} {} wei", v.as_str().unwrap_or_default()))
+        .map(|(k, v)| {
+            let name = k.strip_suffix("_wei").unwrap_or(k);
+            format!("{name} {} wei", v.as_str().unwrap_or_default())
+        })
         .collect::<Vec<_>>()
         .join(", ");
     let to_text = match (&to, &created) {
