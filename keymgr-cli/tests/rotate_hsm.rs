@@ -270,8 +270,9 @@ fn approval_flow_end_to_end() {
     );
 
     let out = token.run(&["rotate", "approve", "--key", "evm", "--json"], &as_alice);
-    assert!(!out.status.success());
-    assert_eq!(json(&out)["error"]["kind"], "access_denied");
+    // Refused by policy (README, exit codes): 8, not an IAM-style access denial.
+    assert_eq!(out.status.code(), Some(8));
+    assert_eq!(json(&out)["error"]["kind"], "policy");
     let out = token.run(
         &[
             "rotate", "approve", "--key", "evm", "--actor", "bob", "--json",

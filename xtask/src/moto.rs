@@ -7,8 +7,8 @@
 //! - plain moto as released (`KEYMGR_MOTO_PLAIN_ENDPOINT_URL`), for the test proving that
 //!   its wrong-digest signature becomes an integrity error.
 
-use std::fs::File;
 use std::io::{BufRead as _, BufReader};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -228,7 +228,13 @@ pub(crate) fn launch_detached(root: &Path, log_path: &Path) -> Result<(u32, Stri
 
 /// Spawns the launcher (stderr to `log_path`) and waits for its ready line.
 fn spawn_ready(cmd: &mut Command, log_path: &Path) -> Result<(Child, String)> {
-    let log = File::create(log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    let log = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
     cmd.stdout(Stdio::piped())
         .stderr(log)
         .env("PYTHONUNBUFFERED", "1");

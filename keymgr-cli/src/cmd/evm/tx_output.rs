@@ -30,7 +30,10 @@ pub(super) fn signed(key: &str, from: Address, envelope: &TxEnvelope) -> Output 
             json!(envelope.max_fee_per_gas().to_string()),
         );
         if let Some(tip) = envelope.max_priority_fee_per_gas() {
-            fees.insert("max_priority_fee_per_gas_wei".into(), json!(tip.to_string()));
+            fees.insert(
+                "max_priority_fee_per_gas_wei".into(),
+                json!(tip.to_string()),
+            );
         }
     }
     if let Some(blob) = envelope.max_fee_per_blob_gas() {
