@@ -1,7 +1,8 @@
 //! The Python AWS Encryption SDK for keymgr-envelope's interop tests: a pinned
 //! `aws-encryption-sdk` (keymgr-testkit/esdk/constraints.txt) installed into moto's
 //! virtualenv, whose boto3/botocore/cryptography pins it shares, and run through
-//! `keymgr-testkit/esdk/esdk_cli.py`.
+//! `keymgr-testkit/esdk/esdk_cli.py`; and `cargo xtask bench-esdk`, the comparison with
+//! the Rust AWS Encryption SDK (`benches-external/aws-esdk`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -10,6 +11,9 @@ use anyhow::{Context as _, Result, bail};
 
 /// The release the interop tests were written against.
 pub(crate) const ESDK_VERSION: &str = "4.0.7";
+/// The Material Providers Library release (raw AES keyring), pinned with its
+/// dependencies in the constraints file.
+const MPL_VERSION: &str = "1.11.3";
 
 fn constraints_file(root: &Path) -> PathBuf {
     root.join("keymgr-testkit")
@@ -33,7 +37,8 @@ pub(crate) fn provision(root: &Path) -> Result<Vec<(String, String)>> {
     let in_sync = std::fs::read_to_string(&stamp).is_ok_and(|s| s == pinned);
     if !in_sync || !installed(&python) {
         let spec = format!("aws-encryption-sdk=={ESDK_VERSION}");
-        eprintln!("==> pip install {spec} -c {}", constraints.display());
+        let mpl = format!("aws-cryptographic-material-providers=={MPL_VERSION}");
+        eprintln!("==> pip install {spec} {mpl} -c {}", constraints.display());
         let status = Command::new(&python)
             .args([
                 "-m",
@@ -44,7 +49,7 @@ pub(crate) fn provision(root: &Path) -> Result<Vec<(String, String)>> {
                 "-c",
             ])
             .arg(&constraints)
-            .arg(&spec)
+            .args([&spec, &mpl])
             .status()
             .with_context(|| format!("could not run {}", python.display()))?;
         if !status.success() {
@@ -66,8 +71,10 @@ pub(crate) fn provision(root: &Path) -> Result<Vec<(String, String)>> {
 
 fn installed(python: &Path) -> bool {
     let probe = format!(
-        "import sys, aws_encryption_sdk; \
-         sys.exit(0 if aws_encryption_sdk.__version__ == '{ESDK_VERSION}' else 1)"
+        "import sys, aws_encryption_sdk, importlib.metadata as m; \
+         import aws_cryptographic_material_providers.mpl; \
+         sys.exit(0 if aws_encryption_sdk.__version__ == '{ESDK_VERSION}' \
+         and m.version('aws-cryptographic-material-providers') == '{MPL_VERSION}' else 1)"
     );
     Command::new(python)
         .args(["-c", &probe])
@@ -76,4 +83,48 @@ fn installed(python: &Path) -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
+}
+
+/// The criterion group of `benches-external/aws-esdk/benches/compare.rs`.
+const BENCH_GROUP: &str = "esdk-1MiB-64KiB-frames";
+
+/// `cargo xtask bench-esdk`: keymgr-envelope and the Rust AWS Encryption SDK in one
+/// criterion process (`benches-external/aws-esdk`, its own lock file and target dir
+/// `target/benches-external`), then the keymgr/aws-esdk throughput ratios from
+/// criterion's estimates.
+pub(crate) fn bench(root: &Path) -> Result<()> {
+    let target = root.join("target/benches-external");
+    crate::run(
+        "criterion: keymgr-envelope vs aws-esdk (benches-external/aws-esdk)",
+        crate::cargo()
+            .current_dir(root.join("benches-external/aws-esdk"))
+            .args(["bench", "--bench", "compare"])
+            .env("CARGO_TARGET_DIR", &target),
+    )?;
+    let mean_ns = |name: &str| -> Result<f64> {
+        let file = target
+            .join("criterion")
+            .join(BENCH_GROUP)
+            .join(name.replace('/', "_"))
+            .join("new/estimates.json");
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        let json: serde_json::Value = serde_json::from_str(&text)?;
+        json["mean"]["point_estimate"]
+            .as_f64()
+            .with_context(|| format!("no mean in {}", file.display()))
+    };
+    println!("operation  keymgr-envelope MiB/s  aws-esdk MiB/s  ratio");
+    for op in ["encrypt", "decrypt"] {
+        let ours = mean_ns(&format!("{op}/keymgr-envelope"))?;
+        let theirs = mean_ns(&format!("{op}/aws-esdk"))?;
+        // 1 MiB per iteration: MiB/s = 1e9 / ns.
+        println!(
+            "{op:>9}  {:>21.0}  {:>14.0}  {:.2}x",
+            1e9 / ours,
+            1e9 / theirs,
+            theirs / ours
+        );
+    }
+    Ok(())
 }

@@ -8,6 +8,7 @@
 //! - `bench-criterion [ARGS]`: only the criterion benchmarks (ARGS go to `cargo bench`).
 //! - `bench-aws`: keymgr-aws vs alloy-signer-aws signatures/s on the same moto server.
 //! - `bench-audit`: audit log added latency at a fixed signing rate, verify of 1 M entries.
+//! - `bench-esdk`: keymgr-envelope vs the Rust AWS Encryption SDK (`aws-esdk`), criterion.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -28,7 +29,8 @@ fn main() -> Result<()> {
         Some("bench") if args.len() == 1 => {
             bench(&root, &[])?;
             bench_aws(&root)?;
-            bench_audit(&root)
+            bench_audit(&root)?;
+            esdk::bench(&root)
         }
         Some("bench") => bail!(
             "`cargo xtask bench` takes no arguments; pass criterion arguments to \
@@ -37,6 +39,7 @@ fn main() -> Result<()> {
         Some("bench-criterion") => bench(&root, &args[1..]),
         Some("bench-aws") => bench_aws(&root),
         Some("bench-audit") => bench_audit(&root),
+        Some("bench-esdk") => esdk::bench(&root),
         Some("fuzz") => fuzz(&root, args.get(1).map(String::as_str)),
         Some("provision") => {
             let env = provision(&root)?;
@@ -64,10 +67,12 @@ const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
   test [NEXTEST ARGS]     provision, fmt --check, clippy -D warnings, nextest, doc-tests
-  bench                   every measurement: bench-criterion, bench-aws, bench-audit
+  bench                   every measurement: bench-criterion, bench-aws, bench-audit,
+                          bench-esdk
   bench-criterion [ARGS]  provision, then cargo bench (ARGS go to cargo bench)
   bench-aws               keymgr-aws vs alloy-signer-aws signatures/s on moto
   bench-audit             audit: added sign latency at 1000/s, verify 1M entries
+  bench-esdk              keymgr-envelope vs aws-esdk (Rust ESDK) MiB/s, raw AES keyrings
   fuzz [CASES]            keymgr-envelope parser property tests, CASES per property
                           (default 1000000), release build
   provision               provision and print the environment the tests use";
@@ -103,11 +108,11 @@ fn provision(root: &Path) -> Result<TestEnv> {
     Ok(env)
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-fn run(step: &str, cmd: &mut Command) -> Result<()> {
+pub(crate) fn run(step: &str, cmd: &mut Command) -> Result<()> {
     eprintln!("==> {step}");
     let status = cmd
         .status()
