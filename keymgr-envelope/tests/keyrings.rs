@@ -9,32 +9,11 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keymgr_core::layer::{BreakerPolicy, TimeoutPolicy};
-use keymgr_core::{ErrorKind, KeyBackend, KeyManager};
+use keymgr_core::ErrorKind;
 use keymgr_envelope::{
     Decryptor, Encryptor, EnvelopeError, MaterialsProvider, MultiKeyring, PROVIDER_ID_AWS_KMS,
 };
 use support::*;
-
-/// A KMS backend whose every call fails to connect (a provider that is down), behind a
-/// `KeyManager` with no retries and a breaker that opens after 2 failures.
-fn down_backend() -> Arc<dyn KeyBackend> {
-    let backend: Arc<dyn KeyBackend> = Arc::new(keymgr_aws::AwsKmsBackend::from_client(
-        client("http://127.0.0.1:9"),
-        Default::default(),
-    ));
-    Arc::new(
-        KeyManager::builder(backend)
-            .layer(BreakerPolicy {
-                failure_threshold: 2,
-                open_for: Duration::from_secs(600),
-            })
-            .layer(TimeoutPolicy {
-                limit: Duration::from_secs(5),
-            })
-            .build(),
-    )
-}
 
 #[tokio::test]
 async fn aws_kms_round_trip_through_key_manager() {

@@ -11,8 +11,8 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::session::Session;
 use keymgr_core::{
-    Error, HealthReport, KeyAlgorithm, KeyBackend, KeyRef, KeyVersion, PublicKey, RawSignature,
-    Result, SignPayload, VerifiedSignature, finish_signature,
+    DataKey, EncryptionContext, Error, HealthReport, KeyAlgorithm, KeyBackend, KeyRef, KeyVersion,
+    PublicKey, RawSignature, Result, SecretBytes, SignPayload, VerifiedSignature, finish_signature,
 };
 use rand_core::RngCore as _;
 
@@ -582,6 +582,33 @@ impl KeyBackend for HsmBackend {
             .await;
         self.inner.forget_name(key.name());
         result.map_err(|f| self.inner.map_failure(f, key))
+    }
+
+    /// AES-GCM in the token (`CKM_AES_GCM`): see [`crate::symmetric`].
+    async fn encrypt(
+        &self,
+        key: &KeyRef,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Vec<u8>> {
+        self.aes_gcm_encrypt(key, plaintext, context).await
+    }
+
+    async fn decrypt(
+        &self,
+        key: &KeyRef,
+        ciphertext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<SecretBytes> {
+        self.aes_gcm_decrypt(key, ciphertext, context).await
+    }
+
+    async fn generate_data_key(
+        &self,
+        key: &KeyRef,
+        context: &EncryptionContext,
+    ) -> Result<DataKey> {
+        self.aes_gcm_data_key(key, context).await
     }
 
     fn invalidate(&self, name: &str) {

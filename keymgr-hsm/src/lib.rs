@@ -8,6 +8,7 @@ mod error;
 mod keys;
 mod pool;
 pub mod rotation;
+pub mod symmetric;
 
 pub use backend::HsmBackend;
 pub use config::{

@@ -1,7 +1,12 @@
 """The Python AWS Encryption SDK as a command, for keymgr-envelope's interop tests.
 
     esdk_cli.py encrypt|decrypt [--kms ARN]... [--raw NAMESPACE:NAME:HEXKEY]...
+                [--raw-aes-keyring NAMESPACE:NAME:HEXKEY]
                 [--context JSON] [--frame-length N] [--algorithm HEX]
+
+--kms and --raw use the SDK's master key providers; --raw-aes-keyring uses the raw AES
+keyring of the AWS Cryptographic Material Providers Library (aws-cryptographic-material-
+providers, the keyring interface every ESDK language shares) instead.
 
 Reads the input from stdin and writes the output to stdout. `decrypt` also writes the
 message's encryption context as JSON to the file named by --context-out. AWS KMS is
@@ -52,11 +57,42 @@ def provider(args):
     return first
 
 
+def raw_aes_keyring(spec):
+    """The MPL's RawAESKeyring for NAMESPACE:NAME:HEXKEY (AES-256-GCM, 12-byte IV, 16-byte tag)."""
+    from aws_cryptographic_material_providers.mpl import AwsCryptographicMaterialProviders
+    from aws_cryptographic_material_providers.mpl.config import MaterialProvidersConfig
+    from aws_cryptographic_material_providers.mpl.models import (
+        AesWrappingAlg,
+        CreateRawAesKeyringInput,
+    )
+
+    namespace, name, key = spec.split(":")
+    mpl = AwsCryptographicMaterialProviders(config=MaterialProvidersConfig())
+    return mpl.create_raw_aes_keyring(
+        input=CreateRawAesKeyringInput(
+            key_namespace=namespace,
+            key_name=name,
+            wrapping_key=bytes.fromhex(key),
+            wrapping_alg=AesWrappingAlg.ALG_AES256_GCM_IV12_TAG16,
+        )
+    )
+
+
+def keys(args):
+    """Keyword arguments naming the keys: a keyring or a master key provider."""
+    if args.raw_aes_keyring:
+        if args.kms or args.raw:
+            sys.exit("--raw-aes-keyring cannot be combined with --kms or --raw")
+        return {"keyring": raw_aes_keyring(args.raw_aes_keyring)}
+    return {"key_provider": provider(args)}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("operation", choices=["encrypt", "decrypt"])
     parser.add_argument("--kms", action="append", default=[])
     parser.add_argument("--raw", action="append", default=[])
+    parser.add_argument("--raw-aes-keyring")
     parser.add_argument("--context", default="{}")
     parser.add_argument("--context-out")
     parser.add_argument("--frame-length", type=int, default=4096)
@@ -70,13 +106,13 @@ def main():
         if args.operation == "encrypt":
             out, _ = client.encrypt(
                 source=data,
-                key_provider=provider(args),
+                **keys(args),
                 encryption_context=json.loads(args.context),
                 algorithm=Algorithm.get_by_id(int(args.algorithm, 16)),
                 frame_length=args.frame_length,
             )
         else:
-            out, header = client.decrypt(source=data, key_provider=provider(args))
+            out, header = client.decrypt(source=data, **keys(args))
             if args.context_out:
                 with open(args.context_out, "w") as f:
                     json.dump(header.encryption_context, f)

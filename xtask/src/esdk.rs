@@ -10,6 +10,9 @@ use anyhow::{Context as _, Result, bail};
 
 /// The release the interop tests were written against.
 pub(crate) const ESDK_VERSION: &str = "4.0.7";
+/// The Material Providers Library release (raw AES keyring), pinned with its
+/// dependencies in the constraints file.
+const MPL_VERSION: &str = "1.11.3";
 
 fn constraints_file(root: &Path) -> PathBuf {
     root.join("keymgr-testkit")
@@ -33,7 +36,8 @@ pub(crate) fn provision(root: &Path) -> Result<Vec<(String, String)>> {
     let in_sync = std::fs::read_to_string(&stamp).is_ok_and(|s| s == pinned);
     if !in_sync || !installed(&python) {
         let spec = format!("aws-encryption-sdk=={ESDK_VERSION}");
-        eprintln!("==> pip install {spec} -c {}", constraints.display());
+        let mpl = format!("aws-cryptographic-material-providers=={MPL_VERSION}");
+        eprintln!("==> pip install {spec} {mpl} -c {}", constraints.display());
         let status = Command::new(&python)
             .args([
                 "-m",
@@ -44,7 +48,7 @@ pub(crate) fn provision(root: &Path) -> Result<Vec<(String, String)>> {
                 "-c",
             ])
             .arg(&constraints)
-            .arg(&spec)
+            .args([&spec, &mpl])
             .status()
             .with_context(|| format!("could not run {}", python.display()))?;
         if !status.success() {
@@ -66,8 +70,10 @@ pub(crate) fn provision(root: &Path) -> Result<Vec<(String, String)>> {
 
 fn installed(python: &Path) -> bool {
     let probe = format!(
-        "import sys, aws_encryption_sdk; \
-         sys.exit(0 if aws_encryption_sdk.__version__ == '{ESDK_VERSION}' else 1)"
+        "import sys, aws_encryption_sdk, importlib.metadata as m; \
+         import aws_cryptographic_material_providers.mpl; \
+         sys.exit(0 if aws_encryption_sdk.__version__ == '{ESDK_VERSION}' \
+         and m.version('aws-cryptographic-material-providers') == '{MPL_VERSION}' else 1)"
     );
     Command::new(python)
         .args(["-c", &probe])
@@ -77,3 +83,4 @@ fn installed(python: &Path) -> bool {
         .map(|s| s.success())
         .unwrap_or(false)
 }
+

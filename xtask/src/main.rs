@@ -146,11 +146,11 @@ fn provision_demo(root: &Path) -> Result<()> {
     Ok(())
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-fn run(step: &str, cmd: &mut Command) -> Result<()> {
+pub(crate) fn run(step: &str, cmd: &mut Command) -> Result<()> {
     eprintln!("==> {step}");
     let status = cmd
         .status()

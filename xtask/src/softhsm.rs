@@ -11,6 +11,16 @@
 //! | `keymgr-test-xrp` | EC_EDWARDS edwards25519 | `HSM_XRP_KEY_LABEL` |
 //! | `keymgr-test-p256` | EC prime256v1 | the "wrong curve" test |
 //! | `keymgr-test-dup` | two secp256k1 pairs under one label | the "label collision" test |
+//! | `keymgr-test-aes` | AES-256 secret key, **imported** from [`TEST_AES_KEY`] | keymgr-envelope's HSM keyring |
+//!
+//! A second token in the same token directory, `keymgr-test-2` (same PINs, no keys), lets
+//! the failover tests import one key into two tokens (`KEYMGR_TEST_HSM_TOKEN2_LABEL`).
+//!
+//! The AES key is imported with a value the tests know (`KEYMGR_TEST_HSM_AES_KEY`) so that
+//! they can hand the same key to the Python AWS Encryption SDK's raw AES keyring:
+//! **test-only**; a production KEK is generated inside the HSM (`C_GenerateKey`,
+//! CKA_SENSITIVE, not CKA_EXTRACTABLE) and its value is never known. The imported key is
+//! sensitive and not extractable too.
 //!
 //! `cargo xtask provision` also keeps a demo token for operators (`keymgr-demo`, keys
 //! `keymgr-demo-evm` and `keymgr-demo-xrp`) under `target/keymgr-test/demo-softhsm`, apart
@@ -49,6 +59,15 @@ static TEST_TOKEN: TokenSpec = TokenSpec {
     ],
 };
 
+/// A second, empty token next to the test token (same PINs): failover tests import one
+/// key into both tokens.
+const TOKEN2_LABEL: &str = "keymgr-test-2";
+
+/// Label of the imported test AES key.
+const AES_LABEL: &str = "keymgr-test-aes";
+/// The test AES key's value (hex): known on purpose, protects nothing (see the module docs).
+const TEST_AES_KEY: &str = "6b65796d67722d746573742d6165732d6b65792d6e6f742d612d736563726574";
+
 /// The operators' demo token (`cargo xtask provision`).
 static DEMO_TOKEN: TokenSpec = TokenSpec {
     dir: "target/keymgr-test/demo-softhsm",
@@ -77,6 +96,22 @@ pub(crate) fn provision(workspace_root: &Path) -> Result<Vec<(String, String)>> 
         fs::remove_dir_all(&runs).with_context(|| format!("removing {}", runs.display()))?;
     }
     let (hsm, slot) = provision_token(workspace_root, &TEST_TOKEN)?;
+    if count_objects(&hsm.list("secrkey")?, "Secret Key Object", AES_LABEL) == 0 {
+        hsm.import_aes_key(&workspace_root.join(TEST_TOKEN.dir))?;
+    }
+    if hsm.slot_of(TOKEN2_LABEL)?.is_none() {
+        eprintln!("==> softhsm: initializing token {TOKEN2_LABEL:?}");
+        hsm.run(Command::new("softhsm2-util").args([
+            "--init-token",
+            "--free",
+            "--label",
+            TOKEN2_LABEL,
+            "--so-pin",
+            TEST_TOKEN.so_pin,
+            "--pin",
+            TEST_TOKEN.user_pin,
+        ]))?;
+    }
     let keys = TEST_TOKEN.keys;
     let var = |k: &str, v: &str| (k.to_owned(), v.to_owned());
     Ok(vec![
@@ -89,6 +124,9 @@ pub(crate) fn provision(workspace_root: &Path) -> Result<Vec<(String, String)>> 
         var("HSM_XRP_KEY_LABEL", keys[1].0),
         var("KEYMGR_TEST_HSM_P256_LABEL", keys[2].0),
         var("KEYMGR_TEST_HSM_DUP_LABEL", keys[3].0),
+        var("KEYMGR_TEST_HSM_AES_LABEL", AES_LABEL),
+        var("KEYMGR_TEST_HSM_AES_KEY", TEST_AES_KEY),
+        var("KEYMGR_TEST_HSM_TOKEN2_LABEL", TOKEN2_LABEL),
     ])
 }
 
@@ -159,7 +197,7 @@ fn provision_token(workspace_root: &Path, spec: &'static TokenSpec) -> Result<(S
 
     let listing = hsm.list_private_keys()?;
     for (label, key_type, want) in spec.keys {
-        let have = count_private_keys(&listing, label);
+        let have = count_objects(&listing, "Private Key Object", label);
         for i in have..*want {
             eprintln!("==> softhsm: generating {key_type} key {label:?}");
             // Distinct CKA_IDs, as separate applications would give them.
@@ -246,12 +284,17 @@ impl SoftHsm {
         self.run(&mut cmd)
     }
 
-    /// The slot id SoftHSM assigned to the test token, if it exists.
+    /// The slot id SoftHSM assigned to this spec's token, if it exists.
     fn token_slot(&self) -> Result<Option<u64>> {
+        self.slot_of(self.spec.label)
+    }
+
+    /// The slot id of the token labelled `label` (in this token directory), if it exists.
+    fn slot_of(&self, label: &str) -> Result<Option<u64>> {
         let out = self.run(Command::new("softhsm2-util").arg("--show-slots"))?;
         Ok(parse_show_slots(&out)
             .into_iter()
-            .find(|(_, label)| label == self.spec.label)
+            .find(|(_, l)| l == label)
             .map(|(slot, _)| slot))
     }
 
@@ -260,7 +303,46 @@ impl SoftHsm {
     }
 
     fn list_private_keys(&self) -> Result<String> {
-        self.pkcs11_tool(&["--list-objects", "--type", "privkey"])
+        self.list("privkey")
+    }
+
+    fn list(&self, kind: &str) -> Result<String> {
+        self.pkcs11_tool(&["--list-objects", "--type", kind])
+    }
+
+    /// Imports [`TEST_AES_KEY`] as a sensitive, non-extractable AES key that may
+    /// encrypt and decrypt. The key file lives (0600) in `dir` only during the import.
+    fn import_aes_key(&self, dir: &Path) -> Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        eprintln!("==> softhsm: importing the test AES key {AES_LABEL:?}");
+        let file = dir.join("test-aes-key.bin");
+        let _ = fs::remove_file(&file);
+        let bytes = hex::decode(TEST_AES_KEY).context("TEST_AES_KEY is hex")?;
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&file)
+            .and_then(|mut f| f.write_all(&bytes))
+            .with_context(|| format!("writing {}", file.display()))?;
+        let path = file.display().to_string();
+        let result = self.pkcs11_tool(&[
+            "--write-object",
+            &path,
+            "--type",
+            "secrkey",
+            "--key-type",
+            "AES:32",
+            "--label",
+            AES_LABEL,
+            "--id",
+            "a501",
+            "--usage-decrypt",
+            "--sensitive",
+        ]);
+        fs::remove_file(&file).with_context(|| format!("removing {}", file.display()))?;
+        result.map(|_| ())
     }
 }
 
@@ -280,13 +362,14 @@ fn parse_show_slots(out: &str) -> Vec<(u64, String)> {
     found
 }
 
-/// How many "Private Key Object" entries of a pkcs11-tool listing carry `label`.
-fn count_private_keys(listing: &str, label: &str) -> usize {
+/// How many `kind` entries ("Private Key Object", "Secret Key Object") of a
+/// pkcs11-tool listing carry `label`.
+fn count_objects(listing: &str, kind: &str, label: &str) -> usize {
     let mut count = 0;
     let mut in_private = false;
     for line in listing.lines() {
-        if line.contains(" Object;") || line.starts_with("Private Key Object") {
-            in_private = line.starts_with("Private Key Object");
+        if line.contains(" Object;") || line.starts_with(kind) {
+            in_private = line.starts_with(kind);
         } else if in_private
             && let Some(l) = line.trim_start().strip_prefix("label:")
             && l.trim() == label
@@ -310,8 +393,15 @@ mod tests {
             vec![(128174502, "keymgr-test".to_owned())]
         );
         let listing = "Private Key Object; EC\n  label:      a\n  Usage:      sign\nPublic Key Object; EC  EC_POINT 256 bits\n  label:      b\nPrivate Key Object; EC\n  label:      a\nPrivate Key Object; EC\n  label:      ab\n";
-        assert_eq!(count_private_keys(listing, "a"), 2);
-        assert_eq!(count_private_keys(listing, "b"), 0);
-        assert_eq!(count_private_keys(listing, "ab"), 1);
+        let private = "Private Key Object";
+        assert_eq!(count_objects(listing, private, "a"), 2);
+        assert_eq!(count_objects(listing, private, "b"), 0);
+        assert_eq!(count_objects(listing, private, "ab"), 1);
+        let secret = "Secret Key Object; AES length 32\n  label:      keymgr-test-aes\n  Access:     sensitive\n";
+        assert_eq!(
+            count_objects(secret, "Secret Key Object", "keymgr-test-aes"),
+            1
+        );
+        assert_eq!(count_objects(secret, private, "keymgr-test-aes"), 0);
     }
 }

@@ -3,6 +3,9 @@
 //! - [`AwsKmsKeyring`]: provider id `aws-kms`, through any [`keymgr_core::KeyBackend`]
 //!   with symmetric operations (a `KeyManager` over `keymgr-aws`), interoperable with
 //!   the AWS Encryption SDK's KMS keyring.
+//! - [`HsmAesKeyring`]: the raw AES keyring wrapping (provider id = namespace) with the
+//!   AES key inside an HSM (`CKM_AES_GCM` through `keymgr-hsm`), interoperable with the
+//!   AWS Encryption SDK's raw AES keyring holding the same key value.
 //! - [`RawAesKeyring`]: the AWS Encryption SDK's raw AES keyring wrapping with a local
 //!   256-bit key; [`RawAesKeyring::dev_from_env`] reads it from an environment
 //!   variable, for development only.
@@ -21,9 +24,11 @@ use crate::error::{EnvelopeError, Result, UnwrapAttempt};
 use crate::header::EncryptedDataKey;
 
 mod aws_kms;
+mod hsm_aes;
 mod raw_aes;
 
 pub use aws_kms::{AwsKmsKeyring, PROVIDER_ID_AWS_KMS};
+pub use hsm_aes::HsmAesKeyring;
 pub use raw_aes::RawAesKeyring;
 
 /// Wraps data keys under one KEK and unwraps the entries it made.

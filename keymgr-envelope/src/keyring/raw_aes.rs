@@ -69,18 +69,7 @@ impl RawAesKeyring {
     ) -> keymgr_core::Result<Self> {
         let namespace = namespace.into();
         let name = name.into();
-        if namespace.is_empty() || namespace.starts_with("aws-kms") {
-            return Err(Error::invalid_input(
-                "raw AES keyring namespace",
-                format!("{namespace:?}: must be non-empty and must not start with \"aws-kms\""),
-            ));
-        }
-        if name.is_empty() || namespace.len() > 0xFFFF || name.len() > 0xFFFF - 8 - IV_LEN {
-            return Err(Error::invalid_input(
-                "raw AES keyring name",
-                "the key name must be 1 to 65515 bytes",
-            ));
-        }
+        validate_names(&namespace, &name)?;
         if key.len() != DATA_KEY_LEN {
             return Err(Error::invalid_input(
                 format!("raw AES keyring {namespace}/{name}"),
@@ -124,10 +113,55 @@ impl RawAesKeyring {
         );
         Self::new(namespace, name, &bytes)
     }
+}
 
-    fn info_prefix_len(&self) -> usize {
-        self.name.len() + 8
+/// Checks a raw AES keyring's namespace (provider id) and key name.
+pub(super) fn validate_names(namespace: &str, name: &str) -> keymgr_core::Result<()> {
+    if namespace.is_empty() || namespace.starts_with("aws-kms") || namespace.len() > 0xFFFF {
+        return Err(Error::invalid_input(
+            "raw AES keyring namespace",
+            format!("{namespace:?}: must be 1 to 65535 bytes and must not start with \"aws-kms\""),
+        ));
     }
+    if name.is_empty() || name.len() > 0xFFFF - 8 - IV_LEN {
+        return Err(Error::invalid_input(
+            "raw AES keyring name",
+            "the key name must be 1 to 65515 bytes",
+        ));
+    }
+    Ok(())
+}
+
+/// Provider info of a raw AES entry: key name ‖ tag length in bits (u32 BE) ‖ IV length
+/// (u32 BE) ‖ IV.
+pub(super) fn provider_info(name: &str, iv: &[u8; IV_LEN]) -> Vec<u8> {
+    let mut info = Vec::with_capacity(name.len() + 8 + IV_LEN);
+    info.extend_from_slice(name.as_bytes());
+    info.extend_from_slice(&(TAG_LEN as u32 * 8).to_be_bytes());
+    info.extend_from_slice(&(IV_LEN as u32).to_be_bytes());
+    info.extend_from_slice(iv);
+    info
+}
+
+/// Whether `edk` is a raw AES entry of key `namespace`/`name` with a 128-bit tag and a
+/// 12-byte IV; its IV if so.
+pub(super) fn entry_iv(
+    namespace: &str,
+    name: &str,
+    edk: &EncryptedDataKey,
+) -> Option<[u8; IV_LEN]> {
+    let info = &edk.provider_info;
+    let n = name.len();
+    let matches = edk.provider_id == namespace
+        && info.len() == n + 8 + IV_LEN
+        && &info[..n] == name.as_bytes()
+        && info[n..n + 4] == (TAG_LEN as u32 * 8).to_be_bytes()
+        && info[n + 4..n + 8] == (IV_LEN as u32).to_be_bytes();
+    matches.then(|| {
+        let mut iv = [0u8; IV_LEN];
+        iv.copy_from_slice(&info[n + 8..]);
+        iv
+    })
 }
 
 #[async_trait]
@@ -149,26 +183,15 @@ impl Keyring for RawAesKeyring {
         let tag = suite::seal(&self.key, iv, &aad, &mut ciphertext)
             .map_err(|e| Error::backend("aws-lc", e.to_string(), None))?;
         ciphertext.extend_from_slice(&tag);
-        let mut provider_info = Vec::with_capacity(self.info_prefix_len() + IV_LEN);
-        provider_info.extend_from_slice(self.name.as_bytes());
-        provider_info.extend_from_slice(&(TAG_LEN as u32 * 8).to_be_bytes());
-        provider_info.extend_from_slice(&(IV_LEN as u32).to_be_bytes());
-        provider_info.extend_from_slice(&iv);
         Ok(EncryptedDataKey {
             provider_id: self.namespace.clone(),
-            provider_info,
+            provider_info: provider_info(&self.name, &iv),
             ciphertext,
         })
     }
 
     fn matches(&self, edk: &EncryptedDataKey) -> bool {
-        let info = &edk.provider_info;
-        let n = self.name.len();
-        edk.provider_id == self.namespace
-            && info.len() == self.info_prefix_len() + IV_LEN
-            && &info[..n] == self.name.as_bytes()
-            && info[n..n + 4] == (TAG_LEN as u32 * 8).to_be_bytes()
-            && info[n + 4..n + 8] == (IV_LEN as u32).to_be_bytes()
+        entry_iv(&self.namespace, &self.name, edk).is_some()
     }
 
     async fn unwrap(
@@ -177,19 +200,12 @@ impl Keyring for RawAesKeyring {
         context: &EncryptionContext,
     ) -> keymgr_core::Result<DataKey> {
         let label = self.name();
-        if !self.matches(edk) || edk.ciphertext.len() != DATA_KEY_LEN + TAG_LEN {
-            return Err(Error::invalid_input(
-                "encrypted data key",
-                format!(
-                    "not a {label} raw AES entry of {} bytes",
-                    DATA_KEY_LEN + TAG_LEN
-                ),
-            ));
-        }
+        let iv = match entry_iv(&self.namespace, &self.name, edk) {
+            Some(iv) if edk.ciphertext.len() == DATA_KEY_LEN + TAG_LEN => iv,
+            _ => return Err(not_an_entry(&label)),
+        };
         let aad = context::serialize(context)
             .map_err(|e| Error::invalid_input("encryption context", e.to_string()))?;
-        let mut iv = [0u8; IV_LEN];
-        iv.copy_from_slice(&edk.provider_info[self.info_prefix_len()..]);
         let mut tag = [0u8; TAG_LEN];
         tag.copy_from_slice(&edk.ciphertext[DATA_KEY_LEN..]);
         let mut key = Zeroizing::new([0u8; DATA_KEY_LEN]);
@@ -202,6 +218,17 @@ impl Keyring for RawAesKeyring {
         }
         Ok(DataKey::from_bytes(*key))
     }
+}
+
+/// The error for an entry `keyring` cannot unwrap by its shape.
+pub(super) fn not_an_entry(keyring: &str) -> keymgr_core::Error {
+    Error::invalid_input(
+        "encrypted data key",
+        format!(
+            "not a {keyring} raw AES entry of {} bytes",
+            DATA_KEY_LEN + TAG_LEN
+        ),
+    )
 }
 
 #[cfg(test)]

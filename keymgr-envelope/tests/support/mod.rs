@@ -5,10 +5,12 @@
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_sdk_kms::Client;
 use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
 use keymgr_aws::AwsKmsBackend;
+use keymgr_core::layer::{BreakerPolicy, TimeoutPolicy};
 use keymgr_core::{EncryptionContext, KeyBackend, KeyManager};
 use keymgr_envelope::{AwsKmsKeyring, Keyring, MultiKeyring, RawAesKeyring};
 use tokio::io::AsyncWriteExt as _;
@@ -43,6 +45,26 @@ pub fn client(endpoint: &str) -> Client {
         ))
         .build();
     Client::from_conf(conf)
+}
+
+/// A KMS backend whose every call fails to connect (a provider that is down), behind a
+/// `KeyManager` with no retries and a breaker that opens after 2 failures.
+pub fn down_backend() -> Arc<dyn KeyBackend> {
+    let backend: Arc<dyn KeyBackend> = Arc::new(keymgr_aws::AwsKmsBackend::from_client(
+        client("http://127.0.0.1:9"),
+        Default::default(),
+    ));
+    Arc::new(
+        KeyManager::builder(backend)
+            .layer(BreakerPolicy {
+                failure_threshold: 2,
+                open_for: Duration::from_secs(600),
+            })
+            .layer(TimeoutPolicy {
+                limit: Duration::from_secs(5),
+            })
+            .build(),
+    )
 }
 
 /// A new symmetric (SYMMETRIC_DEFAULT, ENCRYPT_DECRYPT) KMS key; its ARN.
@@ -150,6 +172,15 @@ impl PythonEsdk {
 pub fn raw_arg(namespace: &str, name: &str, key: &[u8; 32]) -> Vec<String> {
     vec![
         "--raw".into(),
+        format!("{namespace}:{name}:{}", hex::encode(key)),
+    ]
+}
+
+/// `--raw-aes-keyring NAMESPACE:NAME:HEX`: the Material Providers Library's
+/// `RawAESKeyring` on the Python side (instead of the `RawMasterKey` of `--raw`).
+pub fn raw_aes_keyring_arg(namespace: &str, name: &str, key: &[u8; 32]) -> Vec<String> {
+    vec![
+        "--raw-aes-keyring".into(),
         format!("{namespace}:{name}:{}", hex::encode(key)),
     ]
 }
