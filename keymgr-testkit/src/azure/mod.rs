@@ -1,7 +1,8 @@
 //! An Azure Key Vault stand-in (cargo feature `azure`): an in-process HTTPS server on
 //! 127.0.0.1 that speaks the documented Key Vault keys REST protocol and the Microsoft
 //! identity platform's client-credentials token endpoint, holding real secp256k1 keys so
-//! signatures are genuine.
+//! signatures are genuine, and real RSA keys so Wrap Key / Unwrap Key (`RSA-OAEP-256`)
+//! are genuine.
 //!
 //! No Key Vault emulator exists, and `azure_core` refuses to send a bearer token to an
 //! `http://` endpoint, so the server uses TLS with a certificate made at start-up
