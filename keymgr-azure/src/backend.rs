@@ -17,8 +17,8 @@ use azure_security_keyvault_keys::models::{
 use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use keymgr_core::deps::async_trait;
 use keymgr_core::{
-    Error, HealthReport, KeyBackend, KeyRef, KeyVersion, PublicKey, RawSignature, Result,
-    SignPayload, VerifiedSignature, finish_signature,
+    DataKey, EncryptionContext, Error, HealthReport, KeyBackend, KeyRef, KeyVersion, PublicKey,
+    RawSignature, Result, SecretBytes, SignPayload, VerifiedSignature, finish_signature,
 };
 
 use crate::config::{AzureKvConfig, Credential, SSL_CERT_FILE, VaultKey};
@@ -27,6 +27,14 @@ use crate::resolve::{self, Cache, NO_ED25519, VersionInfo, version_of_kid};
 
 /// The backend's name in errors, audit entries and health reports.
 pub const BACKEND: &str = "azure-kv";
+
+/// What [`KeyBackend::health`] signs with every configured key: SHA-256 of
+/// `keymgr health canary` (a fixed digest, so it is never a transaction or claim hash
+/// anyone asked for).
+pub const HEALTH_CANARY_DIGEST: [u8; 32] = [
+    0x43, 0x57, 0x76, 0xed, 0x57, 0x47, 0xd9, 0xd4, 0xab, 0xdb, 0x86, 0x94, 0x99, 0xdc, 0x5d, 0x5d,
+    0x65, 0xfc, 0xc9, 0xa1, 0x5f, 0x84, 0x7a, 0x6c, 0x69, 0x12, 0x3d, 0xee, 0xa5, 0x94, 0x31, 0x59,
+];
 
 /// Signs with secp256k1 keys (EC, curve `P-256K`, algorithm `ES256K`) held in Azure Key
 /// Vault, through Microsoft's `azure_security_keyvault_keys` client.
@@ -170,9 +178,9 @@ impl AzureKvBackend {
             .client
             .get_key(&target.name, Some(options))
             .await
-            .map_err(|e| map(&label, e))?
+            .map_err(|e| map(&label, "getKey", e))?
             .into_model()
-            .map_err(|e| map(&label, e))?;
+            .map_err(|e| map(&label, "getKey", e))?;
         let info = resolve::version_info(&label, &bundle)?;
         if let Some(v) = &target.version
             && !v.eq_ignore_ascii_case(&info.version)
@@ -188,6 +196,24 @@ impl AzureKvBackend {
         self.cache
             .store(&target.name, &info, target.version.is_none());
         Ok(info)
+    }
+
+    /// Signs [`HEALTH_CANARY_DIGEST`] with `key`'s current version (re-read from Key
+    /// Vault, not cached) and verifies it; returns the version.
+    async fn canary(&self, key: &KeyRef) -> Result<String> {
+        self.invalidate(key.name());
+        let (_, info) = self.resolve(key).await?;
+        let pinned = KeyRef::versioned(key.name(), info.version.clone());
+        let payload = SignPayload::Prehash(HEALTH_CANARY_DIGEST);
+        // `sign` verifies the signature against the version's public key before returning.
+        let signature = self.sign(&pinned, &payload).await?;
+        if !signature.is_over(&payload) {
+            return Err(Error::integrity(
+                key.to_string(),
+                "the health canary signature is over another payload",
+            ));
+        }
+        Ok(info.version)
     }
 
     /// The explicit version and public key `key` resolves to now.
@@ -251,13 +277,13 @@ impl KeyBackend for AzureKvBackend {
             .client
             .sign(
                 &target.name,
-                parameters.try_into().map_err(|e| map(&label, e))?,
+                parameters.try_into().map_err(|e| map(&label, "sign", e))?,
                 Some(options),
             )
             .await
-            .map_err(|e| map(&label, e))?
+            .map_err(|e| map(&label, "sign", e))?
             .into_model()
-            .map_err(|e| map(&label, e))?;
+            .map_err(|e| map(&label, "sign", e))?;
         if let Some(kid) = result.kid.as_deref()
             && version_of_kid(kid).is_some_and(|v| !v.eq_ignore_ascii_case(&info.version))
         {
@@ -289,21 +315,55 @@ impl KeyBackend for AzureKvBackend {
         )
     }
 
+    /// A canary per configured key: signs [`HEALTH_CANARY_DIGEST`] with the current
+    /// version and verifies the signature against the key's JWK, so a healthy report
+    /// proves every key can sign, not only that the vault answers.
     async fn health(&self) -> HealthReport {
         let started = Instant::now();
-        let Some(name) = self.config.keys.keys().next().cloned() else {
+        if self.config.keys.is_empty() {
             return HealthReport::unhealthy(BACKEND, started.elapsed(), "no keys configured");
-        };
-        let key = KeyRef::new(name);
-        let target = match self.config.vault_key(&key) {
-            Ok(t) => t,
-            Err(e) => return HealthReport::unhealthy(BACKEND, started.elapsed(), e.to_string()),
-        };
-        match self.fetch(&key, &target).await {
-            Ok(info) => HealthReport::healthy(BACKEND, started.elapsed())
-                .with_detail(format!("{key}: version {} reachable", info.version)),
-            Err(e) => HealthReport::unhealthy(BACKEND, started.elapsed(), e.to_string()),
         }
+        let mut fine = Vec::new();
+        let mut problems = Vec::new();
+        for name in self.config.keys.keys() {
+            let key = KeyRef::new(name.clone());
+            match self.canary(&key).await {
+                Ok(version) => fine.push(format!("{key}: version {version} signed the canary")),
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        let latency = started.elapsed();
+        if problems.is_empty() {
+            HealthReport::healthy(BACKEND, latency).with_detail(fine.join("; "))
+        } else {
+            HealthReport::unhealthy(BACKEND, latency, problems.join("; "))
+        }
+    }
+
+    async fn encrypt(
+        &self,
+        key: &KeyRef,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Vec<u8>> {
+        self.wrap_inner(key, plaintext, context).await
+    }
+
+    async fn decrypt(
+        &self,
+        key: &KeyRef,
+        ciphertext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<SecretBytes> {
+        self.unwrap_inner(key, ciphertext, context).await
+    }
+
+    async fn generate_data_key(
+        &self,
+        key: &KeyRef,
+        context: &EncryptionContext,
+    ) -> Result<DataKey> {
+        self.generate_data_key_inner(key, context).await
     }
 
     async fn list_versions(&self, name: &str) -> Result<Vec<KeyVersion>> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use azure_core::error::ErrorKind as AzureKind;
 use azure_core::http::headers::{HeaderName, RETRY_AFTER};
-use keymgr_core::Error;
+use keymgr_core::{Error, ProviderError};
 
 use crate::backend::BACKEND;
 
@@ -55,6 +55,19 @@ impl fmt::Display for KeyVaultError {
 impl std::error::Error for KeyVaultError {}
 
 impl KeyVaultError {
+    /// Key Vault's own account of `error`, when Key Vault answered the failed call
+    /// (found in `error`'s `source()` chain).
+    pub fn of(error: &Error) -> Option<&KeyVaultError> {
+        let mut cause = std::error::Error::source(error);
+        while let Some(e) = cause {
+            if let Some(kv) = e.downcast_ref::<KeyVaultError>() {
+                return Some(kv);
+            }
+            cause = e.source();
+        }
+        None
+    }
+
     /// Reads status, `error.code`/`error.message`, request id and `Retry-After`.
     pub(crate) fn from_sdk(e: &azure_core::Error) -> Self {
         let mut out = KeyVaultError {
@@ -80,7 +93,8 @@ impl KeyVaultError {
                     .and_then(|s| s.trim().parse::<u64>().ok())
                     .map(Duration::from_secs);
                 if let Some((code, message)) = body_error(raw.body().as_ref()) {
-                    out.code = out.code.or(code);
+                    // The body's `error.code` is Key Vault's own; the SDK may report the status.
+                    out.code = code.or(out.code);
                     out.message = message;
                 }
             }
@@ -104,45 +118,47 @@ fn body_error(body: &[u8]) -> Option<(Option<String>, String)> {
     Some((outer.error.code, outer.error.message.unwrap_or_default()))
 }
 
-/// Maps a failed SDK call on `key` (the caller's name for it) to keymgr's error.
-pub(crate) fn map(key: &str, e: azure_core::Error) -> Error {
+/// Maps a failed SDK call of `operation` (the REST operation id: `getKey`, `sign`,
+/// `wrapKey`, ...) on `key` (the caller's name for it) to keymgr's error.
+///
+/// Every variant keeps a [`ProviderError`] as its `source()` (operation, Key Vault code,
+/// `x-ms-request-id`, read through [`Error::operation`], [`Error::provider_code`] and
+/// [`Error::request_id`]), whose own source is the [`KeyVaultError`] for service answers
+/// (see [`KeyVaultError::of`]) or the SDK's error otherwise.
+pub(crate) fn map(key: &str, operation: &'static str, e: azure_core::Error) -> Error {
     let kv = KeyVaultError::from_sdk(&e);
-    let detail = kv.to_string();
-    match e.kind() {
+    let detail = format!("{operation}: {kv}");
+    let mut cause = ProviderError::new(BACKEND, operation).with_request_id(kv.request_id.clone());
+    if let Some(code) = &kv.code {
+        cause = cause.with_code(code.clone());
+    }
+    let error = match e.kind() {
         AzureKind::HttpResponse { .. } => match (kv.status, kv.code.as_deref()) {
-            (Some(429), _) | (_, Some("Throttled")) => Error::Throttled {
-                backend: BACKEND.into(),
-                detail,
-                source: Some(Box::new(kv)),
-            },
+            (Some(429), _) | (_, Some("Throttled")) => Error::throttled(BACKEND, detail, None),
             (Some(404), _) | (_, Some("KeyNotFound")) => Error::not_found(key, detail),
-            (Some(401 | 403), _) | (_, Some("Forbidden" | "Unauthorized")) => Error::AccessDenied {
-                key: key.to_owned(),
-                detail,
-                source: Some(Box::new(kv)),
-            },
-            (Some(400), _) | (_, Some("BadParameter")) => Error::InvalidInput {
-                field: format!("request for {key}"),
-                reason: detail,
-                source: Some(Box::new(kv)),
-            },
-            (Some(s), _) if s == 408 || s >= 500 => {
-                Error::unavailable(BACKEND, detail, Some(Box::new(kv)))
+            (Some(401 | 403), _) | (_, Some("Forbidden" | "Unauthorized")) => {
+                Error::access_denied(key, detail)
             }
-            _ => Error::backend(BACKEND, detail, Some(Box::new(kv))),
+            (Some(400), _) | (_, Some("BadParameter")) => {
+                Error::invalid_input(format!("request for {key}"), detail)
+            }
+            (Some(s), _) if s == 408 || s >= 500 => Error::unavailable(BACKEND, detail, None),
+            _ => Error::backend(BACKEND, detail, None),
         },
-        AzureKind::Connection | AzureKind::Io => {
-            Error::unavailable(BACKEND, detail, Some(Box::new(e)))
+        AzureKind::Connection | AzureKind::Io => Error::unavailable(BACKEND, detail, None),
+        AzureKind::Credential => {
+            Error::access_denied(key, format!("could not get an Entra ID token: {detail}"))
         }
-        AzureKind::Credential => Error::AccessDenied {
-            key: key.to_owned(),
-            detail: format!("could not get an Entra ID token: {detail}"),
-            source: Some(Box::new(e)),
-        },
         AzureKind::DataConversion => Error::integrity(
             key,
             format!("Key Vault returned a response keymgr cannot read: {detail}"),
         ),
-        _ => Error::backend(BACKEND, detail, Some(Box::new(e))),
-    }
+        _ => Error::backend(BACKEND, detail, None),
+    };
+    let cause = if matches!(e.kind(), AzureKind::HttpResponse { .. }) {
+        cause.with_source(kv)
+    } else {
+        cause.with_source(e)
+    };
+    error.with_source(cause)
 }

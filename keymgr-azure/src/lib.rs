@@ -5,8 +5,9 @@ mod config;
 mod error;
 mod resolve;
 mod rotation;
+mod symmetric;
 
-pub use backend::{AzureKvBackend, BACKEND};
+pub use backend::{AzureKvBackend, BACKEND, HEALTH_CANARY_DIGEST};
 pub use config::{
     AZURE_AUTHORITY_HOST, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, AZURE_CREDENTIAL_KIND,
     AZURE_EVM_KEY_NAME, AZURE_FEDERATED_TOKEN_FILE, AZURE_KEYVAULT_VERIFY_CHALLENGE_RESOURCE,
@@ -16,6 +17,7 @@ pub use config::{
 pub use error::KeyVaultError;
 pub use resolve::CURRENT_VERSION_TTL;
 pub use rotation::TAG_CREATED_BY;
+pub use symmetric::{WRAPPED_KEY_FORMAT, WrappedKey};
 
 /// The Azure crates this backend is built on, for callers that build their own client.
 pub mod deps {

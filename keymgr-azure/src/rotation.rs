@@ -30,9 +30,13 @@ impl AzureKvBackend {
         let mut pager = self
             .client
             .list_key_properties_versions(&target.name, None)
-            .map_err(|e| map(name, e))?;
+            .map_err(|e| map(name, "getKeyVersions", e))?;
         let mut found = Vec::new();
-        while let Some(props) = pager.try_next().await.map_err(|e| map(name, e))? {
+        while let Some(props) = pager
+            .try_next()
+            .await
+            .map_err(|e| map(name, "getKeyVersions", e))?
+        {
             let Some(version) = props.kid.as_deref().and_then(version_of_kid) else {
                 return Err(Error::integrity(
                     name,
@@ -110,13 +114,15 @@ impl AzureKvBackend {
             .client
             .create_key(
                 &target.name,
-                parameters.try_into().map_err(|e| map(name, e))?,
+                parameters
+                    .try_into()
+                    .map_err(|e| map(name, "createKey", e))?,
                 None,
             )
             .await
-            .map_err(|e| map(name, e))?
+            .map_err(|e| map(name, "createKey", e))?
             .into_model()
-            .map_err(|e| map(name, e))?;
+            .map_err(|e| map(name, "createKey", e))?;
         let info = crate::resolve::version_info(name, &bundle)?;
         self.cache.invalidate(&target.name);
         self.cache.store(&target.name, &info, true);
@@ -178,13 +184,15 @@ impl AzureKvBackend {
             .client
             .update_key_properties(
                 &target.name,
-                parameters.try_into().map_err(|e| map(&label, e))?,
+                parameters
+                    .try_into()
+                    .map_err(|e| map(&label, "updateKey", e))?,
                 Some(options),
             )
             .await
-            .map_err(|e| map(&label, e))?
+            .map_err(|e| map(&label, "updateKey", e))?
             .into_model()
-            .map_err(|e| map(&label, e))?;
+            .map_err(|e| map(&label, "updateKey", e))?;
         if bundle.attributes.and_then(|a| a.enabled) != Some(false) {
             return Err(Error::integrity(
                 &label,

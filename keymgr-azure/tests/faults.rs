@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::error::Error as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,9 +22,11 @@ fn payload() -> SignPayload {
 }
 
 fn kv_source(e: &Error) -> &KeyVaultError {
-    e.source()
-        .and_then(|s| s.downcast_ref::<KeyVaultError>())
-        .unwrap_or_else(|| panic!("no KeyVaultError source in {e:?}"))
+    KeyVaultError::of(e).unwrap_or_else(|| panic!("no KeyVaultError source in {e:?}"))
+}
+
+fn is_request_id(id: &str) -> bool {
+    id.starts_with("00000000-0000-4000-8000-") && id.len() == 36
 }
 
 #[tokio::test]
@@ -51,7 +52,9 @@ async fn throttling_is_retryable_with_code_request_id_and_retry_after() {
         assert_eq!(kv.code.as_deref(), Some(code));
         assert_eq!(kv.retry_after, Some(Duration::from_secs(1)));
         let id = kv.request_id.clone().expect("x-ms-request-id kept");
-        assert!(e.to_string().contains(&id), "{e}");
+        assert_eq!(e.request_id(), Some(id.as_str()));
+        assert_eq!(e.provider_code(), Some(code));
+        assert_eq!(e.operation(), Some("sign"));
         // One attempt: the SDK did not retry underneath keymgr.
         assert_eq!(stand_in.calls("sign"), before + 1);
     }
@@ -97,25 +100,51 @@ async fn service_codes_map_to_kinds() {
         );
         let e = b.sign(&KeyRef::new("evm"), &payload()).await.unwrap_err();
         assert_eq!(e.kind(), kind, "{code}: {e}");
-        let s = e.to_string();
-        assert!(
-            s.contains(code) && s.contains(&format!("injected {code}")),
-            "{s}"
-        );
-        assert!(
-            s.contains("x-ms-request-id 00000000-0000-4000-8000-"),
-            "{s}"
-        );
+        // Typed fields on every kind: Key Vault's code, message and request id.
+        assert_eq!(e.provider_code(), Some(code), "{e:?}");
+        assert_eq!(e.operation(), Some("sign"));
+        assert!(e.request_id().is_some_and(is_request_id), "{e:?}");
+        let kv = kv_source(&e);
+        assert_eq!(kv.status, Some(status));
+        assert_eq!(kv.message, format!("injected {code}"));
+        assert_eq!(kv.request_id.as_deref(), e.request_id());
     }
     // A key that does not exist: the real KeyNotFound answer.
     let e = b.public_key(&KeyRef::new("absent")).await.unwrap_err();
     match &e {
-        Error::NotFound { key, detail, .. } => {
-            assert_eq!(key, "absent");
-            assert!(detail.contains("KeyNotFound"), "{detail}");
-        }
+        Error::NotFound { key, .. } => assert_eq!(key, "absent"),
         other => panic!("{other:?}"),
     }
+    assert_eq!(e.provider_code(), Some("KeyNotFound"));
+    assert_eq!(e.operation(), Some("getKey"));
+    assert!(e.request_id().is_some_and(is_request_id), "{e:?}");
+    assert_eq!(
+        kv_source(&e).message,
+        "A key with (name/id) absent/ was not found in this key vault."
+    );
+    // A disabled version refuses to sign: AccessDenied with Key Vault's Forbidden.
+    let version = stand_in.versions("evm-signer")[0].clone();
+    stand_in.set_enabled("evm-signer", &version, false);
+    let e = b
+        .sign(&KeyRef::versioned("evm", version), &payload())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::AccessDenied { key, .. } if key.starts_with("evm")),
+        "{e:?}"
+    );
+    assert_eq!(e.provider_code(), Some("Forbidden"));
+    assert_eq!(kv_source(&e).status, Some(403));
+    // A payload Key Vault rejects (an EC key asked to wrap): InvalidInput, BadParameter.
+    stand_in.create_secp256k1("not-a-kek");
+    let e = b
+        .encrypt(&KeyRef::new("not-a-kek"), &[1; 32], &Default::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, Error::InvalidInput { .. }), "{e:?}");
+    assert_eq!(e.provider_code(), Some("BadParameter"));
+    assert_eq!(e.operation(), Some("wrapKey"));
+    assert!(e.request_id().is_some_and(is_request_id), "{e:?}");
 }
 
 #[tokio::test]

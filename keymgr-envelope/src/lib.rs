@@ -20,6 +20,6 @@ pub use encrypt::{DEFAULT_FRAME_LENGTH, EncryptSummary, Encryptor};
 pub use error::{EnvelopeError, Field, Limit, Result, UnwrapAttempt};
 pub use header::{EncryptedDataKey, Header};
 pub use keyring::{
-    AwsKmsKeyring, EncryptionMaterials, HsmAesKeyring, Keyring, MaterialsProvider, MultiKeyring,
-    PROVIDER_ID_AWS_KMS, RawAesKeyring,
+    AwsKmsKeyring, AzureKvKeyring, EncryptionMaterials, HsmAesKeyring, Keyring, MaterialsProvider,
+    MultiKeyring, PROVIDER_ID_AWS_KMS, PROVIDER_ID_AZURE_KV, RawAesKeyring,
 };

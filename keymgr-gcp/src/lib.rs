@@ -13,7 +13,7 @@ pub use config::{
     GCP_KMS_XRP_KEY_ID, GCP_LOCATION_ID, GCP_PROJECT_ID, GcpKmsConfig,
 };
 pub use resolve::LABEL_CURRENT_VERSION;
-pub use rotation::GENERATION_TIMEOUT;
+pub use rotation::{GENERATION_TIMEOUT, LABEL_ROTATING_FROM};
 pub use symmetric::aad_of;
 
 /// The Google crates this backend is built on, for callers that build their own client.

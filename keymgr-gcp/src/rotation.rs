@@ -5,6 +5,13 @@
 //! asymmetric keys have no primary version, so the current one is recorded in the
 //! [`LABEL_CURRENT_VERSION`] label of the crypto key, which every process reads.
 //! Old versions are disabled (`state: DISABLED`), never destroyed.
+//!
+//! A rotation survives a crash at any step: it first records the current version and
+//! its intent ([`LABEL_ROTATING_FROM`]) in one label update, then creates the version,
+//! waits until it is `ENABLED`, and moves the current-version label while clearing the
+//! intent in a second update. Until that update the old version stays current (it signs);
+//! a later rotation that finds the intent adopts the version the interrupted one created
+//! (`ENABLED` or still `PENDING_GENERATION`) instead of creating a second one.
 
 use std::time::Duration;
 
@@ -20,6 +27,10 @@ use crate::error::{BACKEND, map_gax_error};
 use crate::resolve::{
     LABEL_CURRENT_VERSION, algorithm_name, signing_algorithm, version_id, version_number,
 };
+
+/// Label on a crypto key while keymgr rotates it: the version that was current when the
+/// rotation started. Removed when the current-version label moves (same update).
+pub const LABEL_ROTATING_FROM: &str = "keymgr-rotating-from";
 
 /// How long `create_version` waits for a new version to leave `PENDING_GENERATION`.
 pub const GENERATION_TIMEOUT: Duration = Duration::from_secs(60);
@@ -68,15 +79,46 @@ impl GcpKmsBackend {
                 ),
             ));
         }
+        self.forget_current(name);
         let old = self.current_version(name, &crypto_key).await?;
-        let created = self
-            .client
-            .create_crypto_key_version()
-            .set_parent(&crypto_key)
-            .set_crypto_key_version(CryptoKeyVersion::new())
-            .send()
-            .await
-            .map_err(|e| map_gax_error(e, "CreateCryptoKeyVersion", name, &crypto_key))?;
+        let old_id = version_id(&old).to_owned();
+        let interrupted = key.labels.get(LABEL_ROTATING_FROM) == Some(&old_id);
+        let adopted = if interrupted {
+            self.interrupted_successor(name, &crypto_key, &old).await?
+        } else {
+            None
+        };
+        let (key, created) = match adopted {
+            Some(orphan) => {
+                tracing::warn!(
+                    key = name,
+                    crypto_key = %crypto_key,
+                    adopted = %orphan.name,
+                    "adopting the version an interrupted rotation created"
+                );
+                (key, orphan)
+            }
+            None => {
+                // Intent first, with the current version written down (a key never
+                // rotated has no label, and its newest ENABLED version would otherwise
+                // become current the moment the new version is enabled).
+                let key = self
+                    .update_labels(name, &key, |labels| {
+                        labels.insert(LABEL_CURRENT_VERSION.to_owned(), old_id.clone());
+                        labels.insert(LABEL_ROTATING_FROM.to_owned(), old_id.clone());
+                    })
+                    .await?;
+                let created = self
+                    .client
+                    .create_crypto_key_version()
+                    .set_parent(&crypto_key)
+                    .set_crypto_key_version(CryptoKeyVersion::new())
+                    .send()
+                    .await
+                    .map_err(|e| map_gax_error(e, "CreateCryptoKeyVersion", name, &crypto_key))?;
+                (key, created)
+            }
+        };
         let created = self.wait_enabled(name, created).await?;
         signing_algorithm(&created.algorithm, name, &created.name)?;
         self.set_current_label(name, &key, version_id(&created.name))
@@ -131,23 +173,43 @@ impl GcpKmsBackend {
         }
     }
 
+    /// The newest version above `current` that an interrupted rotation left `ENABLED`
+    /// or `PENDING_GENERATION` (versions disabled or destroyed since are not adopted).
+    async fn interrupted_successor(
+        &self,
+        name: &str,
+        crypto_key: &str,
+        current: &str,
+    ) -> Result<Option<CryptoKeyVersion>> {
+        let floor = version_number(current);
+        Ok(self
+            .versions_of(name, crypto_key)
+            .await?
+            .into_iter()
+            .filter(|v| version_number(&v.name) > floor)
+            .filter(|v| {
+                matches!(
+                    v.state,
+                    CryptoKeyVersionState::Enabled | CryptoKeyVersionState::PendingGeneration
+                )
+            })
+            .max_by_key(|v| version_number(&v.name)))
+    }
+
+    /// Moves the current-version label to `version` and clears the rotation intent.
     async fn set_current_label(&self, name: &str, key: &CryptoKey, version: &str) -> Result<()> {
-        let mut labels = key.labels.clone();
-        labels.insert(LABEL_CURRENT_VERSION.to_owned(), version.to_owned());
-        let update = CryptoKey::new().set_name(&key.name).set_labels(labels);
         let updated = self
-            .client
-            .update_crypto_key()
-            .set_crypto_key(update)
-            .set_update_mask(FieldMask::default().set_paths(["labels"]))
-            .send()
-            .await
-            .map_err(|e| map_gax_error(e, "UpdateCryptoKey", name, &key.name))?;
+            .update_labels(name, key, |labels| {
+                labels.insert(LABEL_CURRENT_VERSION.to_owned(), version.to_owned());
+                labels.remove(LABEL_ROTATING_FROM);
+            })
+            .await?;
         if updated
             .labels
             .get(LABEL_CURRENT_VERSION)
             .map(String::as_str)
             != Some(version)
+            || updated.labels.contains_key(LABEL_ROTATING_FROM)
         {
             return Err(Error::integrity(
                 name,
@@ -158,6 +220,25 @@ impl GcpKmsBackend {
             ));
         }
         Ok(())
+    }
+
+    /// One `UpdateCryptoKey` of the labels (mask `labels`), returning the updated key.
+    async fn update_labels(
+        &self,
+        name: &str,
+        key: &CryptoKey,
+        change: impl FnOnce(&mut std::collections::HashMap<String, String>),
+    ) -> Result<CryptoKey> {
+        let mut labels = key.labels.clone();
+        change(&mut labels);
+        let update = CryptoKey::new().set_name(&key.name).set_labels(labels);
+        self.client
+            .update_crypto_key()
+            .set_crypto_key(update)
+            .set_update_mask(FieldMask::default().set_paths(["labels"]))
+            .send()
+            .await
+            .map_err(|e| map_gax_error(e, "UpdateCryptoKey", name, &key.name))
     }
 
     pub(crate) async fn disable_version_inner(&self, key: &KeyRef) -> Result<()> {

@@ -10,8 +10,11 @@
 //!   256-bit key; [`RawAesKeyring::dev_from_env`] reads it from an environment
 //!   variable, for development only.
 //!
-//! Other providers use their own provider ids: `gcp-kms` and `azure-kv` are reserved
-//! for the GCP and Azure keyrings.
+//! - [`AzureKvKeyring`]: provider id `azure-kv`, Key Vault Wrap Key / Unwrap Key
+//!   (`RSA-OAEP-256`) through any [`keymgr_core::KeyBackend`] that implements them (a
+//!   `KeyManager` over `keymgr-azure`).
+//!
+//! `gcp-kms` is reserved for the GCP keyring.
 
 use std::fmt;
 use std::sync::Arc;
@@ -24,10 +27,12 @@ use crate::error::{EnvelopeError, Result, UnwrapAttempt};
 use crate::header::EncryptedDataKey;
 
 mod aws_kms;
+mod azure_kv;
 mod hsm_aes;
 mod raw_aes;
 
 pub use aws_kms::{AwsKmsKeyring, PROVIDER_ID_AWS_KMS};
+pub use azure_kv::{AzureKvKeyring, PROVIDER_ID_AZURE_KV};
 pub use hsm_aes::HsmAesKeyring;
 pub use raw_aes::RawAesKeyring;
 

@@ -6,7 +6,7 @@
 //! paged with `nextLink`), `POST /keys/{name}/create` (Create Key: a new version when the
 //! name exists), `PATCH /keys/{name}/{version}` (Update Key: `attributes.enabled`, `tags`),
 //! `POST /keys/{name}/{version}/sign` (Sign: `{"alg","value"}` base64url, result raw r‖s
-//! for ES256K). Errors: `{"error":{"code","message"}}` with `x-ms-request-id`
+//! for ES256K), `POST /keys/{name}/{version}/wrapkey` and `/unwrapkey` (see `wrap.rs`). Errors: `{"error":{"code","message"}}` with `x-ms-request-id`
 //! (<https://learn.microsoft.com/azure/key-vault/general/rest-error-codes>); throttling is
 //! HTTP 429 with `Retry-After` (<https://learn.microsoft.com/azure/key-vault/general/overview-throttling>).
 //! Authentication: <https://learn.microsoft.com/azure/key-vault/general/authentication-requests-and-responses>.
@@ -29,7 +29,7 @@ pub(crate) type Reply = Response<Full<Bytes>>;
 /// Page size of Get Key Versions when the client does not send `maxresults`.
 const PAGE: usize = 25;
 
-struct Refusal(u16, &'static str, String);
+pub(crate) struct Refusal(pub(crate) u16, pub(crate) &'static str, pub(crate) String);
 
 pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>) -> Reply {
     let (parts, body) = req.into_parts();
@@ -66,6 +66,9 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>) -> Reply {
         (&Method::PATCH, [name, version]) => ("updateKey", *name, *version),
         (&Method::POST, [name, "create"]) => ("createKey", *name, ""),
         (&Method::POST, [name, version, "sign"]) => ("sign", *name, *version),
+        // Without a version the SDK sends `/keys/{name}//wrapkey`: the newest version.
+        (&Method::POST, [name, version, "wrapkey"]) => ("wrapKey", *name, *version),
+        (&Method::POST, [name, version, "unwrapkey"]) => ("unwrapKey", *name, *version),
         _ => {
             return error(
                 shared,
@@ -128,6 +131,17 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>) -> Reply {
         "getKey" => get_key(&mut keys, &vault, name, version),
         "updateKey" => update_key(&mut keys, &vault, name, version, &body),
         "createKey" => create_key(&mut keys, &vault, name, &body),
+        "wrapKey" | "unwrapKey" => {
+            let unwrap = method == "unwrapKey";
+            super::wrap::wrap(
+                &mut keys,
+                &vault,
+                (name, version),
+                &body,
+                unwrap,
+                fault.as_ref(),
+            )
+        }
         _ => sign(&mut keys, &vault, name, version, &body, fault.as_ref()),
     };
     drop(keys);
@@ -190,7 +204,7 @@ fn challenge(shared: &Shared) -> Reply {
     r
 }
 
-fn not_found(name: &str, version: &str) -> Refusal {
+pub(crate) fn not_found(name: &str, version: &str) -> Refusal {
     Refusal(
         404,
         "KeyNotFound",
@@ -208,6 +222,7 @@ fn jwk(v: &Version, kid: &str) -> Value {
                 "y": point.y().map(|y| B64.encode(y)).unwrap_or_default(),
             })
         }
+        Material::Rsa(key) => super::wrap::rsa_jwk(key, kid),
         Material::OtherCurve { kty, crv, xy } => json!({
             "kid": kid, "kty": kty, "crv": crv, "key_ops": ["sign", "verify"],
             "x": B64.encode(&xy.0), "y": B64.encode(&xy.1),
@@ -280,16 +295,25 @@ fn tags_of(body: &Value) -> BTreeMap<String, String> {
 fn create_key(keys: &mut Keys, vault: &str, name: &str, body: &Value) -> Result<Value, Refusal> {
     let kty = body.get("kty").and_then(Value::as_str).unwrap_or("");
     let crv = body.get("crv").and_then(Value::as_str).unwrap_or("");
-    if !matches!(kty, "EC" | "EC-HSM") || crv != "P-256K" {
-        return Err(Refusal(
-            400,
-            "BadParameter",
-            format!(
-                "this stand-in generates only kty EC/EC-HSM, crv P-256K (got kty {kty:?}, crv {crv:?})"
-            ),
-        ));
-    }
-    let id = keys.add(name, secp256k1(), tags_of(body));
+    let material = match kty {
+        "EC" | "EC-HSM" if crv == "P-256K" => secp256k1(),
+        "RSA" | "RSA-HSM" => {
+            let bits = body.get("key_size").and_then(Value::as_u64).unwrap_or(2048);
+            super::state::rsa(usize::try_from(bits).unwrap_or(0))
+                .map_err(|m| Refusal(400, "BadParameter", m))?
+        }
+        _ => {
+            return Err(Refusal(
+                400,
+                "BadParameter",
+                format!(
+                    "this stand-in generates only kty EC/EC-HSM with crv P-256K and kty \
+                     RSA/RSA-HSM (got kty {kty:?}, crv {crv:?})"
+                ),
+            ));
+        }
+    };
+    let id = keys.add(name, material, tags_of(body));
     let v = keys
         .version_mut(name, &id)
         .ok_or_else(|| not_found(name, &id))?;

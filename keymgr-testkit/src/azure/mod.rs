@@ -1,7 +1,8 @@
 //! An Azure Key Vault stand-in (cargo feature `azure`): an in-process HTTPS server on
 //! 127.0.0.1 that speaks the documented Key Vault keys REST protocol and the Microsoft
 //! identity platform's client-credentials token endpoint, holding real secp256k1 keys so
-//! signatures are genuine.
+//! signatures are genuine, and real RSA keys so Wrap Key / Unwrap Key (`RSA-OAEP-256`)
+//! are genuine.
 //!
 //! No Key Vault emulator exists, and `azure_core` refuses to send a bearer token to an
 //! `http://` endpoint, so the server uses TLS with a certificate made at start-up
@@ -24,6 +25,7 @@
 
 mod http;
 mod state;
+mod wrap;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -296,7 +298,33 @@ impl StandIn {
             .material
         {
             Material::Secp256k1(sk) => *sk.verifying_key(),
+            Material::Rsa(_) => panic!("{name} is an RSA key"),
             Material::OtherCurve { crv, .. } => panic!("{name} is a {crv} key"),
+        }
+    }
+
+    /// Creates key `name` (or a new version of it) as a 2048-bit RSA key for Wrap Key and
+    /// Unwrap Key; returns the version.
+    pub fn create_rsa(&self, name: &str) -> String {
+        let material = state::rsa(2048).expect("RSA key");
+        self.shared
+            .lock_keys()
+            .add(name, material, Default::default())
+    }
+
+    /// The private half of RSA key `name`'s `version` (newest when empty) as PKCS#8 DER,
+    /// so tests can unwrap data keys independently of the stand-in's code.
+    pub fn rsa_private_key_pkcs8(&self, name: &str, version: &str) -> Vec<u8> {
+        use rsa::pkcs8::EncodePrivateKey as _;
+        match &self
+            .shared
+            .lock_keys()
+            .version_mut(name, version)
+            .expect("key exists")
+            .material
+        {
+            Material::Rsa(key) => key.to_pkcs8_der().expect("PKCS#8").as_bytes().to_vec(),
+            _ => panic!("{name} is not an RSA key"),
         }
     }
 
@@ -340,7 +368,7 @@ impl StandIn {
     }
 
     /// Queues `fault` for the next call of `operation` (`getKey`, `listVersions`,
-    /// `createKey`, `updateKey`, `sign`).
+    /// `createKey`, `updateKey`, `sign`, `wrapKey`, `unwrapKey`).
     pub fn inject(&self, operation: &str, fault: Fault) {
         lock(&self.shared.faults)
             .entry(operation.to_owned())

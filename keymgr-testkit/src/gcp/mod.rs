@@ -68,7 +68,8 @@ pub enum Fault {
 #[derive(Default)]
 pub(crate) struct Shared {
     pub(crate) keys: Mutex<state::Keys>,
-    faults: Mutex<HashMap<String, VecDeque<Fault>>>,
+    /// Per method, what its next calls get (`None`: answered normally).
+    faults: Mutex<HashMap<String, VecDeque<Option<Fault>>>>,
     counts: Mutex<HashMap<String, usize>>,
     requests: AtomicU64,
     /// Every distinct `Authorization` header value received (to prove tokens never leak).
@@ -93,6 +94,7 @@ impl Shared {
             .unwrap_or_else(|p| p.into_inner())
             .get_mut(method)
             .and_then(VecDeque::pop_front)
+            .flatten()
     }
 
     pub(crate) fn request_id(&self) -> String {
@@ -221,7 +223,16 @@ impl StandIn {
             .unwrap_or_else(|p| p.into_inner())
             .entry(method.to_owned())
             .or_default()
-            .push_back(fault);
+            .push_back(Some(fault));
+    }
+
+    /// Lets the next `pass` calls of `method` through normally, then queues `fault` (a
+    /// failure later in a sequence that calls `method` more than once).
+    pub fn inject_after(&self, method: &str, pass: usize, fault: Fault) {
+        let mut faults = self.shared.faults.lock().unwrap_or_else(|p| p.into_inner());
+        let queue = faults.entry(method.to_owned()).or_default();
+        queue.extend(std::iter::repeat_n(None, pass));
+        queue.push_back(Some(fault));
     }
 
     /// Every distinct `Authorization` header the server received (bearer tokens), so
