@@ -1,6 +1,8 @@
-//! Metrics through the [`metrics`] crate facade: nothing is recorded until the
-//! application installs a recorder (e.g. `metrics-exporter-prometheus`, which the `keymgr`
-//! facade enables with its `prometheus` feature).
+//! Metrics through the [`metrics`] crate facade (0.24): nothing is recorded until the
+//! application installs a recorder. For Prometheus, the application depends on
+//! `metrics-exporter-prometheus` (0.17, built for `metrics` 0.24) and installs it once at
+//! start-up, e.g. `PrometheusBuilder::new().with_http_listener(([0, 0, 0, 0], 9000)).install()?`
+//! (an HTTP `/metrics` endpoint), or `install_recorder()` to render the text itself.
 //!
 //! | name | type | labels |
 //! |---|---|---|

@@ -12,7 +12,10 @@
 //! | `keymgr-test-p256` | EC prime256v1 | the "wrong curve" test |
 //! | `keymgr-test-dup` | two secp256k1 pairs under one label | the "label collision" test |
 //!
-//! The PINs below protect nothing but this throwaway token.
+//! A second token, `keymgr-test-2` (same PINs, no keys), lets the failover tests import
+//! one key into two tokens (`KEYMGR_TEST_HSM_TOKEN2_LABEL`).
+//!
+//! The PINs below protect nothing but these throwaway tokens.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -21,6 +24,8 @@ use std::process::Command;
 use anyhow::{Context as _, Result, bail};
 
 const TOKEN_LABEL: &str = "keymgr-test";
+/// A second, empty token (same PINs): failover tests import one key into both tokens.
+const TOKEN2_LABEL: &str = "keymgr-test-2";
 const USER_PIN: &str = "keymgr-test-pin-5938";
 const SO_PIN: &str = "keymgr-test-so-pin-8271";
 
@@ -92,6 +97,20 @@ pub(crate) fn provision(workspace_root: &Path) -> Result<Vec<(String, String)>> 
         }
     };
 
+    if hsm.slot_of(TOKEN2_LABEL)?.is_none() {
+        eprintln!("==> softhsm: initializing token {TOKEN2_LABEL:?}");
+        hsm.run(Command::new("softhsm2-util").args([
+            "--init-token",
+            "--free",
+            "--label",
+            TOKEN2_LABEL,
+            "--so-pin",
+            SO_PIN,
+            "--pin",
+            USER_PIN,
+        ]))?;
+    }
+
     let listing = hsm.list_private_keys()?;
     for (label, key_type, want) in KEYS {
         let have = count_private_keys(&listing, label);
@@ -122,6 +141,7 @@ pub(crate) fn provision(workspace_root: &Path) -> Result<Vec<(String, String)>> 
         var("HSM_XRP_KEY_LABEL", KEYS[1].0),
         var("KEYMGR_TEST_HSM_P256_LABEL", KEYS[2].0),
         var("KEYMGR_TEST_HSM_DUP_LABEL", KEYS[3].0),
+        var("KEYMGR_TEST_HSM_TOKEN2_LABEL", TOKEN2_LABEL),
     ])
 }
 
@@ -193,10 +213,15 @@ impl SoftHsm {
 
     /// The slot id SoftHSM assigned to the test token, if it exists.
     fn token_slot(&self) -> Result<Option<u64>> {
+        self.slot_of(TOKEN_LABEL)
+    }
+
+    /// The slot id of the token labelled `label`, if it exists.
+    fn slot_of(&self, label: &str) -> Result<Option<u64>> {
         let out = self.run(Command::new("softhsm2-util").arg("--show-slots"))?;
         Ok(parse_show_slots(&out)
             .into_iter()
-            .find(|(_, label)| label == TOKEN_LABEL)
+            .find(|(_, l)| l == label)
             .map(|(slot, _)| slot))
     }
 

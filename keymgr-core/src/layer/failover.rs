@@ -127,7 +127,11 @@ impl Failover {
     /// member holding a different key, or lacking a key another member holds, is an
     /// [`Error::Config`] naming `setting`. Members that cannot be reached now are checked
     /// on first use instead (an [`Error::Integrity`] then). Remembers the keys it saw.
-    pub async fn verify_members(&self, keys: &[KeyRef], setting: &str) -> Result<()> {
+    ///
+    /// Returns the keys some member holds (the others are held by no reachable member,
+    /// e.g. an `xrp` key nobody configured).
+    pub async fn verify_members(&self, keys: &[KeyRef], setting: &str) -> Result<Vec<KeyRef>> {
+        let mut held = Vec::new();
         for key in keys {
             let answers = futures::future::join_all(
                 self.members
@@ -165,6 +169,7 @@ impl Failover {
             match (first, missing.is_empty()) {
                 (Some((by, pk)), true) => {
                     self.lock_known().insert(key.clone(), pk);
+                    held.push(key.clone());
                     tracing::debug!(key = %key, first = by, "failover members agree");
                 }
                 (Some((by, _)), false) => {
@@ -180,7 +185,7 @@ impl Failover {
                 (None, _) => {}
             }
         }
-        Ok(())
+        Ok(held)
     }
 
     fn lock_known(&self) -> std::sync::MutexGuard<'_, HashMap<KeyRef, PublicKey>> {

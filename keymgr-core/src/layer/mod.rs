@@ -29,6 +29,7 @@
 mod breaker;
 mod cache;
 mod failover;
+mod lazy;
 mod metrics;
 mod operation;
 mod rate_limit;
@@ -45,6 +46,7 @@ use async_trait::async_trait;
 pub use breaker::{Breaker, BreakerPolicy, BreakerState, CircuitBreaker};
 pub use cache::{CachePolicy, Cached, PublicKeyCache};
 pub use failover::{CanaryPolicy, Failover, MemberFailure, MemberFailures};
+pub use lazy::Restarting;
 pub use metrics::{Metrics, MetricsPolicy};
 pub use operation::{Operation, Reply};
 pub use rate_limit::{RateLimit, RateLimitPolicy, RateLimiter};
