@@ -4,6 +4,7 @@ pub(crate) mod audit;
 pub(crate) mod demo;
 pub(crate) mod envelope;
 pub(crate) mod evm;
+pub(crate) mod health;
 pub(crate) mod keys;
 pub(crate) mod rotate;
 pub(crate) mod status;
