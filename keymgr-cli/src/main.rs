@@ -42,8 +42,9 @@ enum Command {
     PublicKey(cmd::keys::PublicKeyArgs),
     /// Sign a 32-byte digest (secp256k1) or a raw message (Ed25519).
     Sign(cmd::keys::SignArgs),
-    /// Check the configured backend's health.
-    Health,
+    /// Health of every configured provider (canary sign-and-verify, latency, breaker)
+    /// and the aggregate. Exit code: 0 healthy, 10 degraded, 11 down.
+    Health(cmd::health::HealthArgs),
     /// Audit log: verify the hash chain, export a time range.
     #[command(subcommand)]
     Audit(cmd::audit::AuditCommand),
@@ -84,7 +85,7 @@ async fn dispatch(command: Command, ctx: &Context, json: bool) -> anyhow::Result
         Command::Man => cmd::docs::man(Cli::command()),
         Command::PublicKey(args) => cmd::keys::public_key(args, ctx).await,
         Command::Sign(args) => cmd::keys::sign(args, ctx).await,
-        Command::Health => cmd::keys::health(ctx).await,
+        Command::Health(_) => unreachable!("health is run by main with its own exit codes"),
         Command::Audit(c) => cmd::audit::run(c, ctx, json).await,
         Command::Evm(c) => cmd::evm::run(c, ctx).await,
         Command::Xrp(c) => cmd::xrp::run(c, ctx).await,
@@ -118,6 +119,9 @@ fn main() -> std::process::ExitCode {
             return context::Exit::Unexpected.code();
         }
     };
+    if let Command::Health(args) = cli.command {
+        return runtime.block_on(cmd::health::run(args, cli.json));
+    }
     let ctx = Context::from_env();
     let result = runtime.block_on(dispatch(cli.command, &ctx, cli.json));
     context::print(result, cli.json)

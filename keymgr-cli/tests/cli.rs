@@ -188,6 +188,8 @@ fn health_reports_the_backend() {
     let out = keymgr(&["health", "--json"], &[("EVM_PRIVATE_KEY", KEY)]);
     assert!(out.status.success());
     let v = json(&out);
-    assert_eq!(v["backend"], "env");
+    assert_eq!(v["components"][0]["backend"], "env");
     assert_eq!(v["status"], "healthy");
+    assert_eq!(v["aggregate"], "healthy");
+    assert_eq!(v["exit_code"], 0);
 }

@@ -245,6 +245,10 @@ pub struct HealthReport {
     /// The state of the circuit breaker in front of this backend, if there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breaker: Option<BreakerState>,
+    /// With an open or half-open breaker: milliseconds until it next lets a trial call
+    /// through (0: the next call is the trial).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_trial_ms: Option<u64>,
     /// Human-readable detail (what failed, breaker state, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -261,6 +265,7 @@ impl HealthReport {
             status: HealthStatus::Healthy,
             latency,
             breaker: None,
+            next_trial_ms: None,
             detail: None,
             components: Vec::new(),
         }
@@ -277,6 +282,7 @@ impl HealthReport {
             status: HealthStatus::Unhealthy,
             latency,
             breaker: None,
+            next_trial_ms: None,
             detail: Some(detail.into()),
             components: Vec::new(),
         }

@@ -22,6 +22,7 @@ mod error;
 mod key;
 pub mod layer;
 mod manager;
+pub mod metrics;
 mod signature;
 mod verified;
 pub mod xrpl;

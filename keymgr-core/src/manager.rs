@@ -223,7 +223,7 @@ impl KeyManager {
         // Appended now, made durable with the outcome (one commit per signature).
         self.audit.record_request(request).await?;
 
-        let result = self.sign_checked(key, payload).await;
+        let (result, route) = crate::layer::route::traced(self.sign_checked(key, payload)).await;
         let mut outcome = match &result {
             Ok(sig) => self
                 .record(AuditEvent::SignSuccess, key, Outcome::Success)
@@ -242,7 +242,16 @@ impl KeyManager {
             }
         };
         outcome.payload_sha256 = Some(digest);
-        self.audit.record(outcome).await?;
+        self.commit(with_route(outcome, &route)).await?;
+        result
+    }
+
+    /// Writes an outcome record (durable on return), timing the commit.
+    async fn commit(&self, record: AuditRecord) -> Result<()> {
+        let event = record.event.as_str();
+        let started = tokio::time::Instant::now();
+        let result = self.audit.record(record).await;
+        crate::metrics::audit_commit(event, started.elapsed());
         result
     }
 
@@ -414,7 +423,7 @@ impl KeyManager {
             request = request.detail(format!("context.{k}"), v.clone());
         }
         self.audit.record_request(request).await?;
-        let result = op.await;
+        let (result, route) = crate::layer::route::traced(op).await;
         let mut outcome = match &result {
             Ok(_) => self.record(events[1], key, Outcome::Success),
             Err(e) => {
@@ -426,9 +435,23 @@ impl KeyManager {
             }
         };
         outcome.payload_sha256 = payload_sha256;
-        self.audit.record(outcome).await?;
+        self.commit(with_route(outcome, &route)).await?;
         result
     }
+}
+
+/// Adds which failover member served the call and why earlier ones were skipped.
+fn with_route(mut record: AuditRecord, route: &crate::layer::route::Route) -> AuditRecord {
+    if let Some(member) = &route.served_by {
+        record = record.detail("failover.member", member.clone());
+    }
+    if let Some(member) = &route.failed_at {
+        record = record.detail("failover.failed_at", member.clone());
+    }
+    if !route.skipped.is_empty() {
+        record = record.detail("failover.skipped", route.skipped_summary());
+    }
+    record
 }
 
 crate::layer::dispatch_backend!([] KeyManager);

@@ -255,6 +255,10 @@ fn compiled_backends() -> Vec<&'static str> {
 pub async fn manager_from_vars(
     var: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Result<KeyManager> {
+    // KEY_BACKENDS: several providers as failover members (see `crate::members`).
+    if let Some(members) = crate::members::MemberConfig::from_vars(var)? {
+        return crate::members::manager_from_members(members, var).await;
+    }
     let settings = Settings::from_vars(var)?;
     let backend = backend_from_vars(settings.backend, var).await?;
     // KEYMGR_AUDIT_PATH turns the hash-chained file log on; without it, tracing only.
@@ -267,7 +271,8 @@ pub async fn manager_from_vars(
             retry: settings.retry,
             breaker: settings.breaker,
             timeout: settings.timeout.map(|limit| TimeoutPolicy { limit }),
-        });
+        })
+        .layer(keymgr_core::layer::MetricsPolicy::default());
     if let Some(actor) = settings.actor {
         builder = builder.actor(actor);
     }

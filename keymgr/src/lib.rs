@@ -14,9 +14,13 @@
 //! ```
 
 pub mod config;
+pub mod members;
+mod provider;
 
 pub use config::{BackendKind, FromEnv, Settings, backend_from_vars, manager_from_vars};
 pub use keymgr_core::*;
+pub use members::{KEY_BACKENDS, MemberConfig, MemberSpec, health_from_vars};
+pub use provider::ProviderConfig;
 
 /// The hash-chained audit log (`KEYMGR_AUDIT_PATH`).
 pub use keymgr_audit as audit;

@@ -1,4 +1,4 @@
-//! Backend-generic commands: public keys, raw signing, health.
+//! Backend-generic commands: public keys and raw signing.
 
 use keymgr::{KeyRef, SignPayload};
 use serde_json::json;
@@ -107,21 +107,4 @@ pub(crate) async fn sign(args: SignArgs, ctx: &Context) -> anyhow::Result<Output
         }
     }
     Ok(Output::new(out, text))
-}
-
-pub(crate) async fn health(ctx: &Context) -> anyhow::Result<Output> {
-    let manager = ctx.manager().await?;
-    let report = manager.health().await;
-    let text = format!(
-        "{}: {:?} in {:.1?}{}",
-        report.backend,
-        report.status,
-        report.latency,
-        report
-            .detail
-            .as_deref()
-            .map(|d| format!(" ({d})"))
-            .unwrap_or_default()
-    );
-    Ok(Output::new(serde_json::to_value(&report)?, text))
 }

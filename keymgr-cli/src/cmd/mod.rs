@@ -6,6 +6,7 @@ pub(crate) mod docs;
 #[cfg(feature = "envelope")]
 pub(crate) mod envelope;
 pub(crate) mod evm;
+pub(crate) mod health;
 pub(crate) mod keys;
 pub(crate) mod rotate;
 pub(crate) mod status;

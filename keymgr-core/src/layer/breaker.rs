@@ -109,6 +109,14 @@ impl Breaker {
         }
     }
 
+    /// How long until the next trial call is allowed: `None` while closed, zero when a
+    /// trial may run now (half-open).
+    pub fn next_trial_in(&self) -> Option<Duration> {
+        let s = self.lock();
+        s.opened_at
+            .map(|at| self.policy.open_for.saturating_sub(at.elapsed()))
+    }
+
     /// Admits a call, or fails fast while open. Returns whether it is the half-open trial.
     fn admit(&self, backend: &str, operation: &'static str) -> Result<bool> {
         let mut s = self.lock();
@@ -118,6 +126,7 @@ impl Breaker {
         let elapsed = at.elapsed();
         if elapsed >= self.policy.open_for && !s.trial_in_flight {
             s.trial_in_flight = true;
+            crate::metrics::breaker_transition(backend, BreakerState::HalfOpen);
             return Ok(true);
         }
         Err(Error::unavailable(
@@ -142,6 +151,7 @@ impl Breaker {
                 if trial || s.consecutive_failures >= self.policy.failure_threshold {
                     if s.opened_at.is_none() || trial {
                         tracing::warn!(backend, error = %e, "circuit breaker opened");
+                        crate::metrics::breaker_transition(backend, BreakerState::Open);
                     }
                     s.opened_at = Some(Instant::now());
                 }
@@ -149,6 +159,7 @@ impl Breaker {
             _ => {
                 if s.opened_at.is_some() {
                     tracing::info!(backend, "circuit breaker closed");
+                    crate::metrics::breaker_transition(backend, BreakerState::Closed);
                 }
                 s.consecutive_failures = 0;
                 s.opened_at = None;
@@ -170,6 +181,9 @@ impl Policy for Breaker {
         let mut report = inner.await;
         let state = self.state();
         report.breaker = Some(state);
+        report.next_trial_ms = self
+            .next_trial_in()
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         report.status = match state {
             BreakerState::Closed => report.status,
             BreakerState::HalfOpen => report.status.max(HealthStatus::Degraded),

@@ -82,8 +82,10 @@ impl Policy for PublicKeyCache {
         match operation {
             Operation::PublicKey(key) => {
                 if let Some(pk) = self.get(key) {
+                    crate::metrics::cache_lookup("public_key", true);
                     return Ok(Reply::PublicKey(pk));
                 }
+                crate::metrics::cache_lookup("public_key", false);
                 let reply = next.run().await?;
                 if let Reply::PublicKey(pk) = &reply {
                     self.lock()

@@ -29,9 +29,12 @@
 mod breaker;
 mod cache;
 mod failover;
+mod lazy;
+mod metrics;
 mod operation;
 mod rate_limit;
 mod retry;
+pub mod route;
 mod timeout;
 
 use std::fmt;
@@ -42,7 +45,9 @@ use async_trait::async_trait;
 
 pub use breaker::{Breaker, BreakerPolicy, BreakerState, CircuitBreaker};
 pub use cache::{CachePolicy, Cached, PublicKeyCache};
-pub use failover::Failover;
+pub use failover::{CanaryPolicy, Failover, MemberFailure, MemberFailures};
+pub use lazy::Restarting;
+pub use metrics::{Metrics, MetricsPolicy};
 pub use operation::{Operation, Reply};
 pub use rate_limit::{RateLimit, RateLimitPolicy, RateLimiter};
 pub use retry::{Retry, RetryPolicy};
@@ -280,3 +285,4 @@ policy_layer!(TimeoutPolicy => Timeout, |p| *p);
 policy_layer!(BreakerPolicy => CircuitBreaker, |p| Breaker::new(*p));
 policy_layer!(CachePolicy => Cached, |p| PublicKeyCache::new(*p));
 policy_layer!(RateLimitPolicy => RateLimit, |p| RateLimiter::new(*p));
+policy_layer!(MetricsPolicy => Metrics, |p| p.clone());

@@ -79,6 +79,7 @@ impl Policy for RetryPolicy {
                         error = %e,
                         "retrying after a transient error"
                     );
+                    crate::metrics::retry(backend, operation.name(), e.kind());
                     tokio::time::sleep(delay).await;
                     retry += 1;
                 }
