@@ -6,8 +6,11 @@ mod backend;
 mod config;
 mod error;
 mod keys;
-mod pool;
+mod library;
+mod resolve;
 pub mod rotation;
+mod session_pool;
+mod token;
 
 pub use backend::HsmBackend;
 pub use config::{

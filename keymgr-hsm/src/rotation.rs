@@ -37,7 +37,7 @@ use rand_core::RngCore as _;
 use crate::backend::Inner;
 use crate::error::{self, BACKEND};
 use crate::keys::{self, MARKER_APPLICATION, MARKER_PREFIX};
-use crate::pool::Failure;
+use crate::session_pool::Failure;
 
 /// The version number `label` has under `base`, if it is one of its versions.
 pub(crate) fn parse_version(base: &str, label: &str) -> Option<u32> {
@@ -157,7 +157,7 @@ fn not_found(inner: &Inner, name: &str, base: &str) -> Error {
         name,
         format!(
             "no private key labelled {base:?} or {base:?}.v<N> on token {:?}",
-            inner.pool.token.label
+            inner.pool.token().label()
         ),
     )
 }
@@ -170,7 +170,7 @@ pub(crate) fn list_versions(
     let base = inner.config.base_label(name).to_owned();
     let mut labels = list_labels(s, &base)?;
     if labels.is_empty() {
-        inner.pool.token.ensure_login(true)?;
+        inner.pool.token().ensure_login(true)?;
         labels = list_labels(s, &base)?;
     }
     if labels.is_empty() {
@@ -456,7 +456,7 @@ pub(crate) fn disable_version(inner: &Inner, s: &Session, key: &KeyRef) -> Resul
                 name,
                 format!(
                     "no private key labelled {label:?} on token {:?}",
-                    inner.pool.token.label
+                    inner.pool.token().label()
                 ),
             )
             .into());
@@ -511,7 +511,7 @@ pub(crate) fn delete_version(inner: &Inner, s: &Session, key: &KeyRef) -> Result
             key.to_string(),
             format!(
                 "no private key labelled {label:?} on token {:?}",
-                inner.pool.token.label
+                inner.pool.token().label()
             ),
         )
         .into());
