@@ -123,8 +123,10 @@ impl AwsKmsBackend {
             )),
             Err(e) => Err(e),
         };
-        if moved.is_err() {
-            let _ = self.client.disable_key().key_id(new_key).send().await;
+        if moved.is_err()
+            && let Err(e) = self.client.disable_key().key_id(new_key).send().await
+        {
+            tracing::warn!(key = name, kms_key = new_key, error = %e, "could not disable the key this rotation created");
         }
         moved
     }
@@ -283,7 +285,13 @@ impl AwsKmsBackend {
         }
         let now = DateTime::from(SystemTime::now())
             .fmt(DateTimeFormat::DateTime)
-            .map_err(|e| Error::backend(BACKEND, format!("formatting the time: {e}"), None))?;
+            .map_err(|e| {
+                Error::backend(
+                    BACKEND,
+                    format!("formatting the time: {e}"),
+                    Some(Box::new(e)),
+                )
+            })?;
         let next = current_version + 1;
         // An earlier attempt was interrupted after marking its intent: the key it may have
         // created (tagged as the successor of `current`) is adopted, not duplicated.
@@ -390,5 +398,11 @@ pub(crate) fn tag(key: &str, value: &str) -> Result<Tag> {
         .tag_key(key)
         .tag_value(value)
         .build()
-        .map_err(|e| Error::backend(BACKEND, format!("building tag {key}: {e}"), None))
+        .map_err(|e| {
+            Error::backend(
+                BACKEND,
+                format!("building tag {key}: {e}"),
+                Some(Box::new(e)),
+            )
+        })
 }

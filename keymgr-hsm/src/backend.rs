@@ -98,7 +98,13 @@ impl HsmBackend {
     pub async fn connect(config: HsmConfig) -> Result<Self> {
         tokio::task::spawn_blocking(move || Self::connect_blocking(config))
             .await
-            .map_err(|e| Error::backend(BACKEND, format!("start-up task failed: {e}"), None))?
+            .map_err(|e| {
+                Error::backend(
+                    BACKEND,
+                    format!("start-up task failed: {e}"),
+                    Some(Box::new(e)),
+                )
+            })?
     }
 
     /// [`HsmConfig::from_env`] + [`connect`](Self::connect).

@@ -146,8 +146,12 @@ impl SessionPool {
     {
         // Waiting for a permit happens here, on the async side, so queued calls hold
         // no blocking thread.
-        let permit = self.permits.clone().acquire_owned().await.map_err(|_| {
-            Failure::Other(Error::unavailable(BACKEND, "session pool closed", None))
+        let permit = self.permits.clone().acquire_owned().await.map_err(|e| {
+            Failure::Other(Error::unavailable(
+                BACKEND,
+                "session pool closed",
+                Some(Box::new(e)),
+            ))
         })?;
         let pool = self.clone();
         tokio::task::spawn_blocking(move || {
@@ -165,7 +169,7 @@ impl SessionPool {
             Failure::Other(Error::backend(
                 BACKEND,
                 format!("PKCS#11 call panicked or was cancelled: {e}"),
-                None,
+                Some(Box::new(e)),
             ))
         })?
     }
