@@ -17,6 +17,7 @@ use keymgr_core::{
 use rand_core::RngCore as _;
 
 use crate::config::{HSM_SLOT_ID, HSM_TOKEN_LABEL, HsmConfig, TokenSelector};
+use crate::deletion;
 use crate::error::{self, BACKEND, Phase, Subject};
 use crate::keys::FoundKey;
 use crate::library::{Library, lock};
@@ -228,7 +229,7 @@ impl HsmBackend {
         let result = self
             .inner
             .pool
-            .change_once(move |s, _| rotation::delete_version(&inner, s, &owned))
+            .change_once(move |s, _| deletion::delete_version(&inner, s, &owned))
             .await;
         self.inner.forget_name(key.name());
         result.map_err(|f| self.inner.map_failure(f, key))

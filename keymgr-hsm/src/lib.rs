@@ -4,6 +4,7 @@
 
 mod backend;
 mod config;
+mod deletion;
 mod error;
 mod keys;
 mod library;
