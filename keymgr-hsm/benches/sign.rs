@@ -4,7 +4,8 @@
 //!   1 vs 2 (compare the throughputs: the ratio is what the pool buys).
 //! - `overhead`: one secp256k1 signature at a time, keymgr vs calling cryptoki's
 //!   `C_Sign` directly on a logged-in session with the key handle already known (and
-//!   direct + a k256 verification, the check keymgr adds to every signature).
+//!   direct + a k256 verification, the check keymgr adds to every signature), and the
+//!   same through `KeyManager::new`'s full stack (`key_manager_sign`).
 //!
 //! Run with `cargo xtask bench` (or `eval "$(cargo xtask provision --test-env)"` first).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -19,7 +20,7 @@ use cryptoki::object::{Attribute, ObjectClass};
 use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
 use k256::ecdsa::signature::hazmat::PrehashVerifier as _;
-use keymgr_core::{KeyBackend, KeyRef, SignPayload};
+use keymgr_core::{KeyBackend, KeyManager, KeyRef, SignPayload};
 use keymgr_hsm::{HsmBackend, HsmConfig};
 
 const CONCURRENT: usize = 16;
@@ -180,6 +181,13 @@ fn overhead(c: &mut Criterion) {
     group.bench_function("keymgr_sign", |b| {
         b.to_async(&rt)
             .iter(|| async { hsm.sign(&key, &SignPayload::Prehash(h)).await.unwrap() })
+    });
+    // The full stack a service uses (KeyManager::new: recommended layers, audit to
+    // tracing); goal: key_manager_sign <= 1.10 x cryptoki_direct_plus_k256_verify.
+    let manager = KeyManager::new(Arc::new(hsm.clone()));
+    group.bench_function("key_manager_sign", |b| {
+        b.to_async(&rt)
+            .iter(|| async { manager.sign(&key, &SignPayload::Prehash(h)).await.unwrap() })
     });
     group.finish();
 }

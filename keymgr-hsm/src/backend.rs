@@ -17,10 +17,14 @@ use keymgr_core::{
 use rand_core::RngCore as _;
 
 use crate::config::{HSM_SLOT_ID, HSM_TOKEN_LABEL, HsmConfig, TokenSelector};
+use crate::deletion;
 use crate::error::{self, BACKEND, Phase, Subject};
-use crate::keys::{self, FoundKey};
-use crate::pool::{self, Failure, Library, SessionPool, Token, lock};
+use crate::keys::FoundKey;
+use crate::library::{Library, lock};
+use crate::resolve::Cached;
 use crate::rotation;
+use crate::session_pool::{Failure, SessionPool};
+use crate::token::Token;
 
 /// Signs with secp256k1 and Ed25519 key pairs held in a PKCS#11 token.
 ///
@@ -42,16 +46,9 @@ pub(crate) struct Inner {
     pub(crate) config: HsmConfig,
     pub(crate) pool: Arc<SessionPool>,
     /// label → resolved key pair.
-    keys: Mutex<HashMap<String, Cached<FoundKey>>>,
+    pub(crate) keys: Mutex<HashMap<String, Cached<FoundKey>>>,
     /// logical name → label of its current (highest) version.
-    current: Mutex<HashMap<String, Cached<String>>>,
-}
-
-#[derive(Clone)]
-struct Cached<T> {
-    value: T,
-    epoch: u64,
-    at: Instant,
+    pub(crate) current: Mutex<HashMap<String, Cached<String>>>,
 }
 
 impl fmt::Debug for HsmBackend {
@@ -59,8 +56,8 @@ impl fmt::Debug for HsmBackend {
         let c = &self.inner.config;
         f.debug_struct("HsmBackend")
             .field("library_path", &c.library_path)
-            .field("token", &self.inner.pool.token.label)
-            .field("slot", &self.inner.pool.token.slot_id())
+            .field("token", &self.inner.pool.token().label())
+            .field("slot", &self.inner.pool.token().slot_id())
             .field("keys", &c.keys)
             .field("pool_size", &self.inner.pool.size())
             .field("pin", &c.pin)
@@ -102,7 +99,13 @@ impl HsmBackend {
     pub async fn connect(config: HsmConfig) -> Result<Self> {
         tokio::task::spawn_blocking(move || Self::connect_blocking(config))
             .await
-            .map_err(|e| Error::backend(BACKEND, format!("start-up task failed: {e}"), None))?
+            .map_err(|e| {
+                Error::backend(
+                    BACKEND,
+                    format!("start-up task failed: {e}"),
+                    Some(Box::new(e)),
+                )
+            })?
     }
 
     /// [`HsmConfig::from_env`] + [`connect`](Self::connect).
@@ -195,12 +198,12 @@ impl HsmBackend {
 
     /// The label of the token in use.
     pub fn token_label(&self) -> &str {
-        &self.inner.pool.token.label
+        self.inner.pool.token().label()
     }
 
     /// The slot id of the token in use (SoftHSM2 assigns large, non-zero ids).
     pub fn slot_id(&self) -> u64 {
-        self.inner.pool.token.slot_id()
+        self.inner.pool.token().slot_id()
     }
 
     /// Creates a new logical key: a key pair labelled `<name>.v1` (or `<label>.v1` when
@@ -226,7 +229,7 @@ impl HsmBackend {
         let result = self
             .inner
             .pool
-            .change_once(move |s, _| rotation::delete_version(&inner, s, &owned))
+            .change_once(move |s, _| deletion::delete_version(&inner, s, &owned))
             .await;
         self.inner.forget_name(key.name());
         result.map_err(|f| self.inner.map_failure(f, key))
@@ -246,7 +249,7 @@ fn selector_variable(selector: &TokenSelector) -> String {
 /// reads its token directory at `C_Initialize`).
 fn start(config: &HsmConfig) -> std::result::Result<Arc<Token>, StartFailure> {
     let lib = Library::get(&config.library_path)?;
-    let Some(slot) = pool::find_slot(&lib, &config.token)? else {
+    let Some(slot) = lib.find_slot(&config.token)? else {
         return Err(StartFailure::NoToken {
             variable: selector_variable(&config.token),
             expected: "a token that is present in the module",
@@ -254,13 +257,13 @@ fn start(config: &HsmConfig) -> std::result::Result<Arc<Token>, StartFailure> {
                 "no {} in {}; tokens present: [{}]",
                 config.token,
                 config.library_path.display(),
-                pool::token_labels(&lib).join(", ")
+                lib.token_labels().join(", ")
             ),
         });
     };
     let label = match &config.token {
         TokenSelector::SlotAndLabel(id, want) => {
-            let have = pool::token_label(&lib, slot)?;
+            let have = lib.token_label(slot)?;
             if &have != want {
                 return Err(StartFailure::NoToken {
                     variable: format!("{HSM_SLOT_ID} / {HSM_TOKEN_LABEL}"),
@@ -301,103 +304,6 @@ impl Inner {
         }
     }
 
-    fn not_found(&self, key: &KeyRef, label: &str) -> Error {
-        let configured = self
-            .config
-            .variable_for(key.name())
-            .map(|v| format!(" (configured by {v})"))
-            .unwrap_or_default();
-        let versions = if key.version().is_none() {
-            format!(" or {label:?}.v<N>")
-        } else {
-            String::new()
-        };
-        Error::not_found(
-            key.to_string(),
-            format!(
-                "no private key labelled {label:?}{versions}{configured} on token {:?}",
-                self.pool.token.label
-            ),
-        )
-    }
-
-    fn fresh<T>(&self, c: &Cached<T>, epoch: u64) -> bool {
-        c.epoch == epoch && c.at.elapsed() < self.config.key_cache_ttl
-    }
-
-    /// The key pair behind `key`, from the cache or the token: an explicit version's
-    /// label, or the current version — the highest version whose key pair is complete
-    /// (see [`rotation::current_key`]).
-    pub(crate) fn resolve(
-        &self,
-        s: &Session,
-        epoch: u64,
-        key: &KeyRef,
-    ) -> std::result::Result<FoundKey, Failure> {
-        let base = self.config.base_label(key.name());
-        let label = match key.version() {
-            Some(v) => Some(rotation::versioned_label(base, v)?),
-            None => lock(&self.current)
-                .get(key.name())
-                .filter(|c| self.fresh(c, epoch))
-                .map(|c| c.value.clone()),
-        };
-        if let Some(label) = &label
-            && let Some(c) = lock(&self.keys).get(label)
-            && self.fresh(c, epoch)
-        {
-            return Ok(c.value.clone());
-        }
-        let name = key.to_string();
-        let found = match &label {
-            Some(label) if key.version().is_some() => match keys::find(s, &name, label)? {
-                Some(k) => k,
-                None => {
-                    self.pool.token.ensure_login(true)?;
-                    keys::find(s, &name, label)?.ok_or_else(|| self.not_found(key, label))?
-                }
-            },
-            _ => match rotation::current_key(s, key.name(), base)? {
-                Some(k) => k,
-                None => {
-                    // Private objects are invisible when logged out behind our back.
-                    self.pool.token.ensure_login(true)?;
-                    rotation::current_key(s, key.name(), base)?
-                        .ok_or_else(|| self.not_found(key, base))?
-                }
-            },
-        };
-        if key.version().is_none() {
-            lock(&self.current).insert(
-                key.name().to_owned(),
-                Cached {
-                    value: found.label.clone(),
-                    epoch,
-                    at: Instant::now(),
-                },
-            );
-        }
-        lock(&self.keys).insert(
-            found.label.clone(),
-            Cached {
-                value: found.clone(),
-                epoch,
-                at: Instant::now(),
-            },
-        );
-        Ok(found)
-    }
-
-    pub(crate) fn forget_label(&self, label: &str) {
-        lock(&self.keys).remove(label);
-    }
-
-    pub(crate) fn forget_name(&self, name: &str) {
-        let base = self.config.base_label(name).to_owned();
-        lock(&self.current).remove(name);
-        lock(&self.keys).retain(|label, _| rotation::parse_version(&base, label).is_none());
-    }
-
     fn sign_blocking(
         &self,
         s: &Session,
@@ -426,7 +332,7 @@ impl Inner {
                     retried = true;
                     self.forget_label(&found.label);
                     lock(&self.current).remove(key.name());
-                    self.pool.token.ensure_login(true)?;
+                    self.pool.token().ensure_login(true)?;
                     continue;
                 }
                 Err(e) => {
@@ -509,8 +415,8 @@ impl KeyBackend for HsmBackend {
             .await;
         let token = format!(
             "token {:?} (slot {}), pool {} session(s), {} idle",
-            self.inner.pool.token.label,
-            self.inner.pool.token.slot_id(),
+            self.inner.pool.token().label(),
+            self.inner.pool.token().slot_id(),
             self.inner.pool.size(),
             self.inner.pool.idle_sessions()
         );
@@ -536,7 +442,7 @@ impl KeyBackend for HsmBackend {
                 format!(
                     "{token}: {}",
                     self.inner
-                        .map_failure(f, &KeyRef::new(self.inner.pool.token.label.as_str()))
+                        .map_failure(f, &KeyRef::new(self.inner.pool.token().label()))
                 ),
             ),
         }

@@ -14,7 +14,7 @@ use k256::pkcs8::der::{Decode as _, Encode as _};
 use keymgr_core::{Error, IntegrityReason, KeyAlgorithm, OID_ED25519, OID_SECP256K1, PublicKey};
 
 use crate::error::BACKEND;
-use crate::pool::Failure;
+use crate::session_pool::Failure;
 
 /// `CKA_APPLICATION` of keymgr's "disabled" marker objects.
 pub(crate) const MARKER_APPLICATION: &[u8] = b"keymgr";

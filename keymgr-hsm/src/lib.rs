@@ -4,11 +4,15 @@
 
 mod backend;
 mod config;
+mod deletion;
 mod error;
 mod keys;
-mod pool;
+mod library;
+mod resolve;
 pub mod rotation;
+mod session_pool;
 pub mod symmetric;
+mod token;
 
 pub use backend::HsmBackend;
 pub use config::{

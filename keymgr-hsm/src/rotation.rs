@@ -35,9 +35,10 @@ use keymgr_core::{Error, KeyAlgorithm, KeyRef, KeyVersion, VersionState};
 use rand_core::RngCore as _;
 
 use crate::backend::Inner;
+use crate::deletion;
 use crate::error::{self, BACKEND};
 use crate::keys::{self, MARKER_APPLICATION, MARKER_PREFIX};
-use crate::pool::Failure;
+use crate::session_pool::Failure;
 
 /// The version number `label` has under `base`, if it is one of its versions.
 pub(crate) fn parse_version(base: &str, label: &str) -> Option<u32> {
@@ -157,7 +158,7 @@ fn not_found(inner: &Inner, name: &str, base: &str) -> Error {
         name,
         format!(
             "no private key labelled {base:?} or {base:?}.v<N> on token {:?}",
-            inner.pool.token.label
+            inner.pool.token().label()
         ),
     )
 }
@@ -170,7 +171,7 @@ pub(crate) fn list_versions(
     let base = inner.config.base_label(name).to_owned();
     let mut labels = list_labels(s, &base)?;
     if labels.is_empty() {
-        inner.pool.token.ensure_login(true)?;
+        inner.pool.token().ensure_login(true)?;
         labels = list_labels(s, &base)?;
     }
     if labels.is_empty() {
@@ -367,7 +368,7 @@ pub(crate) fn create_version(
     // The new version exists and is current: a failed prune must not fail the rotation
     // (the next rotation prunes again).
     if let Some(keep) = inner.config.keep_versions
-        && let Err(e) = prune(inner, s, name, &base, keep)
+        && let Err(e) = deletion::prune(inner, s, name, &base, keep)
     {
         tracing::error!(key = name, "pruning old HSM key versions failed: {e:?}");
     }
@@ -381,54 +382,11 @@ pub(crate) fn create_version(
     })
 }
 
-/// Opt-in deletion (`keep_versions` configured): deletes versions older than the newest
-/// `keep` that are already disabled, with a warning each. Enabled versions (still in
-/// their overlap, or enabled outside keymgr) and version 0 (the original key, made
-/// outside keymgr) are never deleted.
-fn prune(inner: &Inner, s: &Session, name: &str, base: &str, keep: usize) -> Result<(), Failure> {
-    let made_here: Vec<(u32, String)> = list_labels(s, base)?
-        .into_iter()
-        .filter(|(n, _)| *n != 0)
-        .collect();
-    let excess = made_here.len().saturating_sub(keep);
-    for (n, label) in made_here.iter().take(excess) {
-        let disabled = keys::find(s, &format!("{name}@{n}"), label)
-            .ok()
-            .flatten()
-            .is_some_and(|k| k.disabled.is_some());
-        if !disabled {
-            continue;
-        }
-        destroy_label(s, label)?;
-        inner.forget_label(label);
-        tracing::warn!(
-            event = "key_version_deleted",
-            key = name,
-            %label,
-            version = n,
-            keep,
-            "deleted disabled HSM key version {label:?} of {name}: HSM_KEEP_VERSIONS={keep} keeps only the newest {keep} versions"
-        );
-    }
-    Ok(())
-}
-
-fn destroy_label(s: &Session, label: &str) -> Result<usize, Failure> {
-    let wrap = |e: CkError| Failure::Pkcs11(e, Some(label.to_owned()));
-    let mut objects = keys::private_keys(s, label).map_err(wrap)?;
-    objects.extend(keys::public_keys(s, label).map_err(wrap)?);
-    objects.extend(keys::markers(s, label).map_err(wrap)?);
-    for h in &objects {
-        match s.destroy_object(*h) {
-            Ok(()) => {}
-            Err(e) if error::is_stale_handle(&e) => {} // gone already
-            Err(e) => return Err(wrap(e)),
-        }
-    }
-    Ok(objects.len())
-}
-
-fn explicit_label(inner: &Inner, key: &KeyRef, operation: &str) -> Result<String, Failure> {
+pub(crate) fn explicit_label(
+    inner: &Inner,
+    key: &KeyRef,
+    operation: &str,
+) -> Result<String, Failure> {
     let Some(version) = key.version() else {
         return Err(Error::invalid_input(
             "key",
@@ -456,7 +414,7 @@ pub(crate) fn disable_version(inner: &Inner, s: &Session, key: &KeyRef) -> Resul
                 name,
                 format!(
                     "no private key labelled {label:?} on token {:?}",
-                    inner.pool.token.label
+                    inner.pool.token().label()
                 ),
             )
             .into());
@@ -498,27 +456,6 @@ pub(crate) fn disable_version(inner: &Inner, s: &Session, key: &KeyRef) -> Resul
         how = if sign_cleared { "CKA_SIGN=false" } else { "keymgr marker object" },
         "disabled HSM key version"
     );
-    Ok(())
-}
-
-pub(crate) fn delete_version(inner: &Inner, s: &Session, key: &KeyRef) -> Result<(), Failure> {
-    let label = explicit_label(inner, key, "delete_version")?;
-    if keys::private_keys(s, &label)
-        .map_err(|e| Failure::Pkcs11(e, Some(label.clone())))?
-        .is_empty()
-    {
-        return Err(Error::not_found(
-            key.to_string(),
-            format!(
-                "no private key labelled {label:?} on token {:?}",
-                inner.pool.token.label
-            ),
-        )
-        .into());
-    }
-    let n = destroy_label(s, &label)?;
-    inner.forget_label(&label);
-    tracing::warn!(event = "key_version_deleted", key = %key, %label, objects = n, "deleted HSM key version");
     Ok(())
 }
 
