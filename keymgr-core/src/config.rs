@@ -13,6 +13,7 @@ use std::fmt::Display;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Mutex;
 use std::time::Duration;
 
 pub use source::{Layered, MapSource, Origin, ProcessEnv, VarSource};
@@ -53,14 +54,72 @@ impl TimeUnit {
 }
 
 /// Reads typed settings from a [`VarSource`]; every error names the variable.
+///
+/// A *collecting* reader ([`Vars::collecting`]) records each malformed value in a
+/// [`Problems`] list and reads it as unset, so a loader runs to its end and a
+/// configuration check reports every problem at once; readers that loaders build over
+/// it (`Vars::new(&vars)`) collect into the same list.
 #[derive(Clone, Copy)]
 pub struct Vars<'a> {
     source: &'a dyn VarSource,
+    problems: Option<&'a Problems>,
+}
+
+/// Problems a collecting [`Vars`] found, in the order found.
+#[derive(Debug, Default)]
+pub struct Problems(Mutex<Vec<Error>>);
+
+impl Problems {
+    /// An empty list.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `error`.
+    pub fn record(&self, error: Error) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(error);
+    }
+
+    /// Adds `error` unless a problem naming the same variable is already listed (a
+    /// loader that stops on "not set" after its reader refused the value).
+    pub fn record_new(&self, error: Error) {
+        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let known = match &error {
+            Error::Config { variable, .. } => list
+                .iter()
+                .any(|e| matches!(e, Error::Config { variable: v, .. } if v == variable)),
+            _ => false,
+        };
+        if !known {
+            list.push(error);
+        }
+    }
+
+    /// The problems found so far, emptying the list.
+    pub fn take(&self) -> Vec<Error> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 impl std::fmt::Debug for Vars<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Vars { .. }")
+    }
+}
+
+/// A `Vars` is itself a source, so a loader taking `impl VarSource` accepts one built over
+/// any `&dyn VarSource`.
+impl VarSource for Vars<'_> {
+    fn var_os(&self, name: &str) -> Option<OsString> {
+        self.source.var_os(name)
+    }
+
+    fn origin(&self, name: &str) -> Option<Origin> {
+        self.source.origin(name)
+    }
+
+    fn problems(&self) -> Option<&Problems> {
+        self.problems
     }
 }
 
@@ -72,7 +131,31 @@ pub fn process_env() -> Vars<'static> {
 impl<'a> Vars<'a> {
     /// Reads from `source`.
     pub fn new(source: &'a dyn VarSource) -> Self {
-        Self { source }
+        Self {
+            source,
+            problems: source.problems(),
+        }
+    }
+
+    /// Reads from `source`, recording malformed values in `problems` and reading them
+    /// as unset instead of failing.
+    pub fn collecting(source: &'a dyn VarSource, problems: &'a Problems) -> Self {
+        Self {
+            source,
+            problems: Some(problems),
+        }
+    }
+
+    /// A refused value: an error, or, when collecting, recorded and read as unset.
+    /// Loaders use it for their own checks so a configuration check sees those too.
+    pub fn refuse<T>(&self, error: Error) -> Result<Option<T>> {
+        match self.problems {
+            Some(p) => {
+                p.record_new(error);
+                Ok(None)
+            }
+            None => Err(error),
+        }
     }
 
     /// The underlying source.
@@ -100,7 +183,10 @@ impl<'a> Vars<'a> {
         match self.source.var_os(name) {
             None => Ok(None),
             Some(v) if v.is_empty() => Ok(None),
-            Some(v) => v.into_string().map(Some).map_err(|_| not_utf8(name)),
+            Some(v) => match v.into_string() {
+                Ok(v) => Ok(Some(v)),
+                Err(_) => self.refuse(not_utf8(name)),
+            },
         }
     }
 
@@ -142,7 +228,7 @@ impl<'a> Vars<'a> {
         };
         let digits = v.strip_prefix('+').unwrap_or(&v);
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(Error::config(
+            return self.refuse(Error::config(
                 name,
                 expected,
                 format!("{} is not a whole number", quote(&v)),
@@ -150,12 +236,12 @@ impl<'a> Vars<'a> {
         }
         match digits.parse::<T>() {
             Ok(n) if range.contains(&n) => Ok(Some(n)),
-            Ok(n) if n < *range.start() => Err(Error::config(
+            Ok(n) if n < *range.start() => self.refuse(Error::config(
                 name,
                 expected,
                 format!("{n} is below the minimum {}", range.start()),
             )),
-            _ => Err(Error::config(
+            _ => self.refuse(Error::config(
                 name,
                 expected,
                 format!("{} is above the maximum {}", quote(&v), range.end()),
@@ -183,7 +269,7 @@ impl<'a> Vars<'a> {
         match v.to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => Ok(Some(true)),
             "false" | "0" | "no" | "off" => Ok(Some(false)),
-            _ => Err(Error::config(
+            _ => self.refuse(Error::config(
                 name,
                 "true or false",
                 format!("{} is neither", quote(&v)),
@@ -197,18 +283,15 @@ impl<'a> Vars<'a> {
             return Ok(None);
         };
         let lower = v.to_ascii_lowercase();
-        choices
-            .iter()
-            .find(|(s, _)| *s == lower)
-            .map(|(_, t)| Some(*t))
-            .ok_or_else(|| {
-                let names: Vec<&str> = choices.iter().map(|(s, _)| *s).collect();
-                Error::config(
-                    name,
-                    format!("one of {}", names.join(", ")),
-                    format!("unknown value {}", quote(&v)),
-                )
-            })
+        if let Some((_, t)) = choices.iter().find(|(s, _)| *s == lower) {
+            return Ok(Some(*t));
+        }
+        let names: Vec<&str> = choices.iter().map(|(s, _)| *s).collect();
+        self.refuse(Error::config(
+            name,
+            format!("one of {}", names.join(", ")),
+            format!("unknown value {}", quote(&v)),
+        ))
     }
 
     /// A filesystem path, read as `OsString` (non-UTF-8 paths are allowed); surrounding
@@ -224,13 +307,20 @@ impl<'a> Vars<'a> {
     pub fn key_ref(&self, name: &str) -> Result<Option<KeyRef>> {
         match self.get(name)? {
             None => Ok(None),
-            Some(v) => KeyRef::parse(&v).map(Some).map_err(|e| {
-                let reason = match e {
-                    Error::InvalidInput { reason, .. } => reason,
-                    other => other.to_string(),
-                };
-                Error::config(name, "a key name, NAME or NAME@VERSION", reason)
-            }),
+            Some(v) => match KeyRef::parse(&v) {
+                Ok(k) => Ok(Some(k)),
+                Err(e) => {
+                    let reason = match e {
+                        Error::InvalidInput { reason, .. } => reason,
+                        other => other.to_string(),
+                    };
+                    self.refuse(Error::config(
+                        name,
+                        "a key name, NAME or NAME@VERSION",
+                        reason,
+                    ))
+                }
+            },
         }
     }
 }

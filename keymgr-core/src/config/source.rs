@@ -18,6 +18,13 @@ pub trait VarSource: Sync {
     fn origin(&self, name: &str) -> Option<Origin> {
         self.var_os(name).map(|_| Origin::Env)
     }
+
+    /// Where a collecting [`Vars`](super::Vars) records problems; sources other than
+    /// `Vars` have none.
+    #[doc(hidden)]
+    fn problems(&self) -> Option<&super::Problems> {
+        None
+    }
 }
 
 impl<F: Fn(&str) -> Option<String> + Sync> VarSource for F {
@@ -31,8 +38,10 @@ impl<F: Fn(&str) -> Option<String> + Sync> VarSource for F {
 pub enum Origin {
     /// A command-line flag.
     Flag,
-    /// The process environment (including variables loaded from `--env-file`).
+    /// The process environment.
     Env,
+    /// A dotenv file (`--env-file`), below the process environment.
+    EnvFile,
     /// The configuration file (`KEYMGR_CONFIG` or `--config`).
     File,
     /// Not set anywhere: the documented default applies.
@@ -45,6 +54,7 @@ impl Origin {
         match self {
             Origin::Flag => "flag",
             Origin::Env => "env",
+            Origin::EnvFile => "env-file",
             Origin::File => "file",
             Origin::Default => "default",
         }

@@ -182,3 +182,25 @@ fn closures_are_sources() {
     assert_eq!(vars.parse::<u8>("X", "n").unwrap(), Some(1));
     assert_eq!(vars.origin("X"), Origin::Env);
 }
+
+#[test]
+fn collecting_records_every_problem_and_reads_it_as_unset() {
+    let map = MapSource::new()
+        .with("A", "ten")
+        .with("B", not_utf8())
+        .with("C", "maybe")
+        .with("OK", "5");
+    let problems = Problems::new();
+    let outer = Vars::collecting(&map, &problems);
+    // A loader builds its own reader over the one it is given: it collects too.
+    let vars = Vars::new(&outer);
+    assert_eq!(vars.bounded::<u32>("A", 0..=9, "n").unwrap(), None);
+    assert_eq!(vars.get("B").unwrap(), None);
+    assert_eq!(vars.flag("C").unwrap(), None);
+    assert_eq!(vars.bounded::<u32>("OK", 0..=9, "n").unwrap(), Some(5));
+    // A loader's later "not set" for a refused variable is not listed twice.
+    problems.record_new(Error::config("A", "n", "not set"));
+    let names: Vec<String> = problems.take().iter().map(|e| variable(e).to_owned()).collect();
+    assert_eq!(names, ["A", "B", "C"]);
+    assert!(problems.take().is_empty());
+}
