@@ -3,6 +3,7 @@
 
 mod cmd;
 mod context;
+mod env_file;
 mod input;
 
 use clap::{Parser, Subcommand};
@@ -11,12 +12,27 @@ pub(crate) use context::{Context, Output};
 
 /// Sign and manage keys held in a KMS or HSM. The backend comes from KEY_BACKEND and the
 /// variables in .env.example (default: env, the development backend).
+///
+/// Configuration, first wins: flags (--backend) > environment > --env-file > the TOML
+/// file --config or KEYMGR_CONFIG names (same names as the variables) > defaults.
+/// `keymgr config check` shows the result.
 #[derive(Debug, Parser)]
 #[command(name = "keymgr", version, about)]
 struct Cli {
     /// Print one JSON object on stdout instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// TOML configuration file (NAME = value, names as in .env.example); overrides
+    /// KEYMGR_CONFIG. The environment wins over it.
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<std::path::PathBuf>,
+    /// Dotenv file of NAME=value lines, below the real environment (a variable set in
+    /// the environment wins) and above the configuration file.
+    #[arg(long, global = true, value_name = "PATH")]
+    env_file: Option<std::path::PathBuf>,
+    /// The backend (overrides KEY_BACKEND): env, aws-kms, gcp-kms, azure-kv or hsm.
+    #[arg(long, global = true, value_name = "KIND")]
+    backend: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -48,6 +64,9 @@ enum Command {
     Xrp(cmd::xrp::XrpCommand),
     /// Envelope-encrypt a file or stdin (AWS Encryption SDK message format).
     Encrypt(cmd::envelope::EncryptArgs),
+    /// Configuration: `config check` validates everything and tries every key.
+    #[command(subcommand)]
+    Config(cmd::config::ConfigCommand),
     /// Decrypt an envelope-encrypted message. A file output appears only once the whole
     /// message verified; with `--out -`, frames are written as they verify, so discard
     /// the output if the command fails.
@@ -67,6 +86,8 @@ async fn dispatch(command: Command, ctx: &Context, json: bool) -> anyhow::Result
         Command::Keys(c) => cmd::status::keys(c, ctx).await,
         Command::Encrypt(args) => cmd::envelope::encrypt(args, ctx, json).await,
         Command::Decrypt(args) => cmd::envelope::decrypt(args, ctx, json).await,
+        // Handled in `main`: it prints its own report.
+        Command::Config(_) => unreachable!("config commands run before dispatch"),
     }
 }
 
@@ -89,9 +110,38 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let ctx = Context::from_env();
+    let sources = match load_sources(&cli) {
+        Ok(s) => s,
+        Err(e) => {
+            let code = std::process::ExitCode::from(cmd::config::EXIT_CONFIG);
+            context::print(Err(e), cli.json);
+            return code;
+        }
+    };
+    if let Command::Config(c) = cli.command {
+        return runtime.block_on(cmd::config::run(c, &sources, cli.json));
+    }
+    let ctx = Context::new(sources);
     let result = runtime.block_on(dispatch(cli.command, &ctx, cli.json));
     context::print(result, cli.json)
+}
+
+/// Flags, environment, `--env-file` and the configuration file, stacked.
+fn load_sources(cli: &Cli) -> anyhow::Result<keymgr::config::Sources> {
+    let mut flags = keymgr::config::MapSource::new();
+    if let Some(b) = &cli.backend {
+        flags.set(keymgr::config::KEY_BACKEND, b.as_str());
+    }
+    let env_file = cli
+        .env_file
+        .as_deref()
+        .map(env_file::env_file)
+        .transpose()?;
+    Ok(keymgr::config::sources(
+        flags,
+        env_file,
+        cli.config.clone(),
+    )?)
 }
 
 /// Bad arguments: clap's own report, or with `--json` one JSON object on stdout (kind

@@ -200,7 +200,11 @@ fn collecting_records_every_problem_and_reads_it_as_unset() {
     assert_eq!(vars.bounded::<u32>("OK", 0..=9, "n").unwrap(), Some(5));
     // A loader's later "not set" for a refused variable is not listed twice.
     problems.record_new(Error::config("A", "n", "not set"));
-    let names: Vec<String> = problems.take().iter().map(|e| variable(e).to_owned()).collect();
+    let names: Vec<String> = problems
+        .take()
+        .iter()
+        .map(|e| variable(e).to_owned())
+        .collect();
     assert_eq!(names, ["A", "B", "C"]);
     assert!(problems.take().is_empty());
 }
