@@ -189,7 +189,9 @@ pub(crate) async fn keys(cmd: KeysCommand, ctx: &Context) -> anyhow::Result<Outp
                 text.push_str(&status_text(&key, &s, &policy, ctx));
                 out.push(json!({ "key": key, "status": s }));
             }
-            Err(e) if !explicit && e.kind() == ErrorKind::NotFound => {}
+            // Listing the default keys: skip one that does not exist or whose variable
+            // is unset (an unconfigured `evm`/`xrp` is a configuration error by design).
+            Err(e) if !explicit && matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Config) => {}
             Err(e) => return Err(e.into()),
         }
     }
