@@ -4,6 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use keymgr_core::config::{TimeUnit, VarSource, Vars};
 use keymgr_core::{Error, KeyBackend, KeyRef, Result};
 use zeroize::Zeroizing;
 
@@ -160,10 +161,20 @@ impl fmt::Debug for HmacKeySource {
 impl HmacKeySource {
     /// Reads `KEYMGR_AUDIT_HMAC_KEY` or `KEYMGR_AUDIT_HMAC_KEY_WRAPPED` +
     /// `KEYMGR_AUDIT_HMAC_KEK`; `None` when neither is set (plain SHA-256 chain).
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Self>> {
-        let raw = non_empty(&var, KEYMGR_AUDIT_HMAC_KEY);
-        let wrapped = non_empty(&var, KEYMGR_AUDIT_HMAC_KEY_WRAPPED);
-        let kek = non_empty(&var, KEYMGR_AUDIT_HMAC_KEK);
+    pub fn from_vars(var: impl Fn(&str) -> Option<String> + Sync) -> Result<Option<Self>> {
+        Self::from_source(&var)
+    }
+
+    /// Like `from_vars`, from any [`VarSource`] (the process environment, a map,
+    /// the environment layered over a configuration file, a collecting
+    /// [`Vars`] of `keymgr config check`). A value that is not UTF-8 is an error
+    /// naming its variable.
+    pub fn from_source(source: &dyn VarSource) -> Result<Option<Self>> {
+        let vars = Vars::new(source);
+        // The raw key is a secret: read without echoing it in any error.
+        let raw = vars.secret(KEYMGR_AUDIT_HMAC_KEY)?.map(Zeroizing::new);
+        let wrapped = vars.get(KEYMGR_AUDIT_HMAC_KEY_WRAPPED)?;
+        let kek = vars.key_ref(KEYMGR_AUDIT_HMAC_KEK)?;
         match (raw, wrapped, kek) {
             (None, None, None) => Ok(None),
             (Some(hex_key), None, None) => {
@@ -184,15 +195,12 @@ impl HmacKeySource {
                 Ok(Some(HmacKeySource::Raw(bytes)))
             }
             (None, Some(ct), Some(kek)) => {
-                let ciphertext = hex::decode(ct.trim()).map_err(|_| {
+                let ciphertext = hex::decode(&ct).map_err(|_| {
                     Error::config(
                         KEYMGR_AUDIT_HMAC_KEY_WRAPPED,
                         "hex ciphertext",
                         "not valid hex",
                     )
-                })?;
-                let kek = KeyRef::parse(kek.trim()).map_err(|e| {
-                    Error::config(KEYMGR_AUDIT_HMAC_KEK, "NAME or NAME@VERSION", e.to_string())
                 })?;
                 Ok(Some(HmacKeySource::Wrapped { kek, ciphertext }))
             }
@@ -295,91 +303,68 @@ impl AuditConfig {
     /// Reads the `KEYMGR_AUDIT_*` variables (see [`VARIABLES`]) through `var`.
     /// `Ok(None)` when `KEYMGR_AUDIT_PATH` is unset: no file log is kept. Every malformed
     /// value is an error naming its variable.
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Self>> {
-        let Some(dir) = non_empty(&var, KEYMGR_AUDIT_PATH) else {
-            return Ok(None);
-        };
-        let mut c = AuditConfig::new(dir.trim());
-        if let Some(node) = non_empty(&var, KEYMGR_NODE_ID) {
-            c.node_id = node.trim().to_owned();
+    pub fn from_vars(var: impl Fn(&str) -> Option<String> + Sync) -> Result<Option<Self>> {
+        Self::from_source(&var)
+    }
+
+    /// Like `from_vars`, from any [`VarSource`] (the process environment, a map,
+    /// the environment layered over a configuration file, a collecting
+    /// [`Vars`] of `keymgr config check`). A value that is not UTF-8 is an error
+    /// naming its variable.
+    pub fn from_source(source: &dyn VarSource) -> Result<Option<Self>> {
+        let vars = Vars::new(source);
+        let dir = vars.path(KEYMGR_AUDIT_PATH)?;
+        // Every setting is checked even without a log, so a bad value never waits for
+        // the day the log is turned on.
+        let mut c = AuditConfig::new(dir.clone().unwrap_or_default());
+        if let Some(node) = vars.get(KEYMGR_NODE_ID)? {
+            c.node_id = node;
         }
-        if let Some(v) = non_empty(&var, KEYMGR_AUDIT_DURABILITY) {
-            c.durability = match v.trim().to_ascii_lowercase().as_str() {
-                "durable" => Durability::Durable,
-                "buffered" => Durability::Buffered,
-                other => {
-                    return Err(Error::config(
-                        KEYMGR_AUDIT_DURABILITY,
-                        "durable or buffered",
-                        format!("unknown value {other:?}"),
-                    ));
-                }
-            };
-        }
-        if let Some(v) = non_empty(&var, KEYMGR_AUDIT_ON_FAILURE) {
-            c.on_failure = match v.trim().to_ascii_lowercase().as_str() {
-                "fail-closed" | "closed" => FailurePolicy::FailClosed,
-                "fail-open" | "open" => FailurePolicy::FailOpen,
-                other => {
-                    return Err(Error::config(
-                        KEYMGR_AUDIT_ON_FAILURE,
-                        "fail-closed or fail-open",
-                        format!("unknown value {other:?}"),
-                    ));
-                }
-            };
-        }
-        if let Some(days) = parse_num(&var, KEYMGR_AUDIT_RETENTION_DAYS, "whole days, e.g. 365")? {
-            c.retention = (days > 0).then(|| Duration::from_secs(days.saturating_mul(86_400)));
-        }
-        if let Some(bytes) = parse_num(
-            &var,
-            KEYMGR_AUDIT_SEGMENT_MAX_BYTES,
-            "bytes, at least 4096, e.g. 67108864",
+        if let Some(d) = vars.choice(
+            KEYMGR_AUDIT_DURABILITY,
+            &[
+                ("durable", Durability::Durable),
+                ("buffered", Durability::Buffered),
+            ],
         )? {
-            if bytes < 4096 {
-                return Err(Error::config(
-                    KEYMGR_AUDIT_SEGMENT_MAX_BYTES,
-                    "bytes, at least 4096, e.g. 67108864",
-                    format!("{bytes} is too small"),
-                ));
-            }
+            c.durability = d;
+        }
+        if let Some(p) = vars.choice(
+            KEYMGR_AUDIT_ON_FAILURE,
+            &[
+                ("fail-closed", FailurePolicy::FailClosed),
+                ("closed", FailurePolicy::FailClosed),
+                ("fail-open", FailurePolicy::FailOpen),
+                ("open", FailurePolicy::FailOpen),
+            ],
+        )? {
+            c.on_failure = p;
+        }
+        if let Some(days) =
+            vars.bounded(KEYMGR_AUDIT_RETENTION_DAYS, 0..=MAX_RETENTION_DAYS, "days")?
+        {
+            c.retention = (days > 0).then(|| Duration::from_secs(days * 86_400));
+        }
+        if let Some(bytes) = vars.bounded(
+            KEYMGR_AUDIT_SEGMENT_MAX_BYTES,
+            4096..=MAX_SEGMENT_BYTES,
+            "bytes",
+        )? {
             c.segment_max_bytes = bytes;
         }
-        if let Some(v) = non_empty(&var, KEYMGR_AUDIT_SEGMENT_DAILY) {
-            c.segment_daily = match v.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" => true,
-                "false" | "0" | "no" => false,
-                other => {
-                    return Err(Error::config(
-                        KEYMGR_AUDIT_SEGMENT_DAILY,
-                        "true or false",
-                        format!("unknown value {other:?}"),
-                    ));
-                }
-            };
+        if let Some(daily) = vars.flag(KEYMGR_AUDIT_SEGMENT_DAILY)? {
+            c.segment_daily = daily;
         }
-        c.hmac_key = HmacKeySource::from_vars(&var)?;
-        if let Some(k) = non_empty(&var, KEYMGR_AUDIT_CHECKPOINT_KEY) {
-            c.checkpoint_key = Some(KeyRef::parse(k.trim()).map_err(|e| {
-                Error::config(
-                    KEYMGR_AUDIT_CHECKPOINT_KEY,
-                    "NAME or NAME@VERSION",
-                    e.to_string(),
-                )
-            })?);
+        c.hmac_key = HmacKeySource::from_source(&vars)?;
+        c.checkpoint_key = vars.key_ref(KEYMGR_AUDIT_CHECKPOINT_KEY)?;
+        if let Some(every) = vars.duration(
+            KEYMGR_AUDIT_CHECKPOINT_SECS,
+            TimeUnit::Secs,
+            1..=MAX_CHECKPOINT_SECS,
+        )? {
+            c.checkpoint_interval = every;
         }
-        if let Some(secs) = parse_num(&var, KEYMGR_AUDIT_CHECKPOINT_SECS, "seconds, at least 1")? {
-            if secs == 0 {
-                return Err(Error::config(
-                    KEYMGR_AUDIT_CHECKPOINT_SECS,
-                    "seconds, at least 1",
-                    "0 is not an interval",
-                ));
-            }
-            c.checkpoint_interval = Duration::from_secs(secs);
-        }
-        if let Some(f) = non_empty(&var, KEYMGR_AUDIT_CHECKPOINT_FILE) {
+        if let Some(f) = vars.path(KEYMGR_AUDIT_CHECKPOINT_FILE)? {
             if c.checkpoint_key.is_none() {
                 return Err(Error::config(
                     KEYMGR_AUDIT_CHECKPOINT_KEY,
@@ -387,46 +372,57 @@ impl AuditConfig {
                     "not set",
                 ));
             }
-            c.checkpoint_file = Some(PathBuf::from(f.trim()));
+            c.checkpoint_file = Some(f);
         }
-        if let Some(secs) = parse_num(&var, KEYMGR_AUDIT_LOCK_WAIT_SECS, "seconds, e.g. 30")? {
-            c.lock_wait = Duration::from_secs(secs);
+        if let Some(wait) = vars.duration(
+            KEYMGR_AUDIT_LOCK_WAIT_SECS,
+            TimeUnit::Secs,
+            0..=MAX_LOCK_WAIT_SECS,
+        )? {
+            c.lock_wait = wait;
+        }
+        if dir.is_none() {
+            // Keys and key material configured for a log that is not kept: refuse
+            // rather than silently sign nothing.
+            for name in [
+                KEYMGR_AUDIT_CHECKPOINT_KEY,
+                KEYMGR_AUDIT_CHECKPOINT_FILE,
+                KEYMGR_AUDIT_HMAC_KEY,
+                KEYMGR_AUDIT_HMAC_KEY_WRAPPED,
+                KEYMGR_AUDIT_HMAC_KEK,
+            ] {
+                if vars.os(name).is_some() {
+                    vars.refuse::<()>(Error::config(
+                        name,
+                        format!("set only together with {KEYMGR_AUDIT_PATH}"),
+                        format!("{KEYMGR_AUDIT_PATH} is not set, so no audit file log is kept"),
+                    ))?;
+                }
+            }
+            return Ok(None);
         }
         Ok(Some(c))
     }
 }
 
+/// Upper bound of `KEYMGR_AUDIT_RETENTION_DAYS` (100 years).
+pub const MAX_RETENTION_DAYS: u64 = 36_500;
+/// Upper bound of `KEYMGR_AUDIT_SEGMENT_MAX_BYTES` (16 GiB).
+pub const MAX_SEGMENT_BYTES: u64 = 16 << 30;
+/// Upper bound of `KEYMGR_AUDIT_CHECKPOINT_SECS` (7 days).
+pub const MAX_CHECKPOINT_SECS: u64 = 7 * 86_400;
+/// Upper bound of `KEYMGR_AUDIT_LOCK_WAIT_SECS` (1 hour).
+pub const MAX_LOCK_WAIT_SECS: u64 = 3600;
+
 /// Whether `KEYMGR_PROFILE` is `production` (`development` or unset: false; anything
 /// else is an error naming the variable).
-pub fn is_production(var: impl Fn(&str) -> Option<String>) -> Result<bool> {
-    match non_empty(&var, KEYMGR_PROFILE).as_deref().map(str::trim) {
-        None | Some("development") => Ok(false),
-        Some("production") => Ok(true),
-        Some(other) => Err(Error::config(
+pub fn is_production(source: &dyn VarSource) -> Result<bool> {
+    Ok(Vars::new(source)
+        .choice(
             KEYMGR_PROFILE,
-            "development or production",
-            format!("{other:?} is not a profile"),
-        )),
-    }
-}
-
-fn non_empty(var: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
-    var(name).filter(|v| !v.trim().is_empty())
-}
-
-fn parse_num(
-    var: &impl Fn(&str) -> Option<String>,
-    name: &str,
-    expected: &str,
-) -> Result<Option<u64>> {
-    match non_empty(var, name) {
-        None => Ok(None),
-        Some(v) => v
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| Error::config(name, expected, format!("{v:?} is not a whole number"))),
-    }
+            &[("development", false), ("production", true)],
+        )?
+        .unwrap_or(false))
 }
 
 /// The host name (Linux: `/proc/sys/kernel/hostname`; else `$HOSTNAME`), or `unknown`.

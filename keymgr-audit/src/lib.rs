@@ -21,7 +21,7 @@ pub use config::{AuditConfig, Durability, FailurePolicy, HmacKeySource};
 pub use entry::{ChainKey, Entry, GENESIS_HASH, LOG_BACKEND, events};
 pub use export::{ExportReport, TimeRange, export, export_file};
 pub use lock::{LOCK_FILE, LogLocked};
-pub use log::{AuditLog, AuditStatus, Head, sink_from_vars};
+pub use log::{AuditLog, AuditStatus, Head, sink_from_source, sink_from_vars};
 pub use recovery::{RecoveryPlan, Refusal};
 pub use verify::{
     Anchor, BreakReason, BrokenLink, CHECKPOINT_WINDOW, Verifier, VerifyReport, VerifyWarning,

@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use keymgr_core::config::VarSource;
 use keymgr_core::{
     AuditRecord, AuditSink, Error, KeyBackend, KeyRef, Result, TracingAuditSink, trace_record,
 };
@@ -113,11 +114,19 @@ impl fmt::Debug for AuditLog {
 /// `backend` is the provider (not a `KeyManager`): it unwraps a wrapped HMAC key and
 /// signs checkpoints when those are configured.
 pub async fn sink_from_vars(
-    var: impl Fn(&str) -> Option<String>,
+    var: impl Fn(&str) -> Option<String> + Sync,
     backend: Option<Arc<dyn KeyBackend>>,
 ) -> Result<Arc<dyn AuditSink>> {
-    let production = config::is_production(&var)?;
-    match AuditConfig::from_vars(&var)? {
+    sink_from_source(&var, backend).await
+}
+
+/// Like [`sink_from_vars`], from any [`VarSource`].
+pub async fn sink_from_source(
+    source: &dyn VarSource,
+    backend: Option<Arc<dyn KeyBackend>>,
+) -> Result<Arc<dyn AuditSink>> {
+    let production = config::is_production(source)?;
+    match AuditConfig::from_source(source)? {
         Some(config) if production && config.hmac_key.is_none() => Err(Error::config(
             KEYMGR_AUDIT_HMAC_KEY,
             "an HMAC key (or KEYMGR_AUDIT_HMAC_KEY_WRAPPED + KEYMGR_AUDIT_HMAC_KEK) under KEYMGR_PROFILE=production",

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use keymgr_core::config::{ProcessEnv, VarSource, Vars};
 use keymgr_core::{Error, Result};
 
 /// AWS region (the SDK's own region chain is used when unset).
@@ -43,21 +44,25 @@ impl AwsKmsConfig {
     /// Reads `AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_KMS_EVM_KEY_ID` (served as `evm`) and
     /// `AWS_KMS_XRP_KEY_ID` (served as `xrp`) from the process environment.
     pub fn from_env() -> Result<Self> {
-        Self::from_vars(|name| std::env::var(name).ok())
+        Self::from_source(&ProcessEnv)
     }
 
     /// Like [`from_env`](Self::from_env) with a custom variable lookup (config files,
     /// tests). At least one key variable must be set; every malformed value is an error
     /// naming its variable.
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let get = |name: &str| {
-            var(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+    pub fn from_vars(var: impl Fn(&str) -> Option<String> + Sync) -> Result<Self> {
+        Self::from_source(&var)
+    }
+
+    /// Like `from_vars`, from any [`VarSource`] (the process environment, a map,
+    /// the environment layered over a configuration file, a collecting
+    /// [`Vars`] of `keymgr config check`). A value that is not UTF-8 is an error
+    /// naming its variable.
+    pub fn from_source(source: &dyn VarSource) -> Result<Self> {
+        let vars = Vars::new(source);
         let mut config = AwsKmsConfig {
-            region: get(AWS_REGION),
-            endpoint_url: get(AWS_ENDPOINT_URL),
+            region: vars.get(AWS_REGION)?,
+            endpoint_url: vars.get(AWS_ENDPOINT_URL)?,
             keys: BTreeMap::new(),
         };
         if let Some(region) = &config.region {
@@ -78,7 +83,7 @@ impl AwsKmsConfig {
             (AWS_KMS_EVM_KEY_ID, DEFAULT_EVM_KEY),
             (AWS_KMS_XRP_KEY_ID, DEFAULT_XRP_KEY),
         ] {
-            if let Some(id) = get(variable) {
+            if let Some(id) = vars.get(variable)? {
                 validate_key_id(&id)
                     .map_err(|reason| Error::config(variable, EXPECTED_KEY_ID, reason))?;
                 config.keys.insert(name.to_owned(), id);

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use keymgr_core::config::{ProcessEnv, VarSource, Vars};
 use keymgr_core::{Error, KeyRef, Result};
 use zeroize::Zeroizing;
 
@@ -172,42 +173,35 @@ impl AzureKvConfig {
 
     /// Reads the `AZURE_*` variables from the process environment.
     pub fn from_env() -> Result<Self> {
-        Self::from_vars(|name| std::env::var(name).ok())
+        Self::from_source(&ProcessEnv)
     }
 
     /// Like [`from_env`](Self::from_env) with a custom lookup (config files, tests).
     /// `AZURE_VAULT_URL` and at least one key variable are required; every malformed
     /// value is an error naming its variable.
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let get = |name: &str| {
-            var(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let vault_url = get(AZURE_VAULT_URL)
-            .ok_or_else(|| Error::config(AZURE_VAULT_URL, EXPECTED_URL, "not set"))?;
-        let credential = credential_from(&get)?;
+    pub fn from_vars(var: impl Fn(&str) -> Option<String> + Sync) -> Result<Self> {
+        Self::from_source(&var)
+    }
+
+    /// Like `from_vars`, from any [`VarSource`] (the process environment, a map,
+    /// the environment layered over a configuration file, a collecting
+    /// [`Vars`] of `keymgr config check`). A value that is not UTF-8 is an error
+    /// naming its variable.
+    pub fn from_source(source: &dyn VarSource) -> Result<Self> {
+        let vars = Vars::new(source);
+        let vault_url = vars.require(AZURE_VAULT_URL, EXPECTED_URL)?;
+        let credential = credential_from(&vars)?;
         let mut config = AzureKvConfig::new(vault_url, credential);
-        config.authority_host = get(AZURE_AUTHORITY_HOST);
-        config.ca_file = get(SSL_CERT_FILE).map(std::path::PathBuf::from);
-        if let Some(v) = get(AZURE_KEYVAULT_VERIFY_CHALLENGE_RESOURCE) {
-            config.verify_challenge_resource = match v.to_ascii_lowercase().as_str() {
-                "true" | "1" => true,
-                "false" | "0" => false,
-                _ => {
-                    return Err(Error::config(
-                        AZURE_KEYVAULT_VERIFY_CHALLENGE_RESOURCE,
-                        "true or false",
-                        format!("{v:?} is not a boolean"),
-                    ));
-                }
-            };
+        config.authority_host = vars.get(AZURE_AUTHORITY_HOST)?;
+        config.ca_file = vars.path(SSL_CERT_FILE)?;
+        if let Some(verify) = vars.flag(AZURE_KEYVAULT_VERIFY_CHALLENGE_RESOURCE)? {
+            config.verify_challenge_resource = verify;
         }
         for (variable, name) in [
             (AZURE_EVM_KEY_NAME, DEFAULT_EVM_KEY),
             (AZURE_XRP_KEY_NAME, DEFAULT_XRP_KEY),
         ] {
-            if let Some(value) = get(variable) {
+            if let Some(value) = vars.get(variable)? {
                 let key = VaultKey::parse(&value)
                     .map_err(|reason| Error::config(variable, EXPECTED_KEY, reason))?;
                 config.keys.insert(name.to_owned(), key);
@@ -277,41 +271,48 @@ fn check_https(url: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-fn credential_from(get: &impl Fn(&str) -> Option<String>) -> Result<Credential> {
+fn credential_from(vars: &Vars<'_>) -> Result<Credential> {
     const KINDS: &str = "client-secret, workload-identity, managed-identity or azure-cli";
-    let kind = get(AZURE_CREDENTIAL_KIND);
-    let kind = match kind.as_deref() {
-        Some(k) => k.to_owned(),
-        None if get(AZURE_CLIENT_SECRET).is_some() => "client-secret".into(),
-        None if get(AZURE_FEDERATED_TOKEN_FILE).is_some() => "workload-identity".into(),
+    // The client secret is read once, without trimming, and never echoed in an error.
+    let secret = vars.secret(AZURE_CLIENT_SECRET)?;
+    let token_file = vars.path(AZURE_FEDERATED_TOKEN_FILE)?;
+    let kind = match vars.get(AZURE_CREDENTIAL_KIND)? {
+        Some(k) => k.to_ascii_lowercase(),
+        None if secret.is_some() => "client-secret".into(),
+        None if token_file.is_some() => "workload-identity".into(),
         None => "azure-cli".into(),
     };
-    let required = |name: &str, what: &str| {
-        get(name).ok_or_else(|| {
-            Error::config(
-                name,
-                what,
-                format!("required by the {kind} credential but not set"),
-            )
-        })
+    let missing = |name: &str, what: &str| {
+        Error::config(
+            name,
+            what,
+            format!("required by the {kind} credential but not set"),
+        )
+    };
+    let required = |name: &str, what: &str| -> Result<String> {
+        vars.get(name)?.ok_or_else(|| missing(name, what))
     };
     Ok(match kind.as_str() {
         "client-secret" => Credential::ClientSecret {
             tenant_id: required(AZURE_TENANT_ID, "the directory (tenant) id, a GUID")?,
             client_id: required(AZURE_CLIENT_ID, "the application (client) id, a GUID")?,
-            secret: ClientSecret::new(required(AZURE_CLIENT_SECRET, "the client secret")?),
+            secret: ClientSecret::new(
+                secret.ok_or_else(|| missing(AZURE_CLIENT_SECRET, "the client secret"))?,
+            ),
         },
         "workload-identity" => {
             required(AZURE_TENANT_ID, "the directory (tenant) id, a GUID")?;
             required(AZURE_CLIENT_ID, "the application (client) id, a GUID")?;
-            required(
-                AZURE_FEDERATED_TOKEN_FILE,
-                "the path of the federated token file",
-            )?;
+            if token_file.is_none() {
+                return Err(missing(
+                    AZURE_FEDERATED_TOKEN_FILE,
+                    "the path of the federated token file",
+                ));
+            }
             Credential::WorkloadIdentity
         }
         "managed-identity" => Credential::ManagedIdentity {
-            client_id: get(AZURE_CLIENT_ID),
+            client_id: vars.get(AZURE_CLIENT_ID)?,
         },
         "azure-cli" => Credential::DeveloperTools,
         other => {

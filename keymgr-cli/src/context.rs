@@ -3,26 +3,42 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use keymgr::{ErrorKind, FromEnv as _, KeyManager};
+use keymgr::config::{Sources, Vars};
+use keymgr::{ErrorKind, KeyManager};
 use tokio::sync::OnceCell;
 
 /// Shared state for commands.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Context {
     manager: OnceCell<Arc<KeyManager>>,
+    /// Flags, environment, `--env-file` and configuration file, stacked.
+    sources: Sources,
 }
 
 impl Context {
-    pub(crate) fn from_env() -> Self {
-        Self::default()
+    pub(crate) fn new(sources: Sources) -> Self {
+        Self {
+            manager: OnceCell::new(),
+            sources,
+        }
     }
 
-    /// The key manager configured by the environment (built on first use, so commands
+    /// Every setting, read with precedence flag > environment > env file > config file.
+    pub(crate) fn vars(&self) -> Vars<'_> {
+        Vars::new(&self.sources.layered)
+    }
+
+    /// The key manager the configuration describes (built on first use, so commands
     /// that need no key work without configuration).
     pub(crate) async fn manager(&self) -> anyhow::Result<Arc<KeyManager>> {
         let m = self
             .manager
-            .get_or_try_init(|| async { KeyManager::from_env().await.map(Arc::new) })
+            .get_or_try_init(|| async {
+                self.sources.ensure_valid()?;
+                keymgr::manager_from_vars(&self.sources.layered)
+                    .await
+                    .map(Arc::new)
+            })
             .await?;
         Ok(m.clone())
     }
@@ -31,9 +47,9 @@ impl Context {
     /// (commands that read the log must not open it for writing, which would run its
     /// recovery and retention).
     pub(crate) async fn bare_backend(&self) -> anyhow::Result<Arc<dyn keymgr::KeyBackend>> {
-        let var = |name: &str| std::env::var(name).ok();
-        let settings = keymgr::Settings::from_vars(&var)?;
-        Ok(keymgr::backend_from_vars(settings.backend, &var).await?)
+        self.sources.ensure_valid()?;
+        let settings = keymgr::Settings::from_vars(&self.sources.layered)?;
+        Ok(keymgr::backend_from_vars(settings.backend, &self.sources.layered).await?)
     }
 }
 

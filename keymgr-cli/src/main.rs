@@ -3,6 +3,7 @@
 
 mod cmd;
 mod context;
+mod env_file;
 mod input;
 
 use clap::{CommandFactory as _, Parser, Subcommand};
@@ -11,12 +12,27 @@ pub(crate) use context::{Context, Output};
 
 /// Sign and manage keys held in a KMS or HSM. The backend comes from KEY_BACKEND and the
 /// variables in .env.example (default: env, the development backend).
+///
+/// Configuration, first wins: flags (--backend) > environment > --env-file > the TOML
+/// file --config or KEYMGR_CONFIG names (same names as the variables) > defaults.
+/// `keymgr config check` shows the result.
 #[derive(Debug, Parser)]
 #[command(name = "keymgr", version, about, after_help = CONFIG_HELP)]
 struct Cli {
     /// Print one JSON object on stdout instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// TOML configuration file (NAME = value, names as in .env.example); overrides
+    /// KEYMGR_CONFIG. The environment wins over it.
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<std::path::PathBuf>,
+    /// Dotenv file of NAME=value lines, below the real environment (a variable set in
+    /// the environment wins) and above the configuration file.
+    #[arg(long, global = true, value_name = "PATH")]
+    env_file: Option<std::path::PathBuf>,
+    /// The backend (overrides KEY_BACKEND): env, aws-kms, gcp-kms, azure-kv or hsm.
+    #[arg(long, global = true, value_name = "KIND")]
+    backend: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -63,6 +79,9 @@ enum Command {
     #[cfg(feature = "envelope")]
     /// Envelope-encrypt a file or stdin (AWS Encryption SDK message format).
     Encrypt(cmd::envelope::EncryptArgs),
+    /// Configuration: `config check` validates everything and tries every key.
+    #[command(subcommand)]
+    Config(cmd::config::ConfigCommand),
     #[cfg(feature = "envelope")]
     /// Decrypt an envelope-encrypted message. A file output appears only once the whole
     /// message verified; with `--out -`, frames are written as they verify, so discard
@@ -95,6 +114,8 @@ async fn dispatch(command: Command, ctx: &Context, json: bool) -> anyhow::Result
         Command::Encrypt(args) => cmd::envelope::encrypt(args, ctx, json).await,
         #[cfg(feature = "envelope")]
         Command::Decrypt(args) => cmd::envelope::decrypt(args, ctx, json).await,
+        // Handled in `main`: it prints its own report.
+        Command::Config(_) => unreachable!("config commands run before dispatch"),
     }
 }
 
@@ -119,10 +140,21 @@ fn main() -> std::process::ExitCode {
             return context::Exit::Unexpected.code();
         }
     };
-    if let Command::Health(args) = cli.command {
-        return runtime.block_on(cmd::health::run(args, cli.json));
+    let sources = match load_sources(&cli) {
+        Ok(s) => s,
+        Err(e) => {
+            context::print(Err(e), cli.json);
+            return context::Exit::Config.code();
+        }
+    };
+    match cli.command {
+        Command::Config(c) => return runtime.block_on(cmd::config::run(c, &sources, cli.json)),
+        Command::Health(args) => {
+            return runtime.block_on(cmd::health::run(args, cli.json, &sources.layered));
+        }
+        _ => {}
     }
-    let ctx = Context::from_env();
+    let ctx = Context::new(sources);
     let result = runtime.block_on(dispatch(cli.command, &ctx, cli.json));
     context::print(result, cli.json)
 }
@@ -158,6 +190,24 @@ fn log_filter() -> tracing_subscriber::EnvFilter {
         }
     }
     filter
+}
+
+/// Flags, environment, `--env-file` and the configuration file, stacked.
+fn load_sources(cli: &Cli) -> anyhow::Result<keymgr::config::Sources> {
+    let mut flags = keymgr::config::MapSource::new();
+    if let Some(b) = &cli.backend {
+        flags.set(keymgr::config::KEY_BACKEND, b.as_str());
+    }
+    let env_file = cli
+        .env_file
+        .as_deref()
+        .map(env_file::env_file)
+        .transpose()?;
+    Ok(keymgr::config::sources(
+        flags,
+        env_file,
+        cli.config.clone(),
+    )?)
 }
 
 /// Bad arguments: clap's own report, or with `--json` one JSON object on stdout (kind

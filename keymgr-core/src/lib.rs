@@ -18,6 +18,7 @@
 
 mod audit;
 mod backend;
+pub mod config;
 mod error;
 mod key;
 pub mod layer;

@@ -1,5 +1,6 @@
 //! Reading the env backend's keys from environment variables.
 
+use keymgr_core::config::{ProcessEnv, VarSource, Vars};
 use keymgr_core::{Error, KeyAlgorithm, Result, xrpl};
 use zeroize::Zeroizing;
 
@@ -23,19 +24,30 @@ impl EnvBackend {
     /// process environment. At least one must be set; errors name the variable and the
     /// expected form, never the value.
     pub fn from_env() -> Result<Self> {
-        Self::from_vars(|name| std::env::var(name).ok())
+        Self::from_source(&ProcessEnv)
     }
 
     /// Like [`from_env`](Self::from_env) with a custom variable lookup (tests, config files).
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
+    pub fn from_vars(var: impl Fn(&str) -> Option<String> + Sync) -> Result<Self> {
+        Self::from_source(&var)
+    }
+
+    /// Like `from_vars`, from any [`VarSource`] (the process environment, a map,
+    /// the environment layered over a configuration file, a collecting
+    /// [`Vars`] of `keymgr config check`). A value that is not UTF-8 is an error
+    /// naming its variable.
+    pub fn from_source(source: &dyn VarSource) -> Result<Self> {
+        let vars = Vars::new(source);
         let mut backend = EnvBackend::new();
         // The variables' values are secrets: zeroized when this function returns.
-        let evm = var(EVM_PRIVATE_KEY)
-            .filter(|v| !v.trim().is_empty())
-            .map(Zeroizing::new);
-        let xrp = var(XRP_SEED)
-            .filter(|v| !v.trim().is_empty())
-            .map(Zeroizing::new);
+        let secret = |name| -> Result<Option<Zeroizing<String>>> {
+            Ok(vars
+                .secret(name)?
+                .map(Zeroizing::new)
+                .filter(|v| !v.trim().is_empty()))
+        };
+        let evm = secret(EVM_PRIVATE_KEY)?;
+        let xrp = secret(XRP_SEED)?;
         if evm.is_none() && xrp.is_none() {
             return Err(Error::config(
                 format!("{EVM_PRIVATE_KEY} / {XRP_SEED}"),
@@ -54,7 +66,13 @@ impl EnvBackend {
                     )
                 })?;
         }
-        let key_type = key_type(var(XRP_KEY_TYPE))?;
+        let key_type = vars.choice(
+            XRP_KEY_TYPE,
+            &[
+                ("ed25519", KeyAlgorithm::Ed25519),
+                ("secp256k1", KeyAlgorithm::Secp256k1),
+            ],
+        )?;
         if let Some(seed) = xrp {
             let seed_error = |e| {
                 as_config(
@@ -104,25 +122,6 @@ impl EnvBackend {
             ));
         }
         Ok(backend)
-    }
-}
-
-/// `XRP_KEY_TYPE`: unset or empty is `None`; else `ed25519` or `secp256k1`, any case.
-fn key_type(value: Option<String>) -> Result<Option<KeyAlgorithm>> {
-    let Some(value) = value.filter(|v| !v.trim().is_empty()) else {
-        return Ok(None);
-    };
-    match value.trim().to_ascii_lowercase().as_str() {
-        "ed25519" => Ok(Some(KeyAlgorithm::Ed25519)),
-        "secp256k1" => Ok(Some(KeyAlgorithm::Secp256k1)),
-        _ => Err(Error::config(
-            XRP_KEY_TYPE,
-            "ed25519 or secp256k1",
-            format!(
-                "{:?} is neither",
-                value.chars().take(32).collect::<String>()
-            ),
-        )),
     }
 }
 

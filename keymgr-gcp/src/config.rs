@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use keymgr_core::config::{ProcessEnv, VarSource, Vars};
 use keymgr_core::{Error, Result};
 
 /// The Google Cloud project of the key ring.
@@ -44,20 +45,25 @@ pub struct GcpKmsConfig {
 impl GcpKmsConfig {
     /// Reads the `GCP_*` variables (see the constants) from the process environment.
     pub fn from_env() -> Result<Self> {
-        Self::from_vars(|name| std::env::var(name).ok())
+        Self::from_source(&ProcessEnv)
     }
 
     /// Like [`from_env`](Self::from_env) with a custom variable lookup (config files,
     /// tests). At least one key variable must be set; every malformed value is an error
     /// naming its variable.
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let get = |name: &str| {
-            var(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+    pub fn from_vars(var: impl Fn(&str) -> Option<String> + Sync) -> Result<Self> {
+        Self::from_source(&var)
+    }
+
+    /// Like `from_vars`, from any [`VarSource`] (the process environment, a map,
+    /// the environment layered over a configuration file, a collecting
+    /// [`Vars`] of `keymgr config check`). A value that is not UTF-8 is an error
+    /// naming its variable.
+    pub fn from_source(source: &dyn VarSource) -> Result<Self> {
+        let vars = Vars::new(source);
+        let get = |name: &str| vars.get(name);
         let mut config = GcpKmsConfig {
-            endpoint: get(GCP_KMS_ENDPOINT),
+            endpoint: get(GCP_KMS_ENDPOINT)?,
             keys: BTreeMap::new(),
         };
         if let Some(url) = &config.endpoint {
@@ -69,9 +75,9 @@ impl GcpKmsConfig {
                 )
             })?;
         }
-        let project = get(GCP_PROJECT_ID);
-        let location = get(GCP_LOCATION_ID);
-        let ring = get(GCP_KEY_RING_ID);
+        let project = get(GCP_PROJECT_ID)?;
+        let location = get(GCP_LOCATION_ID)?;
+        let ring = get(GCP_KEY_RING_ID)?;
         if let Some(p) = &project {
             validate_project(p)
                 .map_err(|r| Error::config(GCP_PROJECT_ID, "a project id such as my-project", r))?;
@@ -93,7 +99,7 @@ impl GcpKmsConfig {
             (GCP_KMS_EVM_KEY_ID, DEFAULT_EVM_KEY),
             (GCP_KMS_XRP_KEY_ID, DEFAULT_XRP_KEY),
         ] {
-            let Some(id) = get(variable) else { continue };
+            let Some(id) = get(variable)? else { continue };
             let full = if id.starts_with("projects/") {
                 validate_resource_name(&id)
                     .map_err(|reason| Error::config(variable, EXPECTED_KEY_ID, reason))?;

@@ -116,7 +116,7 @@ impl HsmBackend {
     /// [`HsmConfig::from_vars`] + [`connect`](Self::connect). The variables are read
     /// before the returned future first runs.
     pub fn from_vars(
-        var: impl Fn(&str) -> Option<String>,
+        var: impl Fn(&str) -> Option<String> + Sync,
     ) -> impl Future<Output = Result<Self>> + Send + 'static {
         let config = HsmConfig::from_vars(var);
         async move { Self::connect(config?).await }

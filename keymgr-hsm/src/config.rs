@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use keymgr_core::config::{ProcessEnv, VarSource, Vars};
 use keymgr_core::{Error, Result};
 use zeroize::Zeroizing;
 
@@ -29,6 +30,12 @@ pub const HSM_KEEP_VERSIONS: &str = "HSM_KEEP_VERSIONS";
 pub const DEFAULT_EVM_KEY: &str = "evm";
 /// Logical name under which `HSM_XRP_KEY_LABEL` is served.
 pub const DEFAULT_XRP_KEY: &str = "xrp";
+
+/// Upper bound of `HSM_POOL_SIZE`: each session costs the token memory and a login
+/// check; no HSM serves more concurrent sessions to one process usefully.
+pub const MAX_POOL_SIZE: usize = 1024;
+/// Upper bound of `HSM_KEEP_VERSIONS`.
+pub const MAX_KEEP_VERSIONS: usize = 10_000;
 
 /// A sensible value for [`HSM_KEEP_VERSIONS`] when deletion is wanted (it is off unless
 /// configured).
@@ -155,27 +162,32 @@ impl HsmConfig {
     /// `HSM_EVM_KEY_LABEL` (served as `evm`), `HSM_XRP_KEY_LABEL` (served as `xrp`),
     /// `HSM_POOL_SIZE` and `HSM_KEEP_VERSIONS` from the process environment.
     pub fn from_env() -> Result<Self> {
-        Self::from_vars(|name| std::env::var(name).ok())
+        Self::from_source(&ProcessEnv)
     }
 
     /// Like [`from_env`](Self::from_env) with a custom variable lookup (the facade's
     /// config file, tests). Every missing or malformed value is an error naming its
     /// variable; the PIN's value never appears in one.
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let get = |name: &str| {
-            var(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let library_path = get(HSM_PKCS11_LIBRARY_PATH)
+    pub fn from_vars(var: impl Fn(&str) -> Option<String> + Sync) -> Result<Self> {
+        Self::from_source(&var)
+    }
+
+    /// Like `from_vars`, from any [`VarSource`] (the process environment, a map,
+    /// the environment layered over a configuration file, a collecting
+    /// [`Vars`] of `keymgr config check`). A value that is not UTF-8 is an error
+    /// naming its variable.
+    pub fn from_source(source: &dyn VarSource) -> Result<Self> {
+        let vars = Vars::new(source);
+        let library_path = vars
+            .path(HSM_PKCS11_LIBRARY_PATH)?
             .ok_or_else(|| Error::config(HSM_PKCS11_LIBRARY_PATH, EXPECTED_LIBRARY, "not set"))?;
-        let slot = match get(HSM_SLOT_ID) {
+        let slot = match vars.get(HSM_SLOT_ID)? {
             None => None,
             Some(s) => Some(parse_slot(&s).ok_or_else(|| {
                 Error::config(HSM_SLOT_ID, EXPECTED_SLOT, format!("{s:?} is not a number"))
             })?),
         };
-        let label = get(HSM_TOKEN_LABEL);
+        let label = vars.get(HSM_TOKEN_LABEL)?;
         if let Some(l) = &label
             && l.len() > 32
         {
@@ -198,8 +210,8 @@ impl HsmConfig {
             }
         };
         // Not trimmed: a PIN may legitimately contain blanks, only empty is refused.
-        let pin = var(HSM_PIN)
-            .filter(|p| !p.is_empty())
+        let pin = vars
+            .secret(HSM_PIN)?
             .map(Pin::new)
             .ok_or_else(|| Error::config(HSM_PIN, "the token's user PIN", "not set or empty"))?;
         let mut config = HsmConfig::new(library_path, token, pin);
@@ -207,7 +219,7 @@ impl HsmConfig {
             (HSM_EVM_KEY_LABEL, DEFAULT_EVM_KEY),
             (HSM_XRP_KEY_LABEL, DEFAULT_XRP_KEY),
         ] {
-            if let Some(label) = get(variable) {
+            if let Some(label) = vars.get(variable)? {
                 validate_label(&label)
                     .map_err(|reason| Error::config(variable, EXPECTED_LABEL, reason))?;
                 config.keys.insert(name.to_owned(), label);
@@ -220,24 +232,11 @@ impl HsmConfig {
                 "neither is set; the hsm backend has no keys",
             ));
         }
-        if let Some(n) = get(HSM_POOL_SIZE) {
-            config.pool_size = n.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
-                Error::config(
-                    HSM_POOL_SIZE,
-                    "a whole number of sessions, at least 1",
-                    format!("{n:?} is not a positive number"),
-                )
-            })?;
+        if let Some(n) = vars.bounded(HSM_POOL_SIZE, 1..=MAX_POOL_SIZE, "sessions")? {
+            config.pool_size = n;
         }
-        if let Some(n) = get(HSM_KEEP_VERSIONS) {
-            config.keep_versions = Some(n.parse().ok().filter(|n| *n >= 2).ok_or_else(|| {
-                Error::config(
-                    HSM_KEEP_VERSIONS,
-                    "a whole number of versions, at least 2",
-                    format!("{n:?} is not a number of at least 2"),
-                )
-            })?);
-        }
+        config.keep_versions =
+            vars.bounded(HSM_KEEP_VERSIONS, 2..=MAX_KEEP_VERSIONS, "versions")?;
         Ok(config)
     }
 
@@ -388,6 +387,21 @@ mod tests {
             (HSM_KEEP_VERSIONS, {
                 let mut v = base();
                 v.push((HSM_KEEP_VERSIONS, "1"));
+                v
+            }),
+            (HSM_POOL_SIZE, {
+                let mut v = base();
+                v.push((HSM_POOL_SIZE, "1000000000000"));
+                v
+            }),
+            (HSM_POOL_SIZE, {
+                let mut v = base();
+                v.push((HSM_POOL_SIZE, "18446744073709551615"));
+                v
+            }),
+            (HSM_KEEP_VERSIONS, {
+                let mut v = base();
+                v.push((HSM_KEEP_VERSIONS, "99999999999999999999"));
                 v
             }),
             (HSM_XRP_KEY_LABEL, {

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use keymgr_core::config::{TimeUnit, VarSource, Vars};
 use keymgr_core::{Error, Result};
 
 /// Rotation on or off (`true`/`false`, default `false`).
@@ -113,26 +114,42 @@ impl RotationPolicy {
 
     /// Reads `KEYMGR_ROTATION_*` through `var` (unset means the default; rotation itself
     /// is off unless `KEYMGR_ROTATION_ENABLED=true`) and validates.
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let defaults = match var(KEYMGR_PROFILE).as_deref().map(str::trim) {
-            None | Some("" | "development") => Self::default(),
-            Some("production") => Self::production(),
-            Some(other) => {
-                return Err(Error::config(
-                    KEYMGR_PROFILE,
-                    "development or production",
-                    format!("{other:?} is not a profile"),
-                ));
-            }
+    pub fn from_vars(var: impl Fn(&str) -> Option<String> + Sync) -> Result<Self> {
+        Self::from_source(&var)
+    }
+
+    /// Like `from_vars`, from any [`VarSource`] (the process environment, a map,
+    /// the environment layered over a configuration file, a collecting
+    /// [`Vars`] of `keymgr config check`). A value that is not UTF-8 is an error
+    /// naming its variable.
+    pub fn from_source(source: &dyn VarSource) -> Result<Self> {
+        let vars = Vars::new(source);
+        let production = vars
+            .choice(
+                KEYMGR_PROFILE,
+                &[("development", false), ("production", true)],
+            )?
+            .unwrap_or(false);
+        let defaults = if production {
+            Self::production()
+        } else {
+            Self::default()
         };
+        let days = |name| vars.duration(name, TimeUnit::Days, 0..=MAX_DAYS);
         let policy = Self {
-            enabled: flag(&var, KEYMGR_ROTATION_ENABLED)?.unwrap_or(false),
-            interval: days(&var, KEYMGR_ROTATION_INTERVAL_DAYS)?.unwrap_or(defaults.interval),
-            overlap: days(&var, KEYMGR_ROTATION_OVERLAP_DAYS)?.unwrap_or(defaults.overlap),
-            notice: days(&var, KEYMGR_ROTATION_NOTICE_DAYS)?.unwrap_or(defaults.notice),
-            require_approval: flag(&var, KEYMGR_ROTATION_APPROVAL)?
+            enabled: vars.flag(KEYMGR_ROTATION_ENABLED)?.unwrap_or(false),
+            interval: days(KEYMGR_ROTATION_INTERVAL_DAYS)?.unwrap_or(defaults.interval),
+            overlap: days(KEYMGR_ROTATION_OVERLAP_DAYS)?.unwrap_or(defaults.overlap),
+            notice: days(KEYMGR_ROTATION_NOTICE_DAYS)?.unwrap_or(defaults.notice),
+            require_approval: vars
+                .flag(KEYMGR_ROTATION_APPROVAL)?
                 .unwrap_or(defaults.require_approval),
-            approval_ttl: hours(&var, KEYMGR_ROTATION_APPROVAL_TTL_HOURS)?
+            approval_ttl: vars
+                .duration(
+                    KEYMGR_ROTATION_APPROVAL_TTL_HOURS,
+                    TimeUnit::Hours,
+                    0..=MAX_APPROVAL_TTL_HOURS,
+                )?
                 .unwrap_or(defaults.approval_ttl),
         };
         policy.validate()?;
@@ -140,41 +157,10 @@ impl RotationPolicy {
     }
 }
 
-fn flag(var: &impl Fn(&str) -> Option<String>, name: &str) -> Result<Option<bool>> {
-    match var(name).as_deref().map(str::trim) {
-        None | Some("") => Ok(None),
-        Some("true" | "1" | "yes") => Ok(Some(true)),
-        Some("false" | "0" | "no") => Ok(Some(false)),
-        Some(other) => Err(Error::config(
-            name,
-            "true or false",
-            format!("{other:?} is not a boolean"),
-        )),
-    }
-}
-
-fn days(var: &impl Fn(&str) -> Option<String>, name: &str) -> Result<Option<Duration>> {
-    count(var, name, DAY, "a whole number of days")
-}
-
-fn hours(var: &impl Fn(&str) -> Option<String>, name: &str) -> Result<Option<Duration>> {
-    count(var, name, HOUR, "a whole number of hours")
-}
-
-fn count(
-    var: &impl Fn(&str) -> Option<String>,
-    name: &str,
-    unit: Duration,
-    expected: &str,
-) -> Result<Option<Duration>> {
-    match var(name).as_deref().map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(v) => v
-            .parse::<u64>()
-            .map(|n| Some(unit * u32::try_from(n).unwrap_or(u32::MAX)))
-            .map_err(|_| Error::config(name, expected, format!("{v:?} is not a number"))),
-    }
-}
+/// Upper bound of the `KEYMGR_ROTATION_*_DAYS` settings (10 years).
+pub const MAX_DAYS: u64 = 3650;
+/// Upper bound of `KEYMGR_ROTATION_APPROVAL_TTL_HOURS` (30 days).
+pub const MAX_APPROVAL_TTL_HOURS: u64 = 720;
 
 #[cfg(test)]
 mod tests {
@@ -221,6 +207,14 @@ mod tests {
                 KEYMGR_ROTATION_OVERLAP_DAYS,
             ),
             (&[(KEYMGR_PROFILE, "prod")][..], KEYMGR_PROFILE),
+            (
+                &[(KEYMGR_ROTATION_INTERVAL_DAYS, "18446744073709551615")][..],
+                KEYMGR_ROTATION_INTERVAL_DAYS,
+            ),
+            (
+                &[(KEYMGR_ROTATION_APPROVAL_TTL_HOURS, "100000")][..],
+                KEYMGR_ROTATION_APPROVAL_TTL_HOURS,
+            ),
             (
                 &[(KEYMGR_ROTATION_APPROVAL_TTL_HOURS, "0")][..],
                 KEYMGR_ROTATION_APPROVAL_TTL_HOURS,

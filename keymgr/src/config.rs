@@ -1,4 +1,14 @@
-//! Configuration from environment variables.
+//! Configuration from environment variables, a dotenv file and a TOML file.
+//!
+//! Every setting has one name (the environment variable's, see `.env.example`), read
+//! through [`keymgr_core::config::Vars`]. Precedence, first wins: command-line flag >
+//! process environment > `--env-file` > configuration file (`KEYMGR_CONFIG` /
+//! `--config`) > default. See [`sources`].
+
+mod check;
+mod file;
+mod guard;
+mod names;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -6,6 +16,13 @@ use std::time::Duration;
 
 use keymgr_core::layer::{BreakerPolicy, CachePolicy, RateLimitPolicy, RetryPolicy, TimeoutPolicy};
 use keymgr_core::{Error, KeyBackend, KeyManager, RecommendedLayers, Result};
+
+pub use check::{CheckReport, KeyCheck, Setting, check};
+pub use file::{ConfigFile, KEYMGR_CONFIG, Sources, sources};
+pub use keymgr_core::config::{
+    Layered, MapSource, Origin, Problems, ProcessEnv, TimeUnit, VarSource, Vars, process_env,
+};
+pub use names::{VARIABLES, Variable, check_text, is_secret, variable};
 
 /// Selects the provider.
 pub const KEY_BACKEND: &str = "KEY_BACKEND";
@@ -107,17 +124,45 @@ pub struct Settings {
     pub actor: Option<String>,
 }
 
+/// Upper bound of `KEYMGR_RETRY_MAX`.
+pub const MAX_RETRIES: u32 = 10;
+/// Upper bound of `KEYMGR_RETRY_BASE_MS` (one minute).
+pub const MAX_RETRY_BASE_MS: u64 = 60_000;
+/// Upper bound of `KEYMGR_TIMEOUT_MS` (ten minutes).
+pub const MAX_TIMEOUT_MS: u64 = 600_000;
+/// Upper bound of `KEYMGR_PUBLIC_KEY_CACHE_SECS` (seven days).
+pub const MAX_PUBLIC_KEY_CACHE_SECS: u64 = 7 * 86_400;
+/// Upper bound of `KEYMGR_RATE_LIMIT_PER_MINUTE`.
+pub const MAX_RATE_LIMIT_PER_MINUTE: u32 = 6_000_000;
+/// Upper bound of `KEYMGR_BREAKER_FAILURES`.
+pub const MAX_BREAKER_FAILURES: u32 = 10_000;
+/// Upper bound of `KEYMGR_BREAKER_OPEN_SECS` (one day).
+pub const MAX_BREAKER_OPEN_SECS: u64 = 86_400;
+
 impl Settings {
-    /// Reads the shared settings through `var`; every malformed value is an error naming
-    /// its variable.
-    pub fn from_vars(var: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
-        let backend = match non_empty(var, KEY_BACKEND) {
-            Some(v) => v.parse()?,
+    /// Reads the shared settings from `source`; every malformed or out-of-range value
+    /// is an error naming its variable and the accepted range. A value that is not
+    /// UTF-8 in any variable keymgr reads (paths excepted) is refused here too, whichever
+    /// backend is selected ([`names::check_text`]).
+    pub fn from_vars(source: &dyn VarSource) -> Result<Self> {
+        names::check_text(source)?;
+        let vars = Vars::new(source);
+        let backend = match vars.get(KEY_BACKEND)? {
+            Some(v) => match v.parse() {
+                Ok(kind) => kind,
+                Err(e) => {
+                    vars.refuse::<()>(e)?;
+                    BackendKind::Env
+                }
+            },
             None => BackendKind::Env,
         };
-        let retry_max =
-            parse_num::<u32>(var, KEYMGR_RETRY_MAX, "a whole number of retries, e.g. 3")?;
-        let retry_base = parse_num::<u64>(var, KEYMGR_RETRY_BASE_MS, "milliseconds, e.g. 1000")?;
+        let retry_max = vars.bounded(KEYMGR_RETRY_MAX, 0..=MAX_RETRIES, "retries")?;
+        let retry_base = vars.duration(
+            KEYMGR_RETRY_BASE_MS,
+            TimeUnit::Millis,
+            0..=MAX_RETRY_BASE_MS,
+        )?;
         let retry = match retry_max {
             Some(0) => None,
             max => {
@@ -125,27 +170,29 @@ impl Settings {
                 if let Some(max) = max {
                     p.max_retries = max;
                 }
-                if let Some(ms) = retry_base {
-                    p.base_delay = Duration::from_millis(ms);
+                if let Some(delay) = retry_base {
+                    p.base_delay = delay;
                 }
                 Some(p)
             }
         };
-        let timeout = match parse_num::<u64>(var, KEYMGR_TIMEOUT_MS, "milliseconds, e.g. 10000")? {
-            Some(0) => None,
-            Some(ms) => Some(Duration::from_millis(ms)),
+        let ms = |name, max| vars.duration(name, TimeUnit::Millis, 0..=max);
+        let secs = |name, min, max| vars.duration(name, TimeUnit::Secs, min..=max);
+        let timeout = match ms(KEYMGR_TIMEOUT_MS, MAX_TIMEOUT_MS)? {
+            Some(Duration::ZERO) => None,
+            Some(d) => Some(d),
             None => Some(Duration::from_secs(10)),
         };
         let public_key_cache =
-            match parse_num::<u64>(var, KEYMGR_PUBLIC_KEY_CACHE_SECS, "seconds, e.g. 3600")? {
-                Some(0) => None,
-                Some(s) => Some(Duration::from_secs(s)),
+            match secs(KEYMGR_PUBLIC_KEY_CACHE_SECS, 0, MAX_PUBLIC_KEY_CACHE_SECS)? {
+                Some(Duration::ZERO) => None,
+                Some(d) => Some(d),
                 None => Some(Duration::from_secs(3600)),
             };
-        let rate_limit = match parse_num::<u32>(
-            var,
+        let rate_limit = match vars.bounded(
             KEYMGR_RATE_LIMIT_PER_MINUTE,
-            "signatures per minute per key, e.g. 100",
+            0..=MAX_RATE_LIMIT_PER_MINUTE,
+            "signatures per minute per key",
         )? {
             Some(0) => None,
             Some(n) => Some(RateLimitPolicy {
@@ -154,15 +201,18 @@ impl Settings {
             }),
             None => Some(RateLimitPolicy::default()),
         };
-        let open_for = parse_num::<u64>(var, KEYMGR_BREAKER_OPEN_SECS, "seconds, e.g. 60")?;
-        let breaker =
-            match parse_num::<u32>(var, KEYMGR_BREAKER_FAILURES, "consecutive failures, e.g. 5")? {
-                Some(0) => None,
-                n => Some(BreakerPolicy {
-                    failure_threshold: n.unwrap_or(5),
-                    open_for: Duration::from_secs(open_for.unwrap_or(60)),
-                }),
-            };
+        let open_for = secs(KEYMGR_BREAKER_OPEN_SECS, 1, MAX_BREAKER_OPEN_SECS)?;
+        let breaker = match vars.bounded(
+            KEYMGR_BREAKER_FAILURES,
+            0..=MAX_BREAKER_FAILURES,
+            "consecutive failures",
+        )? {
+            Some(0) => None,
+            n => Some(BreakerPolicy {
+                failure_threshold: n.unwrap_or(5),
+                open_for: open_for.unwrap_or(Duration::from_secs(60)),
+            }),
+        };
         Ok(Self {
             backend,
             retry,
@@ -170,51 +220,49 @@ impl Settings {
             public_key_cache,
             rate_limit,
             breaker,
-            actor: non_empty(var, KEYMGR_ACTOR),
+            actor: vars.get(KEYMGR_ACTOR)?,
         })
     }
 }
 
-fn non_empty(var: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
-    var(name).filter(|v| !v.trim().is_empty())
-}
-
-fn parse_num<T: FromStr>(
-    var: &dyn Fn(&str) -> Option<String>,
-    name: &str,
-    expected: &str,
-) -> Result<Option<T>> {
-    match non_empty(var, name) {
-        None => Ok(None),
-        Some(v) => v
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| Error::config(name, expected, format!("{v:?} is not a valid number"))),
-    }
-}
-
-/// Builds the provider `KEY_BACKEND` selects, reading its variables through `var`.
+/// Builds the provider `KEY_BACKEND` selects, reading its variables from `source`.
+///
+/// The logical keys `evm` and `xrp` are served only when their variable is set (e.g.
+/// `AWS_KMS_EVM_KEY_ID`); using one that is not configured is an error naming that
+/// variable, never a request for a key literally named `evm`.
 pub async fn backend_from_vars(
     kind: BackendKind,
-    var: &(dyn Fn(&str) -> Option<String> + Sync),
+    source: &dyn VarSource,
 ) -> Result<Arc<dyn KeyBackend>> {
+    let backend = provider_from_vars(kind, source).await?;
+    Ok(guard::configured_keys(kind, source, backend))
+}
+
+async fn provider_from_vars(
+    kind: BackendKind,
+    source: &dyn VarSource,
+) -> Result<Arc<dyn KeyBackend>> {
+    let var = Vars::new(source);
     match kind {
         #[cfg(feature = "env")]
-        BackendKind::Env => Ok(Arc::new(keymgr_env::EnvBackend::from_vars(var)?)),
+        BackendKind::Env => Ok(Arc::new(keymgr_env::EnvBackend::from_source(&var)?)),
         #[cfg(feature = "hsm")]
-        BackendKind::Hsm => Ok(Arc::new(keymgr_hsm::HsmBackend::from_vars(var).await?)),
+        BackendKind::Hsm => Ok(Arc::new(
+            keymgr_hsm::HsmBackend::connect(keymgr_hsm::HsmConfig::from_source(&var)?).await?,
+        )),
         #[cfg(feature = "aws")]
         BackendKind::AwsKms => Ok(Arc::new(
-            keymgr_aws::AwsKmsBackend::connect(keymgr_aws::AwsKmsConfig::from_vars(var)?).await?,
+            keymgr_aws::AwsKmsBackend::connect(keymgr_aws::AwsKmsConfig::from_source(&var)?)
+                .await?,
         )),
         #[cfg(feature = "gcp")]
         BackendKind::GcpKms => Ok(Arc::new(
-            keymgr_gcp::GcpKmsBackend::connect(keymgr_gcp::GcpKmsConfig::from_vars(var)?).await?,
+            keymgr_gcp::GcpKmsBackend::connect(keymgr_gcp::GcpKmsConfig::from_source(&var)?)
+                .await?,
         )),
         #[cfg(feature = "azure")]
         BackendKind::AzureKeyVault => Ok(Arc::new(keymgr_azure::AzureKvBackend::new(
-            keymgr_azure::AzureKvConfig::from_vars(var)?,
+            keymgr_azure::AzureKvConfig::from_source(&var)?,
         )?)),
         #[allow(unreachable_patterns)]
         other => {
@@ -252,17 +300,18 @@ fn compiled_backends() -> Vec<&'static str> {
 }
 
 /// Builds a [`KeyManager`] (provider + layers) from variables read through `var`.
-pub async fn manager_from_vars(
-    var: &(dyn Fn(&str) -> Option<String> + Sync),
-) -> Result<KeyManager> {
+pub async fn manager_from_vars(source: &dyn VarSource) -> Result<KeyManager> {
     // KEY_BACKENDS: several providers as failover members (see `crate::members`).
-    if let Some(members) = crate::members::MemberConfig::from_vars(var)? {
-        return crate::members::manager_from_members(members, var).await;
+    let strings = crate::members::Utf8Vars::new(source);
+    let members = crate::members::MemberConfig::from_vars(&|name| strings.get(name));
+    strings.check()?;
+    if let Some(members) = members? {
+        return crate::members::manager_from_members(members, &|name| strings.get(name)).await;
     }
-    let settings = Settings::from_vars(var)?;
-    let backend = backend_from_vars(settings.backend, var).await?;
+    let settings = Settings::from_vars(source)?;
+    let backend = backend_from_vars(settings.backend, source).await?;
     // KEYMGR_AUDIT_PATH turns the hash-chained file log on; without it, tracing only.
-    let audit = keymgr_audit::sink_from_vars(var, Some(backend.clone())).await?;
+    let audit = keymgr_audit::sink_from_source(source, Some(backend.clone())).await?;
     let mut builder = KeyManager::builder(backend)
         .audit(audit)
         .recommended_layers(RecommendedLayers {
@@ -279,16 +328,20 @@ pub async fn manager_from_vars(
     Ok(builder.build())
 }
 
-/// `KeyManager::from_env()`: configuration from the process environment.
+/// `KeyManager::from_env()`: configuration from the process environment, over the
+/// TOML file `KEYMGR_CONFIG` names when it is set.
 #[async_trait::async_trait]
 pub trait FromEnv: Sized {
-    /// Builds from the process environment (`KEY_BACKEND` and the provider's variables).
+    /// Builds from the process environment (`KEY_BACKEND` and the provider's variables)
+    /// layered over the file `KEYMGR_CONFIG` names, if any (see [`sources`]).
     async fn from_env() -> Result<Self>;
 }
 
 #[async_trait::async_trait]
 impl FromEnv for KeyManager {
     async fn from_env() -> Result<Self> {
-        manager_from_vars(&|name| std::env::var(name).ok()).await
+        let sources = sources(MapSource::new(), None, None)?;
+        sources.ensure_valid()?;
+        manager_from_vars(&sources.layered).await
     }
 }

@@ -74,8 +74,7 @@ pub(crate) async fn run(cmd: AuditCommand, ctx: &Context, json: bool) -> anyhow:
 
 /// The chain key from the environment (a wrapped key is unwrapped by the backend).
 async fn chain_key(ctx: &Context) -> anyhow::Result<ChainKey> {
-    let var = |name: &str| std::env::var(name).ok();
-    Ok(match HmacKeySource::from_vars(var)? {
+    Ok(match HmacKeySource::from_source(&ctx.vars())? {
         None => ChainKey::sha256(),
         Some(src @ HmacKeySource::Raw(_)) => src.resolve(None).await?,
         Some(src) => {

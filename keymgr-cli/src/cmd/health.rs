@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use keymgr::layer::Failover;
+use keymgr::config::VarSource;
+use keymgr::members::Utf8Vars;
 use keymgr::{HealthReport, HealthStatus, KeyBackend as _, MemberConfig};
 use serde_json::json;
 
@@ -92,20 +94,22 @@ fn print(report: &HealthReport, json: bool, redraw: bool) {
     print!("{}", text_of(report));
 }
 
-async fn probe() -> Result<Failover, HealthReport> {
-    let var = |name: &str| std::env::var(name).ok();
+async fn probe(source: &dyn VarSource) -> Result<Failover, HealthReport> {
+    let vars = Utf8Vars::new(source);
     let started = tokio::time::Instant::now();
     let failed =
         |e: keymgr::Error| HealthReport::unhealthy("keymgr", started.elapsed(), e.to_string());
-    match MemberConfig::from_vars_or_single(&var) {
+    let config = MemberConfig::from_vars_or_single(&|name| vars.get(name));
+    vars.check().map_err(failed)?;
+    match config {
         Ok(config) => config.build_for_health().await.map_err(failed),
         Err(e) => Err(failed(e)),
     }
 }
 
 /// Runs `keymgr health`; prints the report (text or JSON) and returns the exit code.
-pub(crate) async fn run(args: HealthArgs, json: bool) -> ExitCode {
-    let failover = match probe().await {
+pub(crate) async fn run(args: HealthArgs, json: bool, source: &dyn VarSource) -> ExitCode {
+    let failover = match probe(source).await {
         Ok(f) => f,
         Err(report) => {
             print(&report, json, false);

@@ -68,16 +68,19 @@ enum RotateCommand {
 }
 
 /// Who acts: `--actor`, else `KEYMGR_ACTOR`, else `$USER`.
-fn actor(flag: Option<String>) -> Option<String> {
-    let non_empty = |v: String| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
-    flag.and_then(non_empty)
-        .or_else(|| std::env::var(KEYMGR_ACTOR).ok().and_then(non_empty))
-        .or_else(|| std::env::var("USER").ok().and_then(non_empty))
+fn actor(flag: Option<String>, ctx: &Context) -> anyhow::Result<Option<String>> {
+    let flag = flag.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    Ok(match flag {
+        Some(a) => Some(a),
+        None => match ctx.vars().get(KEYMGR_ACTOR)? {
+            Some(a) => Some(a),
+            None => keymgr::config::process_env().get("USER")?,
+        },
+    })
 }
 
-fn policy() -> anyhow::Result<RotationPolicy> {
-    let var = |n: &str| std::env::var(n).ok();
-    let mut policy = RotationPolicy::from_vars(var)?;
+fn policy(ctx: &Context) -> anyhow::Result<RotationPolicy> {
+    let mut policy = RotationPolicy::from_source(&ctx.vars())?;
     // An operator running the command asks for rotation explicitly.
     policy.enabled = true;
     Ok(policy)
@@ -90,9 +93,9 @@ pub(crate) async fn rotator(
     actor: Option<String>,
 ) -> anyhow::Result<Rotator> {
     let manager = ctx.manager().await?;
-    let store: Arc<dyn StateStore> = match std::env::var(KEYMGR_ROTATION_STATE_PATH) {
-        Ok(dir) if !dir.trim().is_empty() => Arc::new(FileStateStore::new(dir)?),
-        _ if need_store => {
+    let store: Arc<dyn StateStore> = match ctx.vars().path(KEYMGR_ROTATION_STATE_PATH)? {
+        Some(dir) => Arc::new(FileStateStore::new(dir)?),
+        None if need_store => {
             return Err(keymgr::Error::config(
                 KEYMGR_ROTATION_STATE_PATH,
                 "a directory for rotation state shared by every process that rotates these keys",
@@ -100,7 +103,7 @@ pub(crate) async fn rotator(
             )
             .into());
         }
-        _ => Arc::new(MemoryStateStore::default()),
+        None => Arc::new(MemoryStateStore::default()),
     };
     let rotator = Rotator::from_manager(&manager, store, policy, Arc::new(SystemClock))?;
     Ok(match actor {
@@ -129,8 +132,7 @@ async fn run_scheduler(
     ctx: &Context,
     json_lines: bool,
 ) -> anyhow::Result<Output> {
-    let var = |n: &str| std::env::var(n).ok();
-    let policy = RotationPolicy::from_vars(var)?;
+    let policy = RotationPolicy::from_source(&ctx.vars())?;
     if !policy.enabled {
         anyhow::bail!(keymgr::Error::config(
             keymgr_rotation::KEYMGR_ROTATION_ENABLED,
@@ -143,7 +145,7 @@ async fn run_scheduler(
     } else {
         keys
     };
-    let rotator = Arc::new(rotator(ctx, true, policy, actor(None)).await?);
+    let rotator = Arc::new(rotator(ctx, true, policy, actor(None, ctx)?).await?);
     let mut handle =
         keymgr_rotation::Scheduler::new(rotator, Arc::new(SystemClock), keys.clone()).spawn();
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -173,7 +175,7 @@ async fn run_scheduler(
 
 async fn approve(key: String, actor: Option<String>, ctx: &Context) -> anyhow::Result<Output> {
     require_actor(&actor, "approval")?;
-    let r = rotator(ctx, true, policy()?, actor).await?;
+    let r = rotator(ctx, true, policy(ctx)?, actor).await?;
     // The rotator refuses an approval with AccessDenied only by policy: the requester
     // approving their own request (an IAM refusal comes with the provider's cause).
     let request = r.approve(&key).await.map_err(|e| {
@@ -203,7 +205,7 @@ async fn approve(key: String, actor: Option<String>, ctx: &Context) -> anyhow::R
 }
 
 async fn dry_run(key: String, force: bool, now: bool, ctx: &Context) -> anyhow::Result<Output> {
-    let r = rotator(ctx, false, policy()?, actor(None)).await?;
+    let r = rotator(ctx, false, policy(ctx)?, actor(None, ctx)?).await?;
     let status = r.status(&key).await?;
     let due = status
         .next_rotation_ms
@@ -245,7 +247,7 @@ pub(crate) async fn rotate(
     match args.command {
         Some(RotateCommand::Run { keys }) => return run_scheduler(keys, ctx, json_lines).await,
         Some(RotateCommand::Approve { key, actor: who }) => {
-            return approve(key, actor(who), ctx).await;
+            return approve(key, actor(who, ctx)?, ctx).await;
         }
         None => {}
     }
@@ -255,8 +257,8 @@ pub(crate) async fn rotate(
     if args.dry_run {
         return dry_run(key, args.force, args.now, ctx).await;
     }
-    let policy = policy()?;
-    let actor = actor(args.actor);
+    let policy = policy(ctx)?;
+    let actor = actor(args.actor, ctx)?;
     if policy.require_approval && args.now {
         require_actor(&actor, "a rotation request")?;
     }

@@ -79,11 +79,16 @@ fn phase(p: &Phase) -> String {
 }
 
 /// What the opt-in HSM deletion (`HSM_KEEP_VERSIONS`) will delete at the next rotation.
-fn deletion(status: &KeyStatus) -> String {
-    let backend_is_hsm = std::env::var("KEY_BACKEND").is_ok_and(|b| b.trim() == "hsm");
-    let keep = std::env::var("HSM_KEEP_VERSIONS")
+fn deletion(status: &KeyStatus, ctx: &Context) -> String {
+    let vars = ctx.vars();
+    let backend_is_hsm = matches!(
+        keymgr::Settings::from_vars(&vars).map(|s| s.backend),
+        Ok(keymgr::BackendKind::Hsm)
+    );
+    let keep = vars
+        .bounded::<usize>("HSM_KEEP_VERSIONS", 2..=usize::MAX, "versions")
         .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok());
+        .flatten();
     let (true, Some(keep)) = (backend_is_hsm, keep) else {
         return "off: old versions are disabled, never deleted".to_owned();
     };
@@ -113,7 +118,7 @@ fn deletion(status: &KeyStatus) -> String {
     }
 }
 
-fn status_text(key: &str, s: &KeyStatus, policy: &RotationPolicy) -> String {
+fn status_text(key: &str, s: &KeyStatus, policy: &RotationPolicy, ctx: &Context) -> String {
     let algorithm = s
         .versions
         .first()
@@ -148,7 +153,7 @@ fn status_text(key: &str, s: &KeyStatus, policy: &RotationPolicy) -> String {
             ts(r.expires_at_ms)
         ));
     }
-    text.push_str(&format!("  deletion: {}\n  versions:\n", deletion(s)));
+    text.push_str(&format!("  deletion: {}\n  versions:\n", deletion(s, ctx)));
     for v in &s.versions {
         text.push_str(&format!(
             "    {}  {}  [{}]\n",
@@ -174,18 +179,19 @@ pub(crate) async fn keys(cmd: KeysCommand, ctx: &Context) -> anyhow::Result<Outp
     } else {
         vec!["evm".into(), "xrp".into()]
     };
-    let var = |n: &str| std::env::var(n).ok();
-    let policy = RotationPolicy::from_vars(var)?;
+    let policy = RotationPolicy::from_source(&ctx.vars())?;
     let r = rotator(ctx, false, policy.clone(), None).await?;
     let mut out = Vec::new();
     let mut text = String::new();
     for key in keys {
         match r.status(&key).await {
             Ok(s) => {
-                text.push_str(&status_text(&key, &s, &policy));
+                text.push_str(&status_text(&key, &s, &policy, ctx));
                 out.push(json!({ "key": key, "status": s }));
             }
-            Err(e) if !explicit && e.kind() == ErrorKind::NotFound => {}
+            // Listing the default keys: skip one that does not exist or whose variable
+            // is unset (an unconfigured `evm`/`xrp` is a configuration error by design).
+            Err(e) if !explicit && matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Config) => {}
             Err(e) => return Err(e.into()),
         }
     }

@@ -96,16 +96,9 @@ impl RawAesKeyring {
         namespace: impl Into<String>,
         name: impl Into<String>,
     ) -> keymgr_core::Result<Self> {
-        let value = std::env::var(var).map_err(|e| {
-            Error::config(
-                var,
-                DEV_KEY_EXPECTED,
-                match e {
-                    std::env::VarError::NotPresent => "not set",
-                    std::env::VarError::NotUnicode(_) => "not valid UTF-8",
-                },
-            )
-        })?;
+        let value = keymgr_core::config::process_env()
+            .secret(var)?
+            .ok_or_else(|| Error::config(var, DEV_KEY_EXPECTED, "not set"))?;
         let bytes = dev_key(var, &Zeroizing::new(value))?;
         tracing::warn!(
             variable = var,
