@@ -26,8 +26,8 @@ use zeroize::Zeroizing;
 use crate::backend::{HsmBackend, Inner};
 use crate::error;
 use crate::keys;
-use crate::pool::Failure;
 use crate::rotation;
+use crate::session_pool::Failure;
 
 /// IV length of the ciphertext format, bytes.
 pub const AES_GCM_IV_LEN: usize = 12;
@@ -101,7 +101,7 @@ impl Inner {
         let mut found = s.find_objects(&template).map_err(&wrap)?;
         if found.is_empty() {
             // Private objects are invisible when logged out behind our back.
-            self.pool.token.ensure_login(true)?;
+            self.pool.token().ensure_login(true)?;
             found = s.find_objects(&template).map_err(&wrap)?;
         }
         let handle = match found.as_slice() {
@@ -111,7 +111,7 @@ impl Inner {
                     name,
                     format!(
                         "no secret key labelled {label:?} on token {:?}",
-                        self.pool.token.label
+                        self.pool.token().label()
                     ),
                 )
                 .into());

@@ -130,7 +130,12 @@ impl<'a> Utf8Vars<'a> {
 
     /// A configuration error naming the first variable read that was not UTF-8.
     pub fn check(&self) -> Result<()> {
-        match self.not_utf8.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        match self
+            .not_utf8
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             Some(name) => Err(Error::config(
                 &name,
                 "valid UTF-8 text",
@@ -258,7 +263,7 @@ impl MemberConfig {
         match Self::from_vars(var)? {
             Some(config) => Ok(config),
             None => {
-                let kind = Settings::from_vars(&|name| var(name))?.backend;
+                let kind = Settings::from_vars(&|name: &str| var(name))?.backend;
                 Self::with_members(vec![MemberSpec { kind, index: 1 }], var)
             }
         }
@@ -268,7 +273,7 @@ impl MemberConfig {
         specs: Vec<MemberSpec>,
         var: &(dyn Fn(&str) -> Option<String> + Sync),
     ) -> Result<Self> {
-        let settings = Settings::from_vars(&|name| var(name))?;
+        let settings = Settings::from_vars(&|name: &str| var(name))?;
         let mut members = Vec::with_capacity(specs.len());
         for spec in specs {
             let member_var = |name: &str| var(&spec.variable(name));

@@ -33,7 +33,10 @@ pub enum ProviderConfig {
 impl ProviderConfig {
     /// Reads `kind`'s variables through `var`; a malformed or missing one is an
     /// [`Error::Config`] naming it (as `var` spells it: a member's `HSM_2_PIN`).
-    pub fn from_vars(kind: BackendKind, var: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+    pub fn from_vars(
+        kind: BackendKind,
+        var: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<Self> {
         match kind {
             #[cfg(feature = "env")]
             BackendKind::Env => Ok(Self::Env(Arc::new(keymgr_env::EnvBackend::from_vars(var)?))),

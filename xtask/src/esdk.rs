@@ -83,4 +83,3 @@ fn installed(python: &Path) -> bool {
         .map(|s| s.success())
         .unwrap_or(false)
 }
-

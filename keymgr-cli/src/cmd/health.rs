@@ -5,8 +5,8 @@ use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use keymgr::layer::Failover;
 use keymgr::config::VarSource;
+use keymgr::layer::Failover;
 use keymgr::members::Utf8Vars;
 use keymgr::{HealthReport, HealthStatus, KeyBackend as _, MemberConfig};
 use serde_json::json;
