@@ -239,7 +239,11 @@ impl KeyBackend for EnvBackend {
     }
 
     async fn create_version(&self, _name: &str) -> Result<KeyVersion> {
-        Err(Error::unsupported(BACKEND, "rotate", ROTATION_IS_MANUAL))
+        Err(Error::unsupported(
+            BACKEND,
+            "create_version",
+            ROTATION_IS_MANUAL,
+        ))
     }
 
     async fn disable_version(&self, _key: &KeyRef) -> Result<()> {
