@@ -17,7 +17,9 @@ use rand_core::RngCore as _;
 
 mod versions;
 
-pub use versions::{disabled_refuses_to_sign, manual_rotation, unreachable, versions};
+pub use versions::{
+    closed_endpoint, disabled_refuses_to_sign, manual_rotation, unreachable, versions,
+};
 
 /// Which keys of the backend under test the suite uses.
 #[derive(Debug, Clone)]

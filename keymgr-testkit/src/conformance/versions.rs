@@ -185,6 +185,15 @@ pub async fn unreachable(backend: &dyn KeyBackend, key: &KeyRef) {
     assert_eq!(report.status, HealthStatus::Unhealthy, "{b}: {report:?}");
 }
 
+/// `scheme://127.0.0.1:PORT` where nothing listens (a port the OS just handed out and
+/// took back), for backends that [`unreachable`] checks.
+pub fn closed_endpoint(scheme: &str) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let port = listener.local_addr().expect("local address").port();
+    drop(listener);
+    format!("{scheme}://127.0.0.1:{port}")
+}
+
 /// `list_versions(name)` with the invariants every listing keeps: at least one version,
 /// all of `name`, with a version id that round-trips through text, oldest first.
 async fn listing(backend: &dyn KeyBackend, name: &str) -> Vec<KeyVersion> {
