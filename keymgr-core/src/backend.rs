@@ -50,7 +50,9 @@ pub type EncryptionContext = BTreeMap<String, String>;
 /// - **Disabled means no signing, still verifiable** — `sign` with a disabled version is
 ///   [`Error::AccessDenied`] (not retryable); its `public_key` still answers, so old
 ///   signatures keep verifying; `list_versions` reports it
-///   [`VersionState::Disabled`](crate::VersionState::Disabled).
+///   [`VersionState::Disabled`](crate::VersionState::Disabled). AWS KMS itself refuses
+///   `GetPublicKey` on a disabled key: keymgr-aws answers from what it read while the
+///   version was enabled, and a process that never read it gets `AccessDenied`.
 /// - **Disabling twice is a no-op** — `Ok(())`, the version stays disabled.
 ///
 /// A backend without rotation (keys configured outside keymgr) returns

@@ -150,7 +150,10 @@ async fn outside_keys_rotation_and_disable_marker() {
     let states: Vec<_> = versions.iter().map(|v| (v.state, v.current)).collect();
     assert_eq!(
         states,
-        [(VersionState::Disabled, false), (VersionState::Enabled, true)]
+        [
+            (VersionState::Disabled, false),
+            (VersionState::Enabled, true)
+        ]
     );
     // Disabling twice is fine and leaves one marker.
     hsm.disable_version(&fixed_v0).await.unwrap();
