@@ -705,6 +705,7 @@ impl KeyBackend for AwsKmsBackend {
     }
 
     async fn list_versions(&self, name: &str) -> Result<Vec<KeyVersion>> {
+        KeyRef::check_name(name)?;
         let target = self.identifier(name).to_owned();
         let mut meta = self.describe(name, &target).await?;
         let mut versions = Vec::new();
@@ -729,6 +730,7 @@ impl KeyBackend for AwsKmsBackend {
     }
 
     async fn create_version(&self, name: &str) -> Result<KeyVersion> {
+        KeyRef::check_name(name)?;
         let alias = self.rotation_alias(name, "create_version")?;
         let current = self.describe(name, &alias).await?;
         let algorithm = algorithm_of(current.key_spec(), name, current.key_id()).map_err(|_| {

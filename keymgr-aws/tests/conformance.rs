@@ -6,25 +6,22 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use aws_sdk_kms::Client;
-use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType, MessageType, SigningAlgorithmSpec};
+use aws_sdk_kms::config::BehaviorVersion;
+use aws_sdk_kms::config::Credentials;
+use aws_sdk_kms::config::Region;
+use aws_sdk_kms::types::KeySpec;
+use aws_sdk_kms::types::KeyUsageType;
 use ed25519_dalek::Verifier as _;
-use k256::ecdsa::signature::hazmat::PrehashVerifier as _;
-use keymgr_aws::{
-    AwsKmsBackend, AwsKmsConfig, TAG_CREATED, TAG_LOGICAL_KEY, TAG_PREVIOUS, TAG_ROTATING,
-    TAG_VERSION,
-};
-use keymgr_core::{
-    EncryptionContext, ErrorKind, KeyAlgorithm, KeyBackend, KeyManager, KeyRef, PublicKey,
-    RawSignature, SignPayload, VersionState, finish_signature,
-};
+use keymgr_core::ErrorKind;
+use keymgr_core::KeyAlgorithm;
+use keymgr_core::KeyBackend;
+use keymgr_core::KeyManager;
+use keymgr_core::KeyRef;
+use keymgr_core::SignPayload;
 use keymgr_testkit::conformance::{self, SuiteKeys};
-use sha2::Digest as _;
+use rand_core::RngCore as _;
+use std::sync::Arc;
 use support::*;
 
 #[tokio::test]

@@ -5,25 +5,22 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
-use aws_sdk_kms::Client;
-use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType, MessageType, SigningAlgorithmSpec};
-use ed25519_dalek::Verifier as _;
+use aws_sdk_kms::types::KeySpec;
+use aws_sdk_kms::types::KeyUsageType;
+use aws_sdk_kms::types::MessageType;
+use aws_sdk_kms::types::SigningAlgorithmSpec;
 use k256::ecdsa::signature::hazmat::PrehashVerifier as _;
-use keymgr_aws::{
-    AwsKmsBackend, AwsKmsConfig, TAG_CREATED, TAG_LOGICAL_KEY, TAG_PREVIOUS, TAG_ROTATING,
-    TAG_VERSION,
-};
-use keymgr_core::{
-    EncryptionContext, ErrorKind, KeyAlgorithm, KeyBackend, KeyManager, KeyRef, PublicKey,
-    RawSignature, SignPayload, VersionState, finish_signature,
-};
-use keymgr_testkit::conformance::{self, SuiteKeys};
+use keymgr_aws::AwsKmsBackend;
+use keymgr_aws::AwsKmsConfig;
+use keymgr_core::ErrorKind;
+use keymgr_core::KeyBackend;
+use keymgr_core::KeyRef;
+use keymgr_core::RawSignature;
+use keymgr_core::SignPayload;
+use keymgr_core::finish_signature;
 use sha2::Digest as _;
+use std::collections::BTreeMap;
 use support::*;
 
 #[tokio::test]

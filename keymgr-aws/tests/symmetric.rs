@@ -4,25 +4,15 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
-use aws_sdk_kms::Client;
-use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType, MessageType, SigningAlgorithmSpec};
-use ed25519_dalek::Verifier as _;
-use k256::ecdsa::signature::hazmat::PrehashVerifier as _;
-use keymgr_aws::{
-    AwsKmsBackend, AwsKmsConfig, TAG_CREATED, TAG_LOGICAL_KEY, TAG_PREVIOUS, TAG_ROTATING,
-    TAG_VERSION,
-};
-use keymgr_core::{
-    EncryptionContext, ErrorKind, KeyAlgorithm, KeyBackend, KeyManager, KeyRef, PublicKey,
-    RawSignature, SignPayload, VersionState, finish_signature,
-};
-use keymgr_testkit::conformance::{self, SuiteKeys};
+use aws_sdk_kms::types::KeySpec;
+use aws_sdk_kms::types::KeyUsageType;
+use keymgr_core::EncryptionContext;
+use keymgr_core::ErrorKind;
+use keymgr_core::KeyBackend;
+use keymgr_core::KeyManager;
+use keymgr_core::KeyRef;
 use sha2::Digest as _;
+use std::sync::Arc;
 use support::*;
 
 /// Keeps every audit record in memory (the file log's own tests cover the disk).

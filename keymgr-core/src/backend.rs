@@ -73,7 +73,8 @@ pub trait KeyBackend: Send + Sync + fmt::Debug {
     async fn health(&self) -> HealthReport;
 
     /// Versions of the logical key `name`, oldest first, exactly one of them current (see
-    /// [Key versions](KeyBackend#key-versions)). `NotFound` when `name` does not exist.
+    /// [Key versions](KeyBackend#key-versions)). `NotFound` when `name` does not exist,
+    /// `InvalidInput` when it is not a key name ([`KeyRef::check_name`]).
     async fn list_versions(&self, name: &str) -> Result<Vec<KeyVersion>> {
         let _ = name;
         Err(Error::unsupported(
@@ -85,7 +86,8 @@ pub trait KeyBackend: Send + Sync + fmt::Debug {
 
     /// Creates a new version of `name` with the same algorithm and makes it current;
     /// returns it (`current: true`, enabled). Deletes and disables nothing (see
-    /// [Key versions](KeyBackend#key-versions)).
+    /// [Key versions](KeyBackend#key-versions)). `InvalidInput` when `name` is not a key
+    /// name ([`KeyRef::check_name`]).
     async fn create_version(&self, name: &str) -> Result<KeyVersion> {
         let _ = name;
         Err(Error::unsupported(

@@ -128,6 +128,24 @@ impl KeyRef {
             .map_err(|reason| Self::invalid(&format!("{s:?} is not a key reference: {reason}")))
     }
 
+    /// Checks that `name` can be a key name (non-empty, no `@`), for APIs that take a
+    /// name as text (`list_versions`, `create_version`, rotation).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] (field `key`) saying what is wrong; a `NAME@VERSION` gets
+    /// "a key name, not a version" (those operations act on the logical key).
+    pub fn check_name(name: &str) -> Result<()> {
+        match part_problem(name, "key name") {
+            None => Ok(()),
+            Some(_) if KeyRef::parse(name).is_ok() => Err(Error::invalid_input(
+                "key",
+                format!("{name:?} names a version; this operation takes a key NAME"),
+            )),
+            Some(reason) => Err(Self::invalid(&reason)),
+        }
+    }
+
     /// Validates the parts; `Err` is the reason, for the caller to put in context.
     fn checked(name: String, version: Option<String>) -> std::result::Result<Self, String> {
         let problem = part_problem(&name, "key name").or_else(|| {
@@ -277,6 +295,18 @@ mod tests {
                 None => KeyRef::new(name),
             });
             assert!(built.is_err(), "{name:?} {version:?}");
+        }
+    }
+
+    #[test]
+    fn check_name_refuses_versions_and_malformed_names() {
+        assert!(KeyRef::check_name("evm").is_ok());
+        for bad in ["", "evm@2", "@", "a@b@c", "evm@"] {
+            let e = KeyRef::check_name(bad).unwrap_err();
+            assert!(
+                matches!(&e, Error::InvalidInput { field, .. } if field == "key"),
+                "{bad:?}: {e:?}"
+            );
         }
     }
 

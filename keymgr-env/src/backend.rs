@@ -227,6 +227,7 @@ impl KeyBackend for EnvBackend {
     }
 
     async fn list_versions(&self, name: &str) -> Result<Vec<KeyVersion>> {
+        KeyRef::check_name(name)?;
         let key = self.key(&KeyRef::new(name))?;
         Ok(vec![KeyVersion {
             key: KeyRef::versioned(name, "1"),

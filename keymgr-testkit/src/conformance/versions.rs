@@ -16,7 +16,8 @@ use super::random;
 /// Checks the versions contract on the rotatable key `name`, which gains one version.
 ///
 /// In order: the listing (oldest first, exactly one current, ids that round-trip through
-/// text); `create_version` (new, current, enabled, same algorithm, nothing deleted or
+/// text); `list_versions`/`create_version` of a `NAME@VERSION` or malformed name are
+/// `InvalidInput`; `create_version` (new, current, enabled, same algorithm, nothing deleted or
 /// changed, a new key pair, the old version still signs); disabling the current version
 /// (named or unversioned) is `InvalidInput`; disabling the old one makes `sign` refuse
 /// with `AccessDenied` (not retryable) while `public_key` still answers; disabling it
@@ -32,6 +33,29 @@ pub async fn versions(backend: &dyn KeyBackend, name: &str) {
         old_pk,
         "{b}: the unversioned name must resolve to the version listed as current"
     );
+
+    // Those calls take a key name; a version or a malformed name is refused.
+    let versioned = format!("{name}@{}", old.key.version().unwrap_or("1"));
+    for bad in [versioned.as_str(), "", "a@b@c"] {
+        let e = backend
+            .list_versions(bad)
+            .await
+            .expect_err("not a key name");
+        assert_eq!(
+            e.kind(),
+            ErrorKind::InvalidInput,
+            "{b}: list_versions({bad:?})"
+        );
+        let e = backend
+            .create_version(bad)
+            .await
+            .expect_err("not a key name");
+        assert_eq!(
+            e.kind(),
+            ErrorKind::InvalidInput,
+            "{b}: create_version({bad:?})"
+        );
+    }
 
     let created = backend
         .create_version(name)
