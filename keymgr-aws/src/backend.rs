@@ -266,10 +266,12 @@ impl KeyBackend for AwsKmsBackend {
     }
 
     async fn list_versions(&self, name: &str) -> Result<Vec<KeyVersion>> {
+        KeyRef::check_name(name)?;
         self.list_versions_inner(name).await
     }
 
     async fn create_version(&self, name: &str) -> Result<KeyVersion> {
+        KeyRef::check_name(name)?;
         self.create_version_inner(name).await
     }
 

@@ -367,10 +367,12 @@ impl KeyBackend for AzureKvBackend {
     }
 
     async fn list_versions(&self, name: &str) -> Result<Vec<KeyVersion>> {
+        KeyRef::check_name(name)?;
         self.versions(name).await
     }
 
     async fn create_version(&self, name: &str) -> Result<KeyVersion> {
+        KeyRef::check_name(name)?;
         self.new_version(name).await
     }
 

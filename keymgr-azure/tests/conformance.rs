@@ -1,4 +1,5 @@
-//! The shared conformance, EVM and XRP suites against the Key Vault stand-in, through
+//! The shared conformance (signing, key versions contract, unreachable service), EVM and
+//! XRP suites against the Key Vault stand-in, through
 //! Microsoft's real client (`azure_security_keyvault_keys`) over HTTPS with the
 //! client-secret credential and the 401 challenge. Every signature is checked by the
 //! suites with k256 or alloy's recovery, independently of keymgr.
@@ -30,6 +31,29 @@ async fn conformance_secp256k1() {
     conformance::run(b.clone(), &secp("evm-signer")).await;
     // One token for the whole run: the challenge is answered once and the token reused.
     assert_eq!(stand_in.calls("token"), 1);
+}
+
+#[tokio::test]
+async fn versions_contract() {
+    let (_stand_in, b) = fixture().await;
+    conformance::versions(&*b, "evm").await;
+    conformance::versions(&*b, "evm").await;
+}
+
+#[tokio::test]
+async fn unreachable_service_is_unavailable_and_retryable() {
+    let stand_in = StandIn::start(support::SECRET).await;
+    let closed = conformance::closed_endpoint("https");
+    let v = support::vars(
+        &stand_in,
+        &[
+            ("AZURE_VAULT_URL", &closed),
+            ("AZURE_AUTHORITY_HOST", &closed),
+            ("AZURE_EVM_KEY_NAME", "evm-signer"),
+        ],
+    );
+    let b = keymgr_azure::AzureKvBackend::new(support::config(&v)).unwrap();
+    conformance::unreachable(&b, &KeyRef::new("evm")).await;
 }
 
 #[tokio::test]

@@ -24,6 +24,40 @@ pub type EncryptionContext = BTreeMap<String, String>;
 /// normalized (low-s for secp256k1) and was verified, once, against the public key of the
 /// version that signed (providers end with [`crate::finish_signature`] or
 /// [`crate::finish_recoverable`], the only ways to make one).
+///
+/// # Key versions
+///
+/// A logical key (`KeyRef::new("evm")`) has one or more versions; `name@VERSION` names
+/// one. Every backend keeps these rules, and `keymgr_testkit::conformance::versions`
+/// checks them against each one:
+///
+/// - **Version id** — the backend's own, as text: the KMS key id (a UUID) for AWS, the
+///   `cryptoKeyVersions/N` number for Google Cloud KMS, the 32-hex-digit key version for
+///   Azure Key Vault, the decimal `N` of the PKCS#11 label `LABEL.vN` (`0` for the bare
+///   label) for HSMs, `1` for the env backend (one version, never rotated).
+/// - **Ordering** — [`list_versions`](KeyBackend::list_versions) returns versions oldest
+///   first; a version made by [`create_version`](KeyBackend::create_version) comes last.
+/// - **Exactly one current version** — the one the unversioned name resolves to; it is
+///   the only entry with [`KeyVersion::current`] set, and `public_key`/`sign` without a
+///   version use it.
+/// - **`create_version` never deletes** — it adds a version with the same algorithm,
+///   makes it current and leaves every earlier version listed, in its state (enabled
+///   ones keep signing when named, for the overlap). The one exception is an operator's
+///   explicit opt-in: keymgr-hsm's `HSM_KEEP_VERSIONS` (unset by default) lets a
+///   rotation delete versions that are already disabled and older than the newest N.
+/// - **The current version is never disabled** — `disable_version` on it (named by its
+///   id or unversioned) is refused with [`Error::InvalidInput`]; rotate first.
+/// - **Disabled means no signing, still verifiable** — `sign` with a disabled version is
+///   [`Error::AccessDenied`] (not retryable); its `public_key` still answers, so old
+///   signatures keep verifying; `list_versions` reports it
+///   [`VersionState::Disabled`](crate::VersionState::Disabled). AWS KMS itself refuses
+///   `GetPublicKey` on a disabled key: keymgr-aws answers from what it read while the
+///   version was enabled, and a process that never read it gets `AccessDenied`.
+/// - **Disabling twice is a no-op** — `Ok(())`, the version stays disabled.
+///
+/// A backend without rotation (keys configured outside keymgr) returns
+/// [`Error::Unsupported`] with the reason from `create_version` and `disable_version`,
+/// and lists its single version as current.
 #[async_trait]
 pub trait KeyBackend: Send + Sync + fmt::Debug {
     /// Short backend name for errors, audit and health (`env`, `aws-kms`, `hsm`, ...).
@@ -38,7 +72,9 @@ pub trait KeyBackend: Send + Sync + fmt::Debug {
     /// Cheap reachability and usability check.
     async fn health(&self) -> HealthReport;
 
-    /// Versions of a logical key, oldest first.
+    /// Versions of the logical key `name`, oldest first, exactly one of them current (see
+    /// [Key versions](KeyBackend#key-versions)). `NotFound` when `name` does not exist,
+    /// `InvalidInput` when it is not a key name ([`KeyRef::check_name`]).
     async fn list_versions(&self, name: &str) -> Result<Vec<KeyVersion>> {
         let _ = name;
         Err(Error::unsupported(
@@ -48,7 +84,10 @@ pub trait KeyBackend: Send + Sync + fmt::Debug {
         ))
     }
 
-    /// Creates a new version of `name` with the same algorithm and makes it current.
+    /// Creates a new version of `name` with the same algorithm and makes it current;
+    /// returns it (`current: true`, enabled). Deletes and disables nothing (see
+    /// [Key versions](KeyBackend#key-versions)). `InvalidInput` when `name` is not a key
+    /// name ([`KeyRef::check_name`]).
     async fn create_version(&self, name: &str) -> Result<KeyVersion> {
         let _ = name;
         Err(Error::unsupported(
@@ -58,7 +97,9 @@ pub trait KeyBackend: Send + Sync + fmt::Debug {
         ))
     }
 
-    /// Disables one version (never deletes it).
+    /// Disables the version `key` names (never deletes it): `InvalidInput` for the current
+    /// version or an unversioned `key`, `Ok(())` when it is already disabled (see
+    /// [Key versions](KeyBackend#key-versions)).
     async fn disable_version(&self, key: &KeyRef) -> Result<()> {
         let _ = key;
         Err(Error::unsupported(

@@ -1,6 +1,7 @@
 //! Key identity and algorithms.
 
 use std::fmt;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -40,52 +41,126 @@ impl fmt::Display for KeyAlgorithm {
 ///
 /// Without a version, backends resolve the current version (an AWS alias target, the
 /// primary GCP version, the newest Azure version, the newest HSM label version).
+///
+/// # Text form
+///
+/// `NAME` or `NAME@VERSION`, split at the `@`: `"xrp@1"` is key `xrp`, version `1`, and
+/// `"xrp"` is the current version of `xrp`. [`KeyRef::parse`] is the one parser; every
+/// conversion from text ([`FromStr`], `From<&str>`, `From<String>`, serde, the CLI's
+/// `--key`, settings that name a key) goes through it, and [`Display`](fmt::Display)
+/// writes the same form, so `KeyRef::from(k.to_string()) == k` for every `KeyRef`.
+///
+/// Neither part may be empty or contain `@` (a version is never silently dropped or
+/// merged into the name): [`KeyRef::parse`] refuses `""`, `"@1"`, `"xrp@"` and
+/// `"a@b@c"` with [`Error::InvalidInput`] (field `key`). The infallible constructors
+/// ([`KeyRef::new`], [`KeyRef::versioned`], `From`) panic on such text instead, so use
+/// `parse` (or `str::parse`) for text you did not write yourself. A backend identifier
+/// that contains `@` (a PKCS#11 label, say) is reached through a configured logical name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "KeyRefFields")]
 pub struct KeyRef {
     name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     version: Option<String>,
 }
 
+/// The serialized fields of a [`KeyRef`], validated on the way in.
+#[derive(Deserialize)]
+struct KeyRefFields {
+    name: String,
+    #[serde(default)]
+    version: Option<String>,
+}
+
+impl TryFrom<KeyRefFields> for KeyRef {
+    type Error = Error;
+
+    fn try_from(f: KeyRefFields) -> Result<Self> {
+        KeyRef::checked(f.name, f.version).map_err(|r| KeyRef::invalid(&r))
+    }
+}
+
+/// Why `part` cannot be a key name or version, if it cannot.
+fn part_problem(part: &str, what: &str) -> Option<String> {
+    if part.is_empty() {
+        Some(format!("empty {what}"))
+    } else if part.contains('@') {
+        Some(format!("{what} {part:?} contains '@'"))
+    } else {
+        None
+    }
+}
+
 impl KeyRef {
     /// The current version of the logical key `name`.
+    ///
+    /// # Panics
+    ///
+    /// If `name` is empty or contains `@` (see the [text form](KeyRef#text-form)); use
+    /// [`KeyRef::parse`] for text you did not write yourself.
     pub fn new(name: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            version: None,
-        }
+        Self::checked(name.into(), None).unwrap_or_else(|r| panic!("{}", Self::invalid(&r)))
     }
 
     /// One explicit version of `name`.
+    ///
+    /// # Panics
+    ///
+    /// If `name` or `version` is empty or contains `@` (see the
+    /// [text form](KeyRef#text-form)).
     pub fn versioned(name: impl Into<String>, version: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            version: Some(version.into()),
-        }
+        Self::checked(name.into(), Some(version.into()))
+            .unwrap_or_else(|r| panic!("{}", Self::invalid(&r)))
     }
 
-    /// Parses `name` or `name@version`.
+    /// Parses `NAME` or `NAME@VERSION` (see the [text form](KeyRef#text-form)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] (field `key`) naming the text when the name or the version
+    /// is empty or either contains another `@`.
     pub fn parse(s: &str) -> Result<Self> {
         let (name, version) = match s.split_once('@') {
             Some((n, v)) => (n, Some(v)),
             None => (s, None),
         };
-        if name.is_empty() {
-            return Err(Error::invalid_input(
+        Self::checked(name.to_owned(), version.map(str::to_owned))
+            .map_err(|reason| Self::invalid(&format!("{s:?} is not a key reference: {reason}")))
+    }
+
+    /// Checks that `name` can be a key name (non-empty, no `@`), for APIs that take a
+    /// name as text (`list_versions`, `create_version`, rotation).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] (field `key`) saying what is wrong; a `NAME@VERSION` gets
+    /// "a key name, not a version" (those operations act on the logical key).
+    pub fn check_name(name: &str) -> Result<()> {
+        match part_problem(name, "key name") {
+            None => Ok(()),
+            Some(_) if KeyRef::parse(name).is_ok() => Err(Error::invalid_input(
                 "key",
-                "empty key name (expected NAME or NAME@VERSION)",
-            ));
+                format!("{name:?} names a version; this operation takes a key NAME"),
+            )),
+            Some(reason) => Err(Self::invalid(&reason)),
         }
-        if version.is_some_and(str::is_empty) {
-            return Err(Error::invalid_input(
-                "key",
-                format!("empty version in {s:?} (expected NAME@VERSION)"),
-            ));
+    }
+
+    /// Validates the parts; `Err` is the reason, for the caller to put in context.
+    fn checked(name: String, version: Option<String>) -> std::result::Result<Self, String> {
+        let problem = part_problem(&name, "key name").or_else(|| {
+            version
+                .as_deref()
+                .and_then(|v| part_problem(v, "key version"))
+        });
+        match problem {
+            Some(reason) => Err(reason),
+            None => Ok(Self { name, version }),
         }
-        Ok(Self {
-            name: name.to_owned(),
-            version: version.map(str::to_owned),
-        })
+    }
+
+    fn invalid(reason: &str) -> Error {
+        Error::invalid_input("key", format!("{reason} (expected NAME or NAME@VERSION)"))
     }
 
     /// The logical name.
@@ -100,7 +175,10 @@ impl KeyRef {
 
     /// The same logical key without a version (its current version).
     pub fn unversioned(&self) -> Self {
-        Self::new(self.name.clone())
+        Self {
+            name: self.name.clone(),
+            version: None,
+        }
     }
 }
 
@@ -113,15 +191,26 @@ impl fmt::Display for KeyRef {
     }
 }
 
-impl From<&str> for KeyRef {
-    fn from(name: &str) -> Self {
-        KeyRef::new(name)
+impl FromStr for KeyRef {
+    type Err = Error;
+
+    /// [`KeyRef::parse`].
+    fn from_str(s: &str) -> Result<Self> {
+        KeyRef::parse(s)
     }
 }
 
+/// [`KeyRef::parse`], panicking on malformed text (see the [text form](KeyRef#text-form)).
+impl From<&str> for KeyRef {
+    fn from(s: &str) -> Self {
+        KeyRef::parse(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+/// [`KeyRef::parse`], panicking on malformed text (see the [text form](KeyRef#text-form)).
 impl From<String> for KeyRef {
-    fn from(name: String) -> Self {
-        KeyRef::new(name)
+    fn from(s: String) -> Self {
+        KeyRef::from(s.as_str())
     }
 }
 
@@ -166,8 +255,89 @@ mod tests {
         assert_eq!(k.version(), Some("3"));
         assert_eq!(k.to_string(), "evm-settlement@3");
         assert_eq!(KeyRef::parse("xrp").unwrap(), KeyRef::new("xrp"));
-        assert!(KeyRef::parse("").is_err());
-        assert!(KeyRef::parse("@1").is_err());
-        assert!(KeyRef::parse("evm@").is_err());
+    }
+
+    #[test]
+    fn every_conversion_from_text_splits_the_version() {
+        let want = KeyRef::versioned("xrp", "1");
+        assert_eq!(KeyRef::from("xrp@1"), want);
+        assert_eq!(KeyRef::from("xrp@1".to_owned()), want);
+        assert_eq!("xrp@1".parse::<KeyRef>().unwrap(), want);
+        let into: KeyRef = "xrp@1".into();
+        assert_eq!(into, want);
+        assert_eq!(KeyRef::from("xrp"), KeyRef::new("xrp"));
+        // AWS key ids, GCP numbers and Azure hex versions keep their spelling.
+        let aws = KeyRef::from("evm@1234abcd-12ab-34cd-56ef-1234567890ab");
+        assert_eq!(aws.version(), Some("1234abcd-12ab-34cd-56ef-1234567890ab"));
+    }
+
+    #[test]
+    fn malformed_text_is_an_invalid_input_error_naming_it() {
+        for bad in ["", "@1", "xrp@", "@", "a@b@c", "xrp@@1"] {
+            let e = KeyRef::parse(bad).unwrap_err();
+            let Error::InvalidInput { field, reason, .. } = &e else {
+                panic!("{bad:?}: {e:?}")
+            };
+            assert_eq!(field, "key");
+            assert!(reason.contains(&format!("{bad:?}")), "{bad:?}: {reason}");
+            assert!(bad.parse::<KeyRef>().is_err());
+            let panicked = std::panic::catch_unwind(|| KeyRef::from(bad));
+            assert!(panicked.is_err(), "From<&str> accepted {bad:?}");
+        }
+        for (name, version) in [
+            ("a@b", None),
+            ("", None),
+            ("a", Some("")),
+            ("a", Some("1@2")),
+        ] {
+            let built = std::panic::catch_unwind(|| match version {
+                Some(v) => KeyRef::versioned(name, v),
+                None => KeyRef::new(name),
+            });
+            assert!(built.is_err(), "{name:?} {version:?}");
+        }
+    }
+
+    #[test]
+    fn check_name_refuses_versions_and_malformed_names() {
+        assert!(KeyRef::check_name("evm").is_ok());
+        for bad in ["", "evm@2", "@", "a@b@c", "evm@"] {
+            let e = KeyRef::check_name(bad).unwrap_err();
+            assert!(
+                matches!(&e, Error::InvalidInput { field, .. } if field == "key"),
+                "{bad:?}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn serde_round_trips_and_refuses_malformed_parts() {
+        for k in [KeyRef::new("evm"), KeyRef::versioned("evm", "7")] {
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(serde_json::from_str::<KeyRef>(&json).unwrap(), k);
+        }
+        for bad in [
+            r#"{"name":"a@b"}"#,
+            r#"{"name":""}"#,
+            r#"{"name":"a","version":""}"#,
+        ] {
+            let e = serde_json::from_str::<KeyRef>(bad).unwrap_err();
+            assert!(e.to_string().contains("key"), "{bad}: {e}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn display_then_from_is_identity(
+            name in "[^@]{1,24}",
+            version in proptest::option::of("[^@]{1,24}"),
+        ) {
+            let k = match version {
+                Some(v) => KeyRef::versioned(name, v),
+                None => KeyRef::new(name),
+            };
+            proptest::prop_assert_eq!(KeyRef::from(k.to_string()), k.clone());
+            proptest::prop_assert_eq!(k.to_string().parse::<KeyRef>().unwrap(), k);
+        }
     }
 }

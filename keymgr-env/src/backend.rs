@@ -227,6 +227,7 @@ impl KeyBackend for EnvBackend {
     }
 
     async fn list_versions(&self, name: &str) -> Result<Vec<KeyVersion>> {
+        KeyRef::check_name(name)?;
         let key = self.key(&KeyRef::new(name))?;
         Ok(vec![KeyVersion {
             key: KeyRef::versioned(name, "1"),
@@ -239,7 +240,11 @@ impl KeyBackend for EnvBackend {
     }
 
     async fn create_version(&self, _name: &str) -> Result<KeyVersion> {
-        Err(Error::unsupported(BACKEND, "rotate", ROTATION_IS_MANUAL))
+        Err(Error::unsupported(
+            BACKEND,
+            "create_version",
+            ROTATION_IS_MANUAL,
+        ))
     }
 
     async fn disable_version(&self, _key: &KeyRef) -> Result<()> {

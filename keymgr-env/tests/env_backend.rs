@@ -1,12 +1,10 @@
-//! The env backend: known-answer vectors, the shared conformance suite, configuration
-//! errors, and secret hygiene.
+//! The env backend: known-answer vectors, configuration errors, and secret hygiene (the
+//! shared conformance suite runs from `conformance.rs`).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use keymgr_core::{ErrorKind, KeyBackend, KeyRef, SignPayload, xrpl};
 use keymgr_env::EnvBackend;
-use keymgr_testkit::conformance::{self, SuiteKeys};
 use sha3::{Digest as _, Keccak256};
 
 /// web3.js documentation, `web3.eth.accounts.privateKeyToAccount` example.
@@ -95,47 +93,6 @@ async fn xrpl_seeds_give_published_keys_addresses_and_signatures() {
         hex::encode_upper(sig.as_secp256k1().unwrap().to_der()),
         XRP_SECP_SIG_TEST_MESSAGE
     );
-}
-
-#[tokio::test]
-async fn conformance_suite() {
-    let backend = EnvBackend::new()
-        .with_secp256k1_hex("secp", ETH_KEY)
-        .unwrap()
-        .with_xrpl_seed("ed", XRP_ED_SEED)
-        .unwrap();
-    conformance::run(Arc::new(backend), &SuiteKeys::new(Some("secp"), Some("ed"))).await;
-    conformance::run(
-        Arc::new(EnvBackend::generate()),
-        &SuiteKeys::new(Some("evm"), Some("xrp")),
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn rotation_is_unsupported_and_says_manual() {
-    let backend = EnvBackend::generate();
-    let e = backend.create_version("evm").await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Unsupported);
-    assert!(e.to_string().contains("manual"), "{e}");
-    let manager = keymgr_core::KeyManager::builder(Arc::new(EnvBackend::generate())).build();
-    // KeyManager never rotates (keymgr-rotation's Rotator is the one rotation path).
-    let e = manager.create_version("evm").await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Unsupported);
-    // Versions: exactly one, "1".
-    let versions = backend.list_versions("evm").await.unwrap();
-    assert_eq!(versions.len(), 1);
-    assert!(
-        backend
-            .public_key(&KeyRef::versioned("evm", "1"))
-            .await
-            .is_ok()
-    );
-    let e = backend
-        .public_key(&KeyRef::versioned("evm", "2"))
-        .await
-        .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::NotFound);
 }
 
 #[test]

@@ -1,6 +1,7 @@
-//! The shared conformance, EVM and XRP suites against the Cloud KMS stand-in, through
-//! Google's real client (`google-cloud-kms-v1`). Every signature is checked by the
-//! suites with k256, ed25519-dalek or alloy's recovery, independently of keymgr.
+//! The shared conformance (signing, key versions contract, unreachable service), EVM and
+//! XRP suites against the Cloud KMS stand-in, through Google's real client
+//! (`google-cloud-kms-v1`). Every signature is checked by the suites with k256,
+//! ed25519-dalek or alloy's recovery, independently of keymgr.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -63,6 +64,32 @@ async fn conformance_with_pinned_versions() {
     let v2 = b.public_key(&KeyRef::versioned("evm", "2")).await.unwrap();
     assert_ne!(v1, v2, "the pinned name must stay on version 1");
     conformance::secp256k1_signatures(&*b, &KeyRef::versioned("evm", "2")).await;
+}
+
+#[tokio::test]
+async fn versions_contract() {
+    let (_stand_in, b, _, _) = evm_and_xrp().await;
+    conformance::versions(&*b, "evm").await;
+    conformance::versions(&*b, "xrp").await;
+    // From a later version on too (the current-version label already set).
+    conformance::versions(&*b, "evm").await;
+}
+
+#[tokio::test]
+async fn unreachable_service_is_unavailable_and_retryable() {
+    let client = google_cloud_kms_v1::client::KeyManagementService::builder()
+        .with_endpoint(conformance::closed_endpoint("http"))
+        .with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build())
+        .with_retry_policy(google_cloud_gax::retry_policy::NeverRetry)
+        .build()
+        .await
+        .unwrap();
+    let evm = format!("{KEY_RING}/cryptoKeys/evm-key");
+    let b = keymgr_gcp::GcpKmsBackend::from_client(
+        client,
+        [("evm".to_owned(), evm)].into_iter().collect(),
+    );
+    conformance::unreachable(&b, &KeyRef::new("evm")).await;
 }
 
 #[tokio::test]

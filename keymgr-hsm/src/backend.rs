@@ -441,14 +441,22 @@ impl KeyBackend for HsmBackend {
                 started.elapsed(),
                 format!(
                     "{token}: {}",
-                    self.inner
-                        .map_failure(f, &KeyRef::new(self.inner.pool.token().label()))
+                    // The error names the token; a label that is not a key name (empty,
+                    // or with `@`) cannot be a KeyRef, so the backend's name stands in.
+                    self.inner.map_failure(
+                        f,
+                        &KeyRef::parse(self.inner.pool.token().label())
+                            .ok()
+                            .filter(|k| k.version().is_none())
+                            .unwrap_or_else(|| KeyRef::new(BACKEND))
+                    )
                 ),
             ),
         }
     }
 
     async fn list_versions(&self, name: &str) -> Result<Vec<KeyVersion>> {
+        KeyRef::check_name(name)?;
         let inner = self.inner.clone();
         let owned = name.to_owned();
         self.inner
@@ -465,6 +473,7 @@ impl KeyBackend for HsmBackend {
     /// [`HsmConfig::keep_versions`] set are disabled versions beyond the newest
     /// `keep_versions` deleted, with a warning each.
     async fn create_version(&self, name: &str) -> Result<KeyVersion> {
+        KeyRef::check_name(name)?;
         let inner = self.inner.clone();
         let owned = name.to_owned();
         let result = self

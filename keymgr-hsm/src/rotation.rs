@@ -408,6 +408,20 @@ pub(crate) fn disable_version(inner: &Inner, s: &Session, key: &KeyRef) -> Resul
     let label = explicit_label(inner, key, "disable_version")?;
     let wrap = |e: CkError| Failure::Pkcs11(e, Some(label.clone()));
     let name = key.to_string();
+    // The versions contract (`KeyBackend`, "Key versions"): the current version is never
+    // disabled, or the unversioned name would stop signing.
+    let base = inner.config.base_label(key.name());
+    if current_key(s, key.name(), base)?.is_some_and(|current| current.label == label) {
+        return Err(Error::invalid_input(
+            "key",
+            format!(
+                "{name} (label {label:?}) is the current version of {}; rotate before \
+                 disabling it",
+                key.name()
+            ),
+        )
+        .into());
+    }
     let private = match keys::private_keys(s, &label).map_err(wrap)?.as_slice() {
         [] => {
             return Err(Error::not_found(

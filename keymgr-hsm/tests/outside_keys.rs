@@ -122,6 +122,11 @@ async fn outside_keys_rotation_and_disable_marker() {
     let fixed_pk = hsm.public_key(&fixed_key).await.unwrap();
     verify_independently(&fixed_pk, &h, &hsm.sign(&fixed_key, &h).await.unwrap());
     let fixed_v0 = KeyRef::versioned(fixed.as_str(), "0");
+    // The only version is current, and the current version is never disabled.
+    let e = hsm.disable_version(&fixed_v0).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    let v1 = hsm.create_version(&fixed).await.unwrap();
+    assert_eq!(v1.key, KeyRef::versioned(fixed.as_str(), "1"));
     hsm.disable_version(&fixed_v0).await.unwrap();
     let attrs = private_key_attrs(&raw, &fixed, &[AttributeType::Sign]);
     assert!(
@@ -137,17 +142,25 @@ async fn outside_keys_rotation_and_disable_marker() {
         .len()
     };
     assert_eq!(markers(), 1);
-    let e = hsm.sign(&fixed_key, &h).await.unwrap_err();
+    let e = hsm.sign(&fixed_v0, &h).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AccessDenied, "{e}");
     assert!(e.to_string().contains("marker"), "{e}");
+    assert_eq!(hsm.public_key(&fixed_v0).await.unwrap(), fixed_pk);
     let versions = hsm.list_versions(&fixed).await.unwrap();
-    assert_eq!(versions.len(), 1);
-    assert_eq!(versions[0].state, VersionState::Disabled);
+    let states: Vec<_> = versions.iter().map(|v| (v.state, v.current)).collect();
+    assert_eq!(
+        states,
+        [
+            (VersionState::Disabled, false),
+            (VersionState::Enabled, true)
+        ]
+    );
     // Disabling twice is fine and leaves one marker.
     hsm.disable_version(&fixed_v0).await.unwrap();
     assert_eq!(markers(), 1);
     hsm.delete_version(&fixed_v0).await.unwrap();
     assert_eq!(markers(), 0, "deleting a version removes its marker");
+    hsm.delete_version(&v1.key).await.unwrap();
     assert_eq!(
         hsm.public_key(&fixed_key).await.unwrap_err().kind(),
         ErrorKind::NotFound

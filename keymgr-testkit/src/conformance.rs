@@ -1,5 +1,9 @@
 //! The backend conformance suite.
 //!
+//! Each backend runs it from one test file (`tests/conformance.rs`): [`run`] for
+//! signing, [`versions`] for the key versions contract (or [`manual_rotation`] for a
+//! backend without rotation), and [`unreachable`] where its service can be taken away.
+//!
 //! Signatures are checked with k256 and ed25519-dalek directly, from the public key
 //! bytes the backend reported, not with keymgr's own verification code.
 
@@ -10,6 +14,12 @@ use k256::ecdsa::signature::hazmat::PrehashVerifier as _;
 use k256::elliptic_curve::scalar::IsHigh as _;
 use keymgr_core::{ErrorKind, KeyAlgorithm, KeyBackend, KeyRef, PublicKey, SignPayload};
 use rand_core::RngCore as _;
+
+mod versions;
+
+pub use versions::{
+    closed_endpoint, disabled_refuses_to_sign, manual_rotation, unreachable, versions,
+};
 
 /// Which keys of the backend under test the suite uses.
 #[derive(Debug, Clone)]

@@ -1,7 +1,9 @@
 //! Test support for keymgr (a dev-dependency only).
 //!
 //! - [`conformance`]: one suite every backend runs, so adding a backend means adding one
-//!   test file that calls [`conformance::run`].
+//!   test file, `tests/conformance.rs`, that calls [`conformance::run`],
+//!   [`conformance::versions`] (or [`conformance::manual_rotation`]) and, where the
+//!   service can be taken away, [`conformance::unreachable`].
 //! - `evm` (cargo feature `evm`): the EVM signer suite, `evm::run`, for every backend
 //!   with a secp256k1 key.
 //! - `xrp` (cargo feature `xrp`): the XRP claim signer suite, `xrp::run`, for every

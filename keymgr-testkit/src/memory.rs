@@ -184,6 +184,7 @@ impl KeyBackend for MemoryBackend {
     }
 
     async fn list_versions(&self, name: &str) -> Result<Vec<KeyVersion>> {
+        KeyRef::check_name(name)?;
         let keys = self.lock();
         let vs = keys
             .get(name)
@@ -207,6 +208,7 @@ impl KeyBackend for MemoryBackend {
     }
 
     async fn create_version(&self, name: &str) -> Result<KeyVersion> {
+        KeyRef::check_name(name)?;
         let fail = Self::injected(&self.fail_create);
         if fail == Some(FailAt::Before) {
             return Err(crash("create_version"));

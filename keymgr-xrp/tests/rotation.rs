@@ -53,3 +53,27 @@ async fn pinned_version_check_rotation_and_to_current_version() {
     assert!(!verifies(&signer.public_key().to_string(), 5, &new));
     assert!(next.check_rotation().await.unwrap().is_none());
 }
+
+/// The README's `NAME@VERSION` form pins that version, from a `&str` or a `String`,
+/// after the key has rotated past it.
+#[tokio::test]
+async fn name_at_version_text_pins_that_version() {
+    let backend = Arc::new(MemoryBackend::with_key("xrp", KeyAlgorithm::Ed25519));
+    let v1 = backend
+        .public_key(&KeyRef::versioned("xrp", "1"))
+        .await
+        .unwrap();
+    backend.create_version("xrp").await.unwrap();
+    for signer in [
+        ClaimSigner::new(backend.clone(), "xrp@1").await.unwrap(),
+        ClaimSigner::new(backend.clone(), String::from("xrp@1"))
+            .await
+            .unwrap(),
+    ] {
+        assert_eq!(signer.key(), &KeyRef::versioned("xrp", "1"));
+        let pk = signer.public_key().to_string();
+        assert_eq!(hex::decode(&pk).unwrap()[1..], v1.to_bytes());
+        let sig = signer.sign_claim(CHANNEL, 1_000u64).await.unwrap();
+        assert!(verifies(&pk, 1_000, &sig));
+    }
+}
