@@ -287,6 +287,7 @@ impl KeyBackend for AzureKvBackend {
             payload,
             RawSignature::EcdsaRaw(&raw),
         )
+        .map(|s| s.with_key_version(info.version.clone()))
     }
 
     async fn health(&self) -> HealthReport {
