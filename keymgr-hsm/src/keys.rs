@@ -461,35 +461,3 @@ mod tests {
         }
     }
 }
-
-/// Today (UTC) as a `CK_DATE`, for `CKA_START_DATE` on the versions keymgr generates.
-pub(crate) fn today() -> cryptoki::types::Date {
-    let d = time::OffsetDateTime::now_utc().date();
-    let digits = |v: i32, n: usize| format!("{v:0n$}");
-    let (y, m, day) = (
-        digits(d.year(), 4),
-        digits(i32::from(u8::from(d.month())), 2),
-        digits(i32::from(d.day()), 2),
-    );
-    cryptoki::types::Date::new_from_str_slice(&y, &m, &day)
-        .unwrap_or_else(|_| cryptoki::types::Date::new_empty())
-}
-
-/// `CKA_START_DATE` of `object` as ms since the epoch (midnight UTC of that day); `None`
-/// when unset, empty or unreadable (keys made outside keymgr often have none).
-pub(crate) fn start_date_ms(s: &Session, object: ObjectHandle) -> Option<u64> {
-    let attrs = s.get_attributes(object, &[AttributeType::StartDate]).ok()?;
-    let Some(Attribute::StartDate(date)) = attrs.into_iter().next() else {
-        return None;
-    };
-    if date.is_empty() {
-        return None;
-    }
-    let number = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<u32>().ok();
-    let year = i32::try_from(number(&date.year)?).ok()?;
-    let month = time::Month::try_from(u8::try_from(number(&date.month)?).ok()?).ok()?;
-    let day = u8::try_from(number(&date.day)?).ok()?;
-    let start = time::Date::from_calendar_date(year, month, day).ok()?;
-    let seconds = start.midnight().assume_utc().unix_timestamp();
-    u64::try_from(seconds).ok()?.checked_mul(1000)
-}

@@ -195,8 +195,7 @@ pub(crate) fn list_versions(
             } else {
                 VersionState::Enabled
             },
-            // CKA_START_DATE, which keymgr sets when it generates a version (a day).
-            created_at_ms: keys::start_date_ms(s, found.private),
+            created_at_ms: None,
             current: false,
         });
     }
@@ -231,7 +230,6 @@ fn generate(
             Attribute::EcParams(p.clone()),
             Attribute::Label(label.as_bytes().to_vec()),
             Attribute::Id(id.to_vec()),
-            Attribute::StartDate(keys::today()),
         ];
         let private = [
             Attribute::Token(true),
@@ -241,7 +239,6 @@ fn generate(
             Attribute::Sign(true),
             Attribute::Label(label.as_bytes().to_vec()),
             Attribute::Id(id.to_vec()),
-            Attribute::StartDate(keys::today()),
         ];
         match s.generate_key_pair(&mechanism, &public, &private) {
             Ok(pair) => return Ok(pair),
