@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use hmac::{Hmac, Mac as _};
-use keymgr_core::{Error, Result};
+use keymgr_core::{Error, Result, SignContext};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -80,6 +80,11 @@ pub struct Entry {
     /// Extra context, already redacted.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub details: BTreeMap<String, String>,
+    /// What was signed, as typed fields (chain id, recipient, channel, amount, ...), when
+    /// the adapter said; see [`SignContext`]. Absent in entries without it, so logs
+    /// written before it existed keep their hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<SignContext>,
     /// Hash of the previous entry ([`GENESIS_HASH`] for seq 1).
     pub prev: String,
     /// Hash of this entry (see the module docs).
@@ -107,6 +112,8 @@ struct Body<'a> {
     error_kind: Option<&'a str>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     details: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context: Option<&'a SignContext>,
     prev: &'a str,
 }
 
@@ -126,6 +133,7 @@ impl Entry {
             outcome: &self.outcome,
             error_kind: self.error_kind.as_deref(),
             details: &self.details,
+            context: self.context.as_ref(),
             prev: &self.prev,
         }
     }
@@ -254,6 +262,7 @@ mod tests {
             outcome: "pending".into(),
             error_kind: None,
             details: BTreeMap::from([("payload_kind".into(), "prehash".into())]),
+            context: None,
             prev: GENESIS_HASH.into(),
             hash: String::new(),
         }
@@ -304,5 +313,30 @@ mod tests {
         let text = String::from_utf8(line).unwrap();
         let forged = text.replacen("{\"seq\"", "{\"x\":1,\"seq\"", 1);
         assert!(Entry::parse(forged.trim_end().as_bytes()).is_err());
+    }
+
+    #[test]
+    fn context_is_canonical_and_covered_by_the_hash() {
+        let mut e = entry();
+        e.context = Some(SignContext::XrpChannelClaim {
+            channel_id: "5D".repeat(32),
+            amount_drops: 1_000_000,
+        });
+        let key = ChainKey::sha256();
+        let line = e.seal(&key);
+        let parsed = Entry::parse(&line[..line.len() - 1]).unwrap();
+        assert_eq!(parsed, e);
+        assert_eq!(parsed.canonical_line(), &line[..line.len() - 1]);
+        // An edited amount still parses, but no longer hashes to the stored hash.
+        let text = String::from_utf8(line).unwrap();
+        let forged = text.replace("1000000", "9000000");
+        let mut edited = Entry::parse(forged.trim_end().as_bytes()).unwrap();
+        let stored = edited.hash.clone();
+        edited.seal(&key);
+        assert_ne!(edited.hash, stored);
+        // Without a context the encoding is what it was before the field existed.
+        let mut plain = entry();
+        let text = String::from_utf8(plain.seal(&key)).unwrap();
+        assert!(!text.contains("context"), "{text}");
     }
 }

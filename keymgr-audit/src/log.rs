@@ -481,6 +481,7 @@ impl Pending {
             outcome: outcome_str(r.outcome).to_owned(),
             error_kind: r.error_kind.map(|k| k.as_str().to_owned()),
             details,
+            context: r.context,
             refers_to: None,
             deferred: false,
         }

@@ -14,7 +14,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use keymgr_core::{Error, Result};
+use keymgr_core::{Error, Result, SignContext};
 use tokio::sync::oneshot;
 
 use crate::config::{Durability, FailurePolicy};
@@ -49,6 +49,7 @@ pub(crate) struct Pending {
     pub outcome: String,
     pub error_kind: Option<String>,
     pub details: BTreeMap<String, String>,
+    pub context: Option<SignContext>,
     /// For checkpoints: the seq they vouch for (must stay within the verifier's window).
     pub refers_to: Option<u64>,
     /// A request whose outcome follows: nobody waits for it, and if its commit fails the
@@ -69,6 +70,7 @@ impl Pending {
             outcome: outcome.to_owned(),
             error_kind: None,
             details,
+            context: None,
             refers_to: None,
             deferred: false,
         }
@@ -305,6 +307,7 @@ impl Writer {
             outcome: p.outcome.clone(),
             error_kind: p.error_kind.clone(),
             details: p.details.clone(),
+            context: p.context.clone(),
             prev: self.next.hash.clone(),
             hash: String::new(),
         };

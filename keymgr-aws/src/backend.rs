@@ -198,6 +198,7 @@ impl AwsKmsBackend {
             _ => RawSignature::EcdsaDer(der.as_ref()),
         };
         finish_signature(&label, &info.public_key, payload, raw)
+            .map(|s| s.with_key_version(info.key_id.clone()))
     }
 }
 

@@ -313,6 +313,7 @@ impl KeyBackend for AzureKvBackend {
             payload,
             RawSignature::EcdsaRaw(&raw),
         )
+        .map(|s| s.with_key_version(info.version.clone()))
     }
 
     /// A canary per configured key: signs [`HEALTH_CANARY_DIGEST`] with the current

@@ -67,8 +67,8 @@ enum Command {
     /// Ethereum: address, EIP-191 messages, EIP-712 typed data, transactions.
     #[command(subcommand)]
     Evm(cmd::evm::EvmCommand),
-    /// Rotate a key now or when due; `rotate approve` approves a request; `rotate run`
-    /// runs the scheduler.
+    /// Rotate a key now or when due; `rotate approve` / `rotate reject` decide on a
+    /// request; `rotate run` runs the scheduler.
     Rotate(cmd::rotate::RotateArgs),
     /// Key versions, states and rotation schedule.
     #[command(subcommand)]

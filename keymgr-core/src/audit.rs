@@ -8,7 +8,7 @@ use std::fmt;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::{ErrorKind, Result};
+use crate::{ErrorKind, Result, SignContext};
 
 /// Audit event types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -38,6 +38,12 @@ pub enum AuditEvent {
     KeyRotationRefused,
     /// A rotation request, or its approval, expired unused.
     KeyRotationExpired,
+    /// An open rotation request was rejected by an actor other than its requester;
+    /// details name the request, the requester, the rejecter and the reason.
+    KeyRotationRejected,
+    /// A key version was deleted (an explicit opt-in, e.g. `HSM_KEEP_VERSIONS`); details
+    /// name the version.
+    KeyDeleted,
     /// A rotation failed.
     KeyRotationFailure,
     /// A key version was disabled.
@@ -81,6 +87,8 @@ impl AuditEvent {
             AuditEvent::KeyRotationApproved => "KEY_ROTATION_APPROVED",
             AuditEvent::KeyRotationRefused => "KEY_ROTATION_REFUSED",
             AuditEvent::KeyRotationExpired => "KEY_ROTATION_EXPIRED",
+            AuditEvent::KeyRotationRejected => "KEY_ROTATION_REJECTED",
+            AuditEvent::KeyDeleted => "KEY_DELETED",
             AuditEvent::KeyRotationFailure => "KEY_ROTATION_FAILURE",
             AuditEvent::KeyDisabled => "KEY_DISABLED",
             AuditEvent::KeyAccessDenied => "KEY_ACCESS_DENIED",
@@ -146,6 +154,10 @@ pub struct AuditRecord {
     /// Extra context (old/new key ids, error message, ...). Never secrets.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub details: BTreeMap<String, String>,
+    /// What was signed, as typed fields, when the adapter said
+    /// ([`KeyBackend::sign_with_context`](crate::KeyBackend::sign_with_context)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<SignContext>,
 }
 
 impl AuditRecord {
@@ -166,6 +178,7 @@ impl AuditRecord {
             outcome,
             error_kind: None,
             details: BTreeMap::new(),
+            context: None,
         }
     }
 
@@ -211,6 +224,7 @@ pub fn trace_record(record: &AuditRecord) {
         outcome = ?record.outcome,
         error_kind = record.error_kind.map(ErrorKind::as_str),
         details = ?record.details,
+        context = ?record.context,
         "audit"
     );
 }

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::layer::BreakerState;
-use crate::{Error, KeyRef, KeyVersion, PublicKey, Result, SignPayload, VerifiedSignature};
+use crate::{
+    Error, KeyRef, KeyVersion, PublicKey, Result, SignContext, SignPayload, VerifiedSignature,
+};
 
 /// Key/value pairs bound to symmetric ciphertexts (AWS encryption context, AAD).
 pub type EncryptionContext = BTreeMap<String, String>;
@@ -68,6 +70,21 @@ pub trait KeyBackend: Send + Sync + fmt::Debug {
 
     /// Signs `payload` with `key`; see the trait docs for what is guaranteed.
     async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<VerifiedSignature>;
+
+    /// Signs like [`sign`](KeyBackend::sign), telling the audit layer what is being
+    /// signed (`context` becomes typed fields of the audit entries).
+    ///
+    /// Adapters call this; [`KeyManager`](crate::KeyManager) records `context`. The default
+    /// (providers, layers below the manager) ignores it and signs.
+    async fn sign_with_context(
+        &self,
+        key: &KeyRef,
+        payload: &SignPayload,
+        context: &SignContext,
+    ) -> Result<VerifiedSignature> {
+        let _ = context;
+        self.sign(key, payload).await
+    }
 
     /// Cheap reachability and usability check.
     async fn health(&self) -> HealthReport;
@@ -174,6 +191,14 @@ macro_rules! forward_backend {
             }
             async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<VerifiedSignature> {
                 (**self).sign(key, payload).await
+            }
+            async fn sign_with_context(
+                &self,
+                key: &KeyRef,
+                payload: &SignPayload,
+                context: &SignContext,
+            ) -> Result<VerifiedSignature> {
+                (**self).sign_with_context(key, payload, context).await
             }
             async fn health(&self) -> HealthReport {
                 (**self).health().await

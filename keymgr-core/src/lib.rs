@@ -24,6 +24,8 @@ mod key;
 pub mod layer;
 mod manager;
 pub mod metrics;
+mod public_key;
+mod sign_context;
 mod signature;
 mod verified;
 pub mod xrpl;
@@ -35,10 +37,9 @@ pub use backend::{
 pub use error::{BoxError, Error, ErrorKind, IntegrityReason, ProviderError, Result};
 pub use key::{KeyAlgorithm, KeyRef, KeyVersion, VersionState};
 pub use manager::{KeyManager, KeyManagerBuilder, RecommendedLayers};
-pub use signature::{
-    Ed25519Signature, OID_ED25519, OID_SECP256K1, PublicKey, RawSignature, Secp256k1Signature,
-    SignPayload, Signature,
-};
+pub use public_key::{OID_ED25519, OID_SECP256K1, PublicKey};
+pub use sign_context::{Eip712DomainContext, SignContext};
+pub use signature::{Ed25519Signature, RawSignature, Secp256k1Signature, SignPayload, Signature};
 pub use verified::{VerifiedSignature, finish_recoverable, finish_signature, verify_recoverable};
 
 /// Crates every backend uses, re-exported so providers and adapters agree on versions.

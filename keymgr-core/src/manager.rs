@@ -10,7 +10,7 @@ use crate::layer::{
 };
 use crate::{
     AuditEvent, AuditRecord, AuditSink, EncryptionContext, Error, HealthReport, IntegrityReason,
-    KeyBackend, KeyRef, Outcome, PublicKey, Result, SignPayload, TracingAuditSink,
+    KeyBackend, KeyRef, Outcome, PublicKey, Result, SignContext, SignPayload, TracingAuditSink,
     VerifiedSignature,
 };
 
@@ -213,21 +213,43 @@ impl KeyManager {
     /// by another process since the public key was cached), the cache is dropped and the
     /// key re-read once; only a second mismatch is an [`Error::Integrity`]
     /// ([`IntegrityReason::KeyChanged`]).
+    ///
+    /// The outcome entry records the version that signed
+    /// ([`VerifiedSignature::key_version`], else the version `key` names).
     pub async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<VerifiedSignature> {
+        self.sign_in_context(key, payload, None).await
+    }
+
+    /// [`sign`](Self::sign), recording what is signed (`context`) as typed fields of the
+    /// request and outcome entries; what
+    /// [`KeyBackend::sign_with_context`] on a manager runs.
+    pub async fn sign_in_context(
+        &self,
+        key: &KeyRef,
+        payload: &SignPayload,
+        context: Option<&SignContext>,
+    ) -> Result<VerifiedSignature> {
         let digest = hex::encode(Sha256::digest(payload.as_bytes()));
         let mut request = self.record(AuditEvent::SignRequest, key, Outcome::Pending);
         request.payload_sha256 = Some(digest.clone());
         request
             .details
             .insert("payload_kind".into(), payload.kind().into());
+        request.context = context.cloned();
         // Appended now, made durable with the outcome (one commit per signature).
         self.audit.record_request(request).await?;
 
         let (result, route) = crate::layer::route::traced(self.sign_checked(key, payload)).await;
         let mut outcome = match &result {
-            Ok(sig) => self
-                .record(AuditEvent::SignSuccess, key, Outcome::Success)
-                .detail("algorithm", sig.algorithm().as_str()),
+            Ok(sig) => {
+                let mut r = self
+                    .record(AuditEvent::SignSuccess, key, Outcome::Success)
+                    .detail("algorithm", sig.algorithm().as_str());
+                if let Some(v) = sig.key_version() {
+                    r.key_version = Some(v.to_owned());
+                }
+                r
+            }
             Err(e) => {
                 let (event, outcome) = match e {
                     Error::RateLimited { .. } => (AuditEvent::RateLimited, Outcome::Denied),
@@ -242,6 +264,7 @@ impl KeyManager {
             }
         };
         outcome.payload_sha256 = Some(digest);
+        outcome.context = context.cloned();
         self.commit(with_route(outcome, &route)).await?;
         result
     }
@@ -454,4 +477,4 @@ fn with_route(mut record: AuditRecord, route: &crate::layer::route::Route) -> Au
     record
 }
 
-crate::layer::dispatch_backend!([] KeyManager);
+crate::layer::dispatch_backend!([] KeyManager, sign_with_context);

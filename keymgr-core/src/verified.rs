@@ -48,6 +48,7 @@ pub struct VerifiedSignature {
     public_key: PublicKey,
     recovery_id: Option<RecoveryId>,
     signed: Signed,
+    key_version: Option<String>,
 }
 
 impl VerifiedSignature {
@@ -64,6 +65,22 @@ impl VerifiedSignature {
     /// The public key the signature verified against (the version that signed).
     pub fn public_key(&self) -> &PublicKey {
         &self.public_key
+    }
+
+    /// The provider's version of the key that signed (`3` on an HSM for `LABEL.v3`, the
+    /// key id on AWS KMS, the version number on GCP, ...), as in
+    /// [`KeyRef::versioned`](crate::KeyRef::versioned); `None` if the provider did not say.
+    pub fn key_version(&self) -> Option<&str> {
+        self.key_version.as_deref()
+    }
+
+    /// Records which version of the key signed. Providers call this on what
+    /// [`finish_signature`] or [`finish_recoverable`] returned; it changes nothing that
+    /// verification proved ([`public_key`](Self::public_key) is the key that verified).
+    #[must_use]
+    pub fn with_key_version(mut self, version: impl Into<String>) -> Self {
+        self.key_version = Some(version.into());
+        self
     }
 
     /// For secp256k1, the recovery id computed during verification (the y parity of R,
@@ -265,5 +282,6 @@ fn verify_once(
         public_key: public_key.clone(),
         recovery_id,
         signed: Signed::of(payload),
+        key_version: None,
     })
 }

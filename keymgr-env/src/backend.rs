@@ -13,6 +13,8 @@ use zeroize::Zeroizing;
 use crate::seed::{self, SeedKey};
 
 const BACKEND: &str = "env";
+/// The one version an env key has (its key material cannot rotate in place).
+const ENV_VERSION: &str = "1";
 const ROTATION_IS_MANUAL: &str = "rotation is manual for the env backend: generate a new key, \
      set EVM_PRIVATE_KEY / XRP_SEED to it and restart (use a KMS or HSM backend for \
      automatic rotation)";
@@ -199,6 +201,7 @@ impl KeyBackend for EnvBackend {
                     )
                 })?;
                 finish_recoverable(&name, &public_key, h, sig, recovery_id)
+                    .map(|s| s.with_key_version(ENV_VERSION))
             }
             (EnvKey::Ed25519(sk), SignPayload::Message(m)) => {
                 let sig = sk.sign(m);
@@ -208,6 +211,7 @@ impl KeyBackend for EnvBackend {
                     payload,
                     RawSignature::Ed25519(&sig.to_bytes()),
                 )
+                .map(|s| s.with_key_version(ENV_VERSION))
             }
             // check_algorithm above rejected the other combinations.
             _ => Err(Error::invalid_input(
@@ -230,7 +234,7 @@ impl KeyBackend for EnvBackend {
         KeyRef::check_name(name)?;
         let key = self.key(&KeyRef::new(name))?;
         Ok(vec![KeyVersion {
-            key: KeyRef::versioned(name, "1"),
+            key: KeyRef::versioned(name, ENV_VERSION),
             backend_id: format!("env:{name}"),
             algorithm: key.public_key().algorithm(),
             state: keymgr_core::VersionState::Enabled,

@@ -2,7 +2,7 @@
 
 use alloy_eips::eip7702::{Authorization, SignedAuthorization};
 use alloy_primitives::{Address, U256};
-use keymgr_core::{KeyBackend, Result};
+use keymgr_core::{KeyBackend, Result, SignContext};
 
 use crate::EvmSigner;
 
@@ -17,12 +17,19 @@ impl<B: KeyBackend> EvmSigner<B> {
         address: Address,
         nonce: u64,
     ) -> Result<SignedAuthorization> {
+        let context = SignContext::EvmAuthorization {
+            chain_id: chain_id.to_string(),
+            address: address.to_checksum(None),
+            nonce,
+        };
         let authorization = Authorization {
             chain_id,
             address,
             nonce,
         };
-        let signature = self.sign_prehash(&authorization.signature_hash()).await?;
+        let signature = self
+            .sign_prehash_in(&authorization.signature_hash(), Some(&context))
+            .await?;
         Ok(authorization.into_signed(signature))
     }
 }

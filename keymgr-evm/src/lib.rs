@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod authorization;
+mod context;
 mod json_object;
 mod message;
 pub mod payment_channel;

@@ -10,7 +10,8 @@ use alloy_signer::{Signer, sign_transaction_with_chain_id};
 use async_trait::async_trait;
 use k256::ecdsa::VerifyingKey;
 use keymgr_core::{
-    Error, ErrorKind, IntegrityReason, KeyBackend, KeyRef, PublicKey, Result, SignPayload,
+    Error, ErrorKind, IntegrityReason, KeyBackend, KeyRef, PublicKey, Result, SignContext,
+    SignPayload,
 };
 
 /// An Ethereum signer whose key never leaves a keymgr backend (KMS, HSM, or the dev
@@ -49,6 +50,11 @@ use keymgr_core::{
 ///   filled in (EIP-155 for legacy transactions) and a different one is
 ///   [`alloy_signer::Error::TransactionChainIdMismatch`]; without one, transactions are
 ///   signed as given. Message and typed-data signing ignore the signer's chain id.
+/// - Each signature is audited with what it authorized (a
+///   [`SignContext`] passed to [`KeyBackend::sign_with_context`]): transactions with chain
+///   id, type, recipient, value, nonce and signing hash; typed data with its primary type
+///   and domain; messages with their length; authorizations with chain id, delegate and
+///   nonce. [`sign_hash`](Signer::sign_hash) on a bare hash has no context.
 /// - keymgr errors reach alloy callers as [`alloy_signer::Error::Other`]; get them back
 ///   with [`keymgr_error`](crate::keymgr_error) (to check `is_retryable`, say).
 ///
@@ -151,8 +157,25 @@ impl<B: KeyBackend> EvmSigner<B> {
     ///
     /// [`Signer::sign_hash`] calls this; use it directly to keep [`Error`]'s kinds.
     pub async fn sign_prehash(&self, hash: &B256) -> Result<Signature> {
+        self.sign_prehash_in(hash, None).await
+    }
+
+    /// [`sign_prehash`](Self::sign_prehash), telling the audit log what the hash is
+    /// (see [`SignContext`]).
+    pub async fn sign_prehash_in(
+        &self,
+        hash: &B256,
+        context: Option<&SignContext>,
+    ) -> Result<Signature> {
         let payload = SignPayload::Prehash(hash.0);
-        let signature = self.backend.sign(&self.key, &payload).await?;
+        let signature = match context {
+            Some(c) => {
+                self.backend
+                    .sign_with_context(&self.key, &payload, c)
+                    .await?
+            }
+            None => self.backend.sign(&self.key, &payload).await?,
+        };
         // The backend verified the signature (VerifiedSignature is made only by
         // verifying) and computed its recovery id while doing so: checking that it
         // verified against *our* key, over *our* hash, is an equality test, not another
@@ -326,6 +349,42 @@ impl<B: KeyBackend> Signer for EvmSigner<B> {
             .map_err(alloy_signer::Error::other)
     }
 
+    async fn sign_message(&self, message: &[u8]) -> alloy_signer::Result<Signature> {
+        let context = SignContext::EvmMessage {
+            message_len: message.len() as u64,
+        };
+        self.sign_prehash_in(
+            &alloy_primitives::eip191_hash_message(message),
+            Some(&context),
+        )
+        .await
+        .map_err(alloy_signer::Error::other)
+    }
+
+    async fn sign_typed_data<T: alloy_sol_types::SolStruct + Send + Sync>(
+        &self,
+        payload: &T,
+        domain: &alloy_sol_types::Eip712Domain,
+    ) -> alloy_signer::Result<Signature>
+    where
+        Self: Sized,
+    {
+        let context = crate::context::typed_data(T::NAME, domain);
+        self.sign_prehash_in(&payload.eip712_signing_hash(domain), Some(&context))
+            .await
+            .map_err(alloy_signer::Error::other)
+    }
+
+    async fn sign_dynamic_typed_data(
+        &self,
+        payload: &alloy_dyn_abi::TypedData,
+    ) -> alloy_signer::Result<Signature> {
+        let context = crate::context::typed_data(&payload.primary_type, &payload.domain);
+        self.sign_prehash_in(&payload.eip712_signing_hash()?, Some(&context))
+            .await
+            .map_err(alloy_signer::Error::other)
+    }
+
     fn address(&self) -> Address {
         self.address
     }
@@ -349,7 +408,11 @@ impl<B: KeyBackend> TxSigner<Signature> for EvmSigner<B> {
         &self,
         tx: &mut dyn SignableTransaction<Signature>,
     ) -> alloy_signer::Result<Signature> {
-        sign_transaction_with_chain_id!(self, tx, self.sign_prehash(&tx.signature_hash()).await)
+        sign_transaction_with_chain_id!(self, tx, {
+            let context = crate::context::transaction(tx);
+            self.sign_prehash_in(&tx.signature_hash(), Some(&context))
+                .await
+        })
     }
 }
 

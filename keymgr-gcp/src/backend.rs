@@ -186,7 +186,9 @@ impl GcpKmsBackend {
             KeyAlgorithm::Ed25519 => RawSignature::Ed25519(&out.signature),
             _ => RawSignature::EcdsaDer(&out.signature),
         };
-        finish_signature(label, &info.public_key, payload, raw).map_err(Failure::Other)
+        finish_signature(label, &info.public_key, payload, raw)
+            .map(|s| s.with_key_version(crate::resolve::version_id(&info.name)))
+            .map_err(Failure::Other)
     }
 }
 

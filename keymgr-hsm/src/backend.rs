@@ -347,7 +347,14 @@ impl Inner {
                 _ => RawSignature::Ed25519(&raw),
             };
             match finish_signature(&name, &found.public, payload, raw_sig) {
-                Ok(sig) => return Ok(sig),
+                Ok(sig) => {
+                    // The label says which version signed (`LABEL` = 0, `LABEL.vN` = N).
+                    let base = self.config.base_label(key.name());
+                    return Ok(match rotation::parse_version(base, &found.label) {
+                        Some(n) => sig.with_key_version(n.to_string()),
+                        None => sig,
+                    });
+                }
                 Err(e) if !retried => {
                     // The cached public key may belong to a key that was replaced under
                     // the same label: read it again before calling this an integrity error.

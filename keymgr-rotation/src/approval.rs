@@ -1,6 +1,7 @@
 //! Rotation on request and approval, as change management knows it: a request is
 //! recorded (by the schedule or an operator), approved by an actor other than the
-//! requester before it expires, then run (by the scheduler, or `rotate --now`).
+//! requester before it expires, then run (by the scheduler, or `rotate --now`); or
+//! rejected by another actor.
 
 use keymgr_core::{AuditEvent, Error, Outcome, Result};
 
@@ -329,6 +330,88 @@ impl Rotator {
         )
         .await?;
         Ok(approved)
+    }
+
+    /// Rejects the open rotation request of `name` (pending or approved, not yet running)
+    /// as this rotator's actor, who must not be its requester; `reason` is recorded.
+    /// The request is closed (`KEY_ROTATION_REJECTED`, with both actors); a scheduled
+    /// rotation is requested again by the next scheduler tick.
+    ///
+    /// Errors: [`Error::InvalidInput`] when no request is open (or it expired),
+    /// [`Error::AccessDenied`] when the requester rejects their own request (audited as
+    /// `KEY_ROTATION_REFUSED`; an unwanted request of one's own expires unused).
+    pub async fn reject(&self, name: &str, reason: &str) -> Result<RotationRequest> {
+        let now = self.clock.now_ms();
+        let mut state = self.load_or_init(name, now).await?;
+        let open = match (&state.phase, state.request.clone()) {
+            (Phase::Idle | Phase::AwaitingApproval | Phase::Overlapping { .. }, Some(r)) => r,
+            _ => {
+                return Err(Error::invalid_input(
+                    "reject",
+                    format!(
+                        "no rotation request of {name} is open (a rotation that already \
+                         started cannot be rejected; see `keymgr keys status --key {name}`)"
+                    ),
+                ));
+            }
+        };
+        if open.expired(now) {
+            self.expire(&mut state, now, &mut Vec::new()).await?;
+            return Err(Error::invalid_input(
+                "reject",
+                format!(
+                    "rotation request {} of {name} already expired at {} ms",
+                    open.id, open.expires_at_ms
+                ),
+            ));
+        }
+        if open.requested_by == self.actor {
+            self.emit(
+                AuditEvent::KeyRotationRefused,
+                name,
+                Outcome::Denied,
+                &[
+                    ("request_id", open.id.clone()),
+                    ("requested_by", open.requested_by.clone()),
+                    ("refused_rejecter", self.actor.clone()),
+                    (
+                        "reason",
+                        "a rotation request must be rejected by an actor other than its requester"
+                            .to_owned(),
+                    ),
+                ],
+            )
+            .await?;
+            return Err(Error::AccessDenied {
+                key: name.to_owned(),
+                detail: format!(
+                    "{} requested rotation {}; only another actor can reject it (or let it \
+                     expire at {} ms)",
+                    open.requested_by, open.id, open.expires_at_ms
+                ),
+                source: None,
+            });
+        }
+        self.emit(
+            AuditEvent::KeyRotationRejected,
+            name,
+            Outcome::Denied,
+            &[
+                ("request_id", open.id.clone()),
+                ("kind", open.kind.as_str().to_owned()),
+                ("requested_by", open.requested_by.clone()),
+                ("approved_by", open.approved_by.clone().unwrap_or_default()),
+                ("rejected_by", self.actor.clone()),
+                ("reason", reason.to_owned()),
+            ],
+        )
+        .await?;
+        state.request = None;
+        if state.phase == Phase::AwaitingApproval {
+            state.phase = Phase::Idle;
+        }
+        self.save(&mut state)?;
+        Ok(open)
     }
 
     /// What [`rotate_now`](Self::rotate_now) would do for `name`, without doing it:

@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -23,16 +23,47 @@ pub struct FileStateStore {
 }
 
 const STALE_LOCK: Duration = Duration::from_secs(30);
+/// Mode of the state directory when this store creates it.
+const DIR_MODE: u32 = 0o700;
+/// Mode of every file this store writes.
+const FILE_MODE: u32 = 0o600;
 
 impl FileStateStore {
-    /// Uses (and creates, mode 0700) `dir`.
+    /// Uses `dir`, creating it (and missing parents) mode 0700 whatever the umask.
+    ///
+    /// Files it writes (state, leases, locks) are 0600; a symbolic link in place of
+    /// `dir` or of one of its files is refused, never followed.
     pub fn new(dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| io("create state directory", &dir, e))?;
+        match fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(Error::invalid_input(
+                    "KEYMGR_ROTATION_STATE_PATH",
+                    format!(
+                        "{} is a symbolic link; rotation state is never kept behind a link",
+                        dir.display()
+                    ),
+                ));
+            }
+            Ok(m) if !m.is_dir() => {
+                return Err(Error::invalid_input(
+                    "KEYMGR_ROTATION_STATE_PATH",
+                    format!("{} exists and is not a directory", dir.display()),
+                ));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(DIR_MODE)
+                    .create(&dir)
+                    .map_err(|e| io("create state directory", &dir, e))?;
+                // The umask may have removed bits; the mode we want is exact.
+                fs::set_permissions(&dir, fs::Permissions::from_mode(DIR_MODE))
+                    .map_err(|e| io("set the mode of", &dir, e))?;
+            }
+            Err(e) => return Err(io("inspect state directory", &dir, e)),
+        }
         Ok(Self { dir })
     }
 
@@ -74,11 +105,12 @@ impl FileStateStore {
             match fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .mode(0o600)
+                .mode(FILE_MODE)
                 .custom_flags(libc_nofollow())
                 .open(&lock)
             {
                 Ok(mut file) => {
+                    let _ = file.set_permissions(fs::Permissions::from_mode(FILE_MODE));
                     if let Some(me) = ProcessId::current()
                         && let Ok(bytes) = serde_json::to_vec(&me)
                     {
@@ -109,7 +141,7 @@ impl FileStateStore {
     }
 
     fn read<T: for<'de> Deserialize<'de>>(&self, path: &Path) -> Result<Option<T>> {
-        match fs::read(path) {
+        match read_regular(path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
                 Error::integrity(
                     path.display().to_string(),
@@ -135,11 +167,12 @@ impl FileStateStore {
         let mut f = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o600)
+            .mode(FILE_MODE)
             .custom_flags(libc_nofollow())
             .open(&tmp)
             .map_err(|e| io("create", &tmp, e))?;
-        f.write_all(&bytes)
+        f.set_permissions(fs::Permissions::from_mode(FILE_MODE))
+            .and_then(|()| f.write_all(&bytes))
             .and_then(|()| f.sync_all())
             .map_err(|e| io("write", &tmp, e))?;
         fs::rename(&tmp, path).map_err(|e| io("rename", path, e))?;
@@ -151,6 +184,34 @@ impl FileStateStore {
 
 const fn libc_nofollow() -> i32 {
     libc::O_NOFOLLOW
+}
+
+/// Reads a regular file without following a symbolic link in its last component.
+fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "a symbolic link: rotation state never follows links it did not create",
+                )
+            } else {
+                e
+            }
+        })?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> Error {

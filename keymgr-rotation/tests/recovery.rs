@@ -322,3 +322,72 @@ async fn approvals_expire_and_need_a_second_actor() {
         "{events:?}"
     );
 }
+
+/// A request (pending or approved) is rejected by another actor, with a reason; the
+/// requester cannot reject their own; both are audited with both actors; a rejected
+/// request never runs, and nothing is left to reject.
+#[tokio::test]
+async fn a_second_actor_rejects_a_request() {
+    let backend = Arc::new(MemoryBackend::with_key(KEY, KeyAlgorithm::Secp256k1));
+    let clock = Arc::new(ManualClock::new(0));
+    let audit = Arc::new(Events::default());
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStateStore::default());
+    let as_actor = |actor: &str| {
+        rotator(
+            backend.clone(),
+            store.clone(),
+            audit.clone(),
+            clock.clone(),
+            approval(),
+            actor,
+        )
+    };
+    let (alice, bob, carol) = (as_actor("alice"), as_actor("bob"), as_actor("carol"));
+    assert_eq!(
+        bob.reject(KEY, "no").await.unwrap_err().kind(),
+        ErrorKind::InvalidInput,
+        "nothing to reject yet"
+    );
+    alice.rotate_now(KEY, false).await.unwrap();
+    let e = alice.reject(KEY, "changed my mind").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AccessDenied);
+    let refused = audit.of(AuditEvent::KeyRotationRefused);
+    assert_eq!(refused[0].details["refused_rejecter"], "alice");
+    assert_eq!(refused[0].actor.as_deref(), Some("alice"));
+
+    let rejected = bob.reject(KEY, "freeze window").await.unwrap();
+    assert_eq!(rejected.requested_by, "alice");
+    let entries = audit.of(AuditEvent::KeyRotationRejected);
+    assert_eq!(entries.len(), 1);
+    let entry = &entries[0];
+    assert_eq!(entry.actor.as_deref(), Some("bob"));
+    assert_eq!(entry.details["requested_by"], "alice");
+    assert_eq!(entry.details["rejected_by"], "bob");
+    assert_eq!(entry.details["reason"], "freeze window");
+    assert_eq!(entry.details["request_id"], rejected.id);
+    assert_eq!(entry.details["approved_by"], "");
+    assert_eq!(
+        carol.reject(KEY, "again").await.unwrap_err().kind(),
+        ErrorKind::InvalidInput,
+        "closed"
+    );
+    assert_eq!(
+        carol.approve(KEY).await.unwrap_err().kind(),
+        ErrorKind::InvalidInput,
+        "a rejected request cannot be approved"
+    );
+
+    // An approved request can still be rejected before it runs, and then never runs.
+    alice.rotate_now(KEY, false).await.unwrap();
+    bob.approve(KEY).await.unwrap();
+    carol.reject(KEY, "incident open").await.unwrap();
+    let entries = audit.of(AuditEvent::KeyRotationRejected);
+    assert_eq!(entries[1].details["approved_by"], "bob");
+    assert_eq!(entries[1].details["rejected_by"], "carol");
+    let events = alice.rotate_now(KEY, false).await.unwrap();
+    assert!(
+        matches!(events.as_slice(), [RotationEvent::Requested { .. }]),
+        "a new request, not the rejected one: {events:?}"
+    );
+    assert_eq!(backend.creates(), 0);
+}

@@ -156,7 +156,9 @@ impl KeyBackend for MemoryBackend {
         let vs = keys
             .get(key.name())
             .ok_or_else(|| Error::not_found(key.to_string(), "no such key"))?;
-        let v = &vs[self.index(key, vs)?];
+        let index = self.index(key, vs)?;
+        let version = (index + 1).to_string();
+        let v = &vs[index];
         if !v.enabled {
             return Err(Error::access_denied(key.to_string(), "version is disabled"));
         }
@@ -168,13 +170,15 @@ impl KeyBackend for MemoryBackend {
                     .sign_prehash_recoverable(h)
                     .map_err(|e| Error::backend("memory", "signing failed", Some(Box::new(e))))?;
                 finish_recoverable(&key.to_string(), &pk, h, sig, recovery_id)
+                    .map(|s| s.with_key_version(version))
             }
             (Material::Ed25519(k), SignPayload::Message(m)) => finish_signature(
                 &key.to_string(),
                 &pk,
                 payload,
                 RawSignature::Ed25519(&k.sign(m).to_bytes()),
-            ),
+            )
+            .map(|s| s.with_key_version(version)),
             _ => Err(Error::invalid_input("payload", "does not fit the key")),
         }
     }

@@ -5,10 +5,10 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use keymgr_core::{
-    Error, ErrorKind, KeyAlgorithm, KeyBackend, KeyRef, SignPayload, Signature, xrpl,
+    Error, ErrorKind, IntegrityReason, KeyAlgorithm, KeyBackend, KeyRef, SignContext, SignPayload,
+    Signature, xrpl,
 };
 
-use crate::verify::verify_data;
 use crate::{ChannelId, Drops, IntoChannelId, IntoDrops, XrpError, XrplPublicKey, encode_claim};
 
 /// The highest amount signed per channel; each channel has its own async lock so that
@@ -30,9 +30,12 @@ impl MonotonicGuard {
 ///
 /// The key's algorithm comes from the public key the backend reports when the signer is
 /// built: Ed25519 keys sign the encoded claim, secp256k1 keys sign its SHA-512Half and
-/// the signature is returned DER-encoded with low s, as rippled requires. Every
-/// signature is checked against that public key before it is returned, so a key that
-/// was rotated behind the signer's back is an error, never a claim the channel rejects.
+/// the signature is returned DER-encoded with low s, as rippled requires. The backend
+/// verified every signature once (a [`keymgr_core::VerifiedSignature`]); the signer checks
+/// that it verified against this signer's public key and over this claim (equality, no
+/// second verification), so a key that was rotated behind the signer's back is an error,
+/// never a claim the channel rejects. Each claim is audited with its channel id and
+/// amount ([`SignContext::XrpChannelClaim`]).
 ///
 /// By default a monotonic guard refuses to sign a lower amount for a channel than one
 /// this signer already signed (claims are cumulative; a lower one is a bookkeeping bug).
@@ -268,43 +271,70 @@ impl<B: KeyBackend> ClaimSigner<B> {
     }
 
     async fn sign_unguarded(&self, channel: &ChannelId, amount: Drops) -> Result<String, XrpError> {
-        let signature = self.sign_data(&encode_claim(channel, amount)).await?;
+        let context = SignContext::XrpChannelClaim {
+            channel_id: channel.to_string(),
+            amount_drops: amount.get(),
+        };
+        let signature = self
+            .sign_data(&encode_claim(channel, amount), Some(&context))
+            .await?;
         Ok(hex::encode_upper(signature))
     }
 
     /// Signs `data` the way XRPL signs (ripple-keypairs `sign`): Ed25519 over the data,
     /// secp256k1 over SHA-512Half(data) as low-s DER. Private: claims go through the
     /// guard, and nothing else should be signed with a claim key.
-    async fn sign_data(&self, data: &[u8]) -> Result<Vec<u8>, XrpError> {
+    async fn sign_data(
+        &self,
+        data: &[u8],
+        context: Option<&SignContext>,
+    ) -> Result<Vec<u8>, XrpError> {
         let payload = match self.algorithm() {
             KeyAlgorithm::Secp256k1 => SignPayload::Prehash(xrpl::sha512_half(data)),
             _ => SignPayload::message(data.to_vec()),
         };
-        let signature = match self
-            .backend
-            .sign(&self.key, &payload)
-            .await?
-            .into_signature()
-        {
-            Signature::Ed25519(s) => s.to_bytes().to_vec(),
-            // Backends return low-s signatures; DER is what XRPL carries.
-            Signature::Secp256k1(s) => s.to_der(),
+        let verified = match context {
+            Some(c) => {
+                self.backend
+                    .sign_with_context(&self.key, &payload, c)
+                    .await?
+            }
+            None => self.backend.sign(&self.key, &payload).await?,
         };
-        // Checked against the key the signer was built with, not the backend's current
-        // one: a channel is bound to one public key.
-        if !verify_data(&self.public_key, data, &signature).unwrap_or(false) {
-            return Err(Error::integrity(
+        // The backend verified the signature (VerifiedSignature is made only by
+        // verifying): checking that it verified against the key this signer was built
+        // with (a channel is bound to one public key), over this claim, is an equality
+        // test, not a second verification.
+        if verified.public_key() != self.public_key.as_public_key() {
+            return Err(Error::integrity_failure(
                 self.key.to_string(),
+                IntegrityReason::KeyChanged,
                 format!(
-                    "the {} backend returned a claim signature that does not verify against \
-                     public key {} this signer was built with (was the key rotated? bind the \
-                     signer to an explicit version, NAME@VERSION)",
+                    "the {} backend signed the claim with another key than public key {} this \
+                     signer was built with (was the key rotated? bind the signer to an explicit \
+                     version, NAME@VERSION)",
                     self.backend.name(),
                     self.public_key
                 ),
             )
             .into());
         }
+        if !verified.is_over(&payload) {
+            return Err(Error::integrity_failure(
+                self.key.to_string(),
+                IntegrityReason::PayloadMismatch,
+                format!(
+                    "the {} backend returned a signature over another payload than this claim",
+                    self.backend.name()
+                ),
+            )
+            .into());
+        }
+        let signature = match verified.into_signature() {
+            Signature::Ed25519(s) => s.to_bytes().to_vec(),
+            // Backends return low-s signatures; DER is what XRPL carries.
+            Signature::Secp256k1(s) => s.to_der(),
+        };
         Ok(signature)
     }
 }
@@ -349,12 +379,12 @@ mod tests {
     async fn ripple_keypairs_message_signatures() {
         let secp = signer("sp5fghtJtpUorTwvof1NpDXAzNwf5").await;
         assert_eq!(
-            hex::encode_upper(secp.sign_data(b"test message").await.unwrap()),
+            hex::encode_upper(secp.sign_data(b"test message", None).await.unwrap()),
             "30440220583A91C95E54E6A651C47BEC22744E0B101E2C4060E7B08F6341657DAD9BC3EE02207D1489C7395DB0188D3A56A977ECBA54B36FA9371B40319655B1B4429E33EF2D"
         );
         let ed = signer("sEdSKaCy2JT7JaM7v95H9SxkhP9wS2r").await;
         assert_eq!(
-            hex::encode_upper(ed.sign_data(b"test message").await.unwrap()),
+            hex::encode_upper(ed.sign_data(b"test message", None).await.unwrap()),
             "CB199E1BFD4E3DAA105E4832EEDFA36413E1F44205E4EFB9E27E826044C21E3E2E848BBC8195E8959BADF887599B7310AD1B7047EF11B682E0D068F73749750E"
         );
     }

@@ -1,4 +1,5 @@
-//! `keymgr rotate`: operator access to keymgr-rotation (request, approve, run, retry).
+//! `keymgr rotate`: operator access to keymgr-rotation (request, approve, reject, run,
+//! retry).
 
 use std::sync::Arc;
 
@@ -19,8 +20,9 @@ const KEYMGR_ACTOR: &str = "KEYMGR_ACTOR";
 /// `keymgr rotate`.
 ///
 /// With approval on (KEYMGR_ROTATION_APPROVAL=true or KEYMGR_PROFILE=production),
-/// `rotate --key K --now` records a request; another actor runs `rotate approve --key K`;
-/// then `rotate --key K --now` (or the scheduler) runs it. Exit codes: 0 done or
+/// `rotate --key K --now` records a request; another actor runs `rotate approve --key K`
+/// (or `rotate reject --key K --reason TEXT`); then `rotate --key K --now` (or the
+/// scheduler) runs it. Exit codes: 0 done or
 /// recorded, 1 error, 2 usage, 75 another rotator holds the key's lease (retry later).
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -62,6 +64,19 @@ enum RotateCommand {
         #[arg(long)]
         key: String,
         /// Who approves (default KEYMGR_ACTOR, else $USER).
+        #[arg(long)]
+        actor: Option<String>,
+    },
+    /// Reject the open rotation request of a key (pending or approved, not yet running);
+    /// the rejecter must not be its requester.
+    Reject {
+        /// Key whose rotation request to reject.
+        #[arg(long)]
+        key: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+        /// Who rejects (default KEYMGR_ACTOR, else $USER).
         #[arg(long)]
         actor: Option<String>,
     },
@@ -204,6 +219,35 @@ async fn approve(key: String, actor: Option<String>, ctx: &Context) -> anyhow::R
     ))
 }
 
+async fn reject(
+    key: String,
+    reason: String,
+    actor: Option<String>,
+    ctx: &Context,
+) -> anyhow::Result<Output> {
+    require_actor(&actor, "rejection")?;
+    let reason = reason.trim().to_owned();
+    if reason.is_empty() {
+        anyhow::bail!(keymgr::Error::invalid_input(
+            "reason",
+            "say why the rotation is rejected (--reason TEXT); it is recorded in the audit log"
+        ));
+    }
+    let r = rotator(ctx, true, policy()?, actor).await?;
+    let request = r.reject(&key, &reason).await?;
+    let text = format!(
+        "{key}: rotation request {} ({}) by {} rejected by {}: {reason}",
+        request.id,
+        request.kind.as_str(),
+        request.requested_by,
+        r.actor(),
+    );
+    Ok(Output::new(
+        json!({ "key": key, "rejected": true, "reason": reason, "request": request }),
+        text,
+    ))
+}
+
 async fn dry_run(key: String, force: bool, now: bool, ctx: &Context) -> anyhow::Result<Output> {
     let r = rotator(ctx, false, policy(ctx)?, actor(None, ctx)?).await?;
     let status = r.status(&key).await?;
@@ -248,6 +292,13 @@ pub(crate) async fn rotate(
         Some(RotateCommand::Run { keys }) => return run_scheduler(keys, ctx, json_lines).await,
         Some(RotateCommand::Approve { key, actor: who }) => {
             return approve(key, actor(who, ctx)?, ctx).await;
+        }
+        Some(RotateCommand::Reject {
+            key,
+            reason,
+            actor: who,
+        }) => {
+            return reject(key, reason, actor(who), ctx).await;
         }
         None => {}
     }

@@ -155,8 +155,13 @@ fn status_text(key: &str, s: &KeyStatus, policy: &RotationPolicy, ctx: &Context)
     }
     text.push_str(&format!("  deletion: {}\n  versions:\n", deletion(s, ctx)));
     for v in &s.versions {
+        let created = v
+            .version
+            .created_at_ms
+            .map(|t| format!("  created {}", ts(t)))
+            .unwrap_or_default();
         text.push_str(&format!(
-            "    {}  {}  [{}]\n",
+            "    {}  {}  [{}]{created}\n",
             v.version.key,
             stage(&v.stage),
             v.version.backend_id

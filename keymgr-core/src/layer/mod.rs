@@ -160,10 +160,29 @@ impl<P: Policy, B: KeyBackend> Layered<P, B> {
 
 /// Implements [`KeyBackend`] for a type with inherent `backend_name`, `dispatch`,
 /// `dispatch_health` and `dispatch_invalidate`: every method becomes one [`Operation`].
+/// With `, sign_with_context` the type also has an inherent `sign_in_context` that
+/// [`KeyBackend::sign_with_context`] calls (the auditing manager); otherwise the trait's
+/// default applies (layers below the manager sign and ignore the context).
 macro_rules! dispatch_backend {
     ([$($generics:tt)*] $ty:ty) => {
+        $crate::layer::dispatch_backend!(@impl [$($generics)*] $ty {});
+    };
+    ([$($generics:tt)*] $ty:ty, sign_with_context) => {
+        $crate::layer::dispatch_backend!(@impl [$($generics)*] $ty {
+            async fn sign_with_context(
+                &self,
+                key: &$crate::KeyRef,
+                payload: &$crate::SignPayload,
+                context: &$crate::SignContext,
+            ) -> $crate::Result<$crate::VerifiedSignature> {
+                self.sign_in_context(key, payload, Some(context)).await
+            }
+        });
+    };
+    (@impl [$($generics:tt)*] $ty:ty { $($extra:tt)* }) => {
         #[async_trait::async_trait]
         impl<$($generics)*> $crate::KeyBackend for $ty {
+            $($extra)*
             fn name(&self) -> &str {
                 self.backend_name()
             }
