@@ -233,7 +233,7 @@ async fn reject(
             "say why the rotation is rejected (--reason TEXT); it is recorded in the audit log"
         ));
     }
-    let r = rotator(ctx, true, policy()?, actor).await?;
+    let r = rotator(ctx, true, policy(ctx)?, actor).await?;
     let request = r.reject(&key, &reason).await?;
     let text = format!(
         "{key}: rotation request {} ({}) by {} rejected by {}: {reason}",
@@ -298,7 +298,7 @@ pub(crate) async fn rotate(
             reason,
             actor: who,
         }) => {
-            return reject(key, reason, actor(who), ctx).await;
+            return reject(key, reason, actor(who, ctx)?, ctx).await;
         }
         None => {}
     }
