@@ -24,10 +24,10 @@ fn keymgr(args: &[&str], env: &[(&str, &str)], keep: &[&str]) -> Output {
     cmd.args(args);
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy().into_owned();
-        if keymgr::config::variable(&k).is_some() || k == "KEYMGR_CONFIG" {
-            if !keep.contains(&k.as_str()) {
-                cmd.env_remove(&k);
-            }
+        if (keymgr::config::variable(&k).is_some() || k == "KEYMGR_CONFIG")
+            && !keep.contains(&k.as_str())
+        {
+            cmd.env_remove(&k);
         }
     }
     for (k, v) in env {

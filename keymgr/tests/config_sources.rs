@@ -1,6 +1,7 @@
 //! Configuration sources: every variable in `.env.example` refuses a non-UTF-8 value at
 //! start-up naming it, numeric settings are bounded, the TOML file stacks below the
 //! environment, and secrets inline in it are reported, never echoed.
+#![allow(clippy::expect_used)]
 
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -15,7 +16,7 @@ const KEY: &str = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f3
 /// `# SSL_CERT_FILE=`).
 fn env_example_names() -> Vec<String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.env.example");
-    let text = std::fs::read_to_string(path).unwrap();
+    let text = std::fs::read_to_string(path).expect("reading .env.example");
     let mut names: Vec<String> = text
         .lines()
         .map(|l| l.trim_start_matches('#').trim())
@@ -46,7 +47,7 @@ fn config_variable(e: &Error) -> &str {
 fn temp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("keymgr-config-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).expect("creating the test directory");
     dir
 }
 

@@ -217,7 +217,7 @@ async fn canary(backend: &Arc<dyn KeyBackend>, key: KeyRef, variable: &'static s
             "the signing key is not the key public_key returned",
         )),
         Ok(sig) => {
-            check.signature = Some(sig.signature().clone());
+            check.signature = Some(*sig.signature());
             public_key.verify(&payload, sig.signature())
         }
         Err(e) => Err(e),
