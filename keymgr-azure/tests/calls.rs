@@ -93,9 +93,10 @@ async fn signer_build_sign_health_and_rotation_calls() {
     signed_and_checked(&stand_in, &*backend, &KeyRef::new("evm"), &version, 3).await;
     assert_eq!(count.take(), calls(&[("sign", 1)]));
 
-    // Health: Get Key of the first configured key.
+    // Health: a canary per configured key (evm and xrp here): Get Key of its current
+    // version, then Sign of a fixed digest, verified.
     assert_eq!(backend.health().await.status, HealthStatus::Healthy);
-    assert_eq!(count.take(), calls(&[("getKey", 1)]));
+    assert_eq!(count.take(), calls(&[("getKey", 2), ("sign", 2)]));
 
     // Rotation: the current version (cached here), then Create Key.
     let v2 = backend.create_version("evm").await.unwrap();

@@ -137,8 +137,9 @@ async fn periodic_current_version_check_and_rotation_calls() {
     );
 
     // Rotation: the key, its current version (read afresh here: TTL zero, no label yet,
-    // so a list too), create (answered PENDING_GENERATION), poll until ENABLED (one
-    // GET here), then the label.
+    // so a list too), the intent label (patch), create (answered PENDING_GENERATION),
+    // poll until ENABLED (one GET here), then the current-version label with the intent
+    // cleared (patch).
     stand_in.set_pending_generation_gets(1);
     let v2 = backend.create_version("evm").await.unwrap();
     assert_eq!(
@@ -148,7 +149,7 @@ async fn periodic_current_version_check_and_rotation_calls() {
             ("listCryptoKeyVersions", 1),
             ("createCryptoKeyVersion", 1),
             ("getCryptoKeyVersion", 1),
-            ("updateCryptoKey", 1)
+            ("updateCryptoKey", 2)
         ])
     );
 

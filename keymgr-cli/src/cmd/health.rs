@@ -50,7 +50,7 @@ fn json_of(report: &HealthReport) -> serde_json::Value {
     let mut v = serde_json::to_value(report).unwrap_or_else(|e| json!({ "error": e.to_string() }));
     v["aggregate"] = json!(word);
     v["exit_code"] = json!(code);
-    v
+    crate::context::versioned(v)
 }
 
 fn text_of(report: &HealthReport) -> String {

@@ -28,6 +28,13 @@ use Variable::{Path, Plain, Secret};
 /// a configuration file), grouped as in `.env.example`.
 pub const VARIABLES: &[Variable] = &[
     Plain("KEY_BACKEND"),
+    // several providers: failover members and health
+    Plain("KEY_BACKENDS"),
+    Plain("KEYMGR_MEMBER_RETRY_MAX"),
+    Plain("KEYMGR_HEALTH_KEYS"),
+    Plain("KEYMGR_HEALTH_SYMMETRIC_KEYS"),
+    Plain("KEYMGR_HEALTH_CACHE_SECS"),
+    Plain("KEYMGR_HEALTH_DEADLINE_MS"),
     // env backend
     Secret("EVM_PRIVATE_KEY"),
     Secret("XRP_SEED"),
