@@ -306,7 +306,12 @@ pub async fn manager_from_vars(source: &dyn VarSource) -> Result<KeyManager> {
     let members = crate::members::MemberConfig::from_vars(&|name| strings.get(name));
     strings.check()?;
     if let Some(members) = members? {
-        return crate::members::manager_from_members(members, &|name| strings.get(name)).await;
+        let manager =
+            crate::members::manager_from_members(members, &|name| strings.get(name)).await;
+        // A non-UTF-8 value read while building (e.g. KEYMGR_AUDIT_PATH) is refused by
+        // name, never taken as unset.
+        strings.check()?;
+        return manager;
     }
     let settings = Settings::from_vars(source)?;
     let backend = backend_from_vars(settings.backend, source).await?;
