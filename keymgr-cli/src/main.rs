@@ -142,6 +142,9 @@ fn main() -> std::process::ExitCode {
     };
     let sources = match load_sources(&cli) {
         Ok(s) => s,
+        Err(e) if matches!(cli.command, Command::Health(_)) => {
+            return cmd::health::unloadable(&e, cli.json);
+        }
         Err(e) => {
             context::print(Err(e), cli.json);
             return context::Exit::Config.code();
@@ -150,7 +153,7 @@ fn main() -> std::process::ExitCode {
     match cli.command {
         Command::Config(c) => return runtime.block_on(cmd::config::run(c, &sources, cli.json)),
         Command::Health(args) => {
-            return runtime.block_on(cmd::health::run(args, cli.json, &sources.layered));
+            return runtime.block_on(cmd::health::run(args, cli.json, &sources));
         }
         _ => {}
     }

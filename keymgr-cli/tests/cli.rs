@@ -193,3 +193,36 @@ fn health_reports_the_backend() {
     assert_eq!(v["aggregate"], "healthy");
     assert_eq!(v["exit_code"], 0);
 }
+
+#[test]
+fn health_reports_down_when_the_configuration_cannot_be_loaded() {
+    // An unreadable --config: still a report (down, exit 11), as a probe needs.
+    let missing = std::env::temp_dir().join(format!("keymgr-no-such-{}.toml", std::process::id()));
+    let missing = missing.to_str().unwrap();
+    let out = keymgr(
+        &["health", "--json", "--config", missing],
+        &[("EVM_PRIVATE_KEY", KEY)],
+    );
+    assert_eq!(out.status.code(), Some(11));
+    let v = json(&out);
+    assert_eq!(v["aggregate"], "down");
+    assert_eq!(v["exit_code"], 11);
+    assert_eq!(v["schema"], 1);
+    // A config file with an unknown setting: refused like everywhere else, as "down".
+    let dir = std::env::temp_dir().join(format!("keymgr-health-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("keymgr.toml");
+    std::fs::write(&file, "NOT_A_KEYMGR_SETTING = \"x\"\n").unwrap();
+    let out = keymgr(
+        &["health", "--json", "--config", file.to_str().unwrap()],
+        &[("EVM_PRIVATE_KEY", KEY)],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(11),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(json(&out)["aggregate"], "down");
+    let _ = std::fs::remove_dir_all(&dir);
+}

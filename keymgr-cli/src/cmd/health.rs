@@ -5,7 +5,7 @@ use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use keymgr::config::VarSource;
+use keymgr::config::Sources;
 use keymgr::layer::Failover;
 use keymgr::members::Utf8Vars;
 use keymgr::{HealthReport, HealthStatus, KeyBackend as _, MemberConfig};
@@ -94,11 +94,14 @@ fn print(report: &HealthReport, json: bool, redraw: bool) {
     print!("{}", text_of(report));
 }
 
-async fn probe(source: &dyn VarSource) -> Result<Failover, HealthReport> {
-    let vars = Utf8Vars::new(source);
+async fn probe(sources: &Sources) -> Result<Failover, HealthReport> {
+    let vars = Utf8Vars::new(&sources.layered);
     let started = tokio::time::Instant::now();
     let failed =
         |e: keymgr::Error| HealthReport::unhealthy("keymgr", started.elapsed(), e.to_string());
+    // Problems the rest of the CLI refuses (a config file's unknown or malformed
+    // settings) make the report "down" too, never a healthy report on a partial view.
+    sources.ensure_valid().map_err(failed)?;
     let config = MemberConfig::from_vars_or_single(&|name| vars.get(name));
     vars.check().map_err(failed)?;
     match config {
@@ -107,9 +110,17 @@ async fn probe(source: &dyn VarSource) -> Result<Failover, HealthReport> {
     }
 }
 
+/// `keymgr health` when the configuration sources themselves cannot be loaded (an
+/// unreadable `--config` or `--env-file`): still a report, "down", exit 11.
+pub(crate) fn unloadable(error: &anyhow::Error, json: bool) -> ExitCode {
+    let report = HealthReport::unhealthy("keymgr", Duration::ZERO, format!("{error:#}"));
+    print(&report, json, false);
+    ExitCode::from(EXIT_DOWN)
+}
+
 /// Runs `keymgr health`; prints the report (text or JSON) and returns the exit code.
-pub(crate) async fn run(args: HealthArgs, json: bool, source: &dyn VarSource) -> ExitCode {
-    let failover = match probe(source).await {
+pub(crate) async fn run(args: HealthArgs, json: bool, sources: &Sources) -> ExitCode {
+    let failover = match probe(sources).await {
         Ok(f) => f,
         Err(report) => {
             print(&report, json, false);
