@@ -98,8 +98,8 @@ impl Token {
         Ok(token)
     }
 
-    /// The token's label (trailing blanks removed; a placeholder naming the slot when
-    /// the token has none).
+    /// The token's label with trailing blanks removed. A token without a label is named
+    /// by its slot for messages: `(unlabelled token in slot N)`.
     pub(crate) fn label(&self) -> &str {
         &self.label
     }
