@@ -94,8 +94,10 @@ impl HsmBackend {
     ///
     /// Transient start-up failures — what concurrent `C_Login`s on one token produce
     /// (`CKR_GENERAL_ERROR`, `CKR_SLOT_ID_INVALID`, the token briefly missing) — are
-    /// retried with backoff for [`HsmConfig::startup_timeout`]; a wrong PIN, a missing
-    /// module or a label mismatch fail at once.
+    /// retried with backoff for [`HsmConfig::startup_timeout`]. `CKR_USER_PIN_NOT_INITIALIZED`,
+    /// which SoftHSM2 also answers while another process rewrites the token file, is
+    /// retried for two seconds before it is reported. A wrong PIN, a missing module or a
+    /// label mismatch fail at once.
     pub async fn connect(config: HsmConfig) -> Result<Self> {
         tokio::task::spawn_blocking(move || Self::connect_blocking(config))
             .await
@@ -135,7 +137,11 @@ impl HsmBackend {
             };
             let transient = match &failure {
                 StartFailure::NoToken { .. } => true,
-                StartFailure::Failure(Failure::Pkcs11(e, _)) => error::is_startup_transient(e),
+                StartFailure::Failure(Failure::Pkcs11(e, _)) => {
+                    error::is_startup_transient(e)
+                        || (error::is_startup_suspect(e)
+                            && started.elapsed() + delay < error::SUSPECT_WINDOW)
+                }
                 StartFailure::Failure(Failure::Other(_)) => false,
             };
             if !transient || Instant::now() + delay > deadline {

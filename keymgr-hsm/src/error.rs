@@ -104,6 +104,18 @@ pub(crate) fn is_startup_transient(e: &CkError) -> bool {
     )
 }
 
+/// Start-up answers that are usually final but that SoftHSM2 also gives while another
+/// process is rewriting the token file under a concurrent `C_Login` (it then reads a
+/// token without a user PIN): retried for at most [`SUSPECT_WINDOW`], then reported.
+pub(crate) fn is_startup_suspect(e: &CkError) -> bool {
+    matches!(rv(e), Some(RvError::UserPinNotInitialized))
+}
+
+/// How long a [suspect](is_startup_suspect) start-up answer is retried before it is
+/// believed: long enough to outlast a concurrent login's token rewrite, short enough
+/// that a token really without a user PIN is reported promptly.
+pub(crate) const SUSPECT_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn is_login_step(f: Function) -> bool {
     matches!(
         f,
@@ -425,6 +437,13 @@ mod tests {
             assert!(!e.is_retryable(), "{e}");
         }
         assert!(!is_startup_transient(&ck(
+            RvError::PinIncorrect,
+            Function::Login
+        )));
+        let pin_not_set = ck(RvError::UserPinNotInitialized, Function::Login);
+        assert!(!is_startup_transient(&pin_not_set));
+        assert!(is_startup_suspect(&pin_not_set));
+        assert!(!is_startup_suspect(&ck(
             RvError::PinIncorrect,
             Function::Login
         )));

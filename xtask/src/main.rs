@@ -51,6 +51,16 @@ fn main() -> Result<()> {
             Some("--test-env") => {
                 let env = provision(&root)?;
                 print!("{}", services::exports(&env.vars));
+                // The variables point at moto: it must outlive this process.
+                for service in env.services {
+                    if let Ok(moto) = service.downcast::<moto::MotoServer>() {
+                        let [patched, plain] = moto.detach();
+                        println!(
+                            "# moto's test servers (pids {patched} and {plain}) keep running; \
+                             stop them with: kill {patched} {plain}"
+                        );
+                    }
+                }
                 Ok(())
             }
             Some(other) => {

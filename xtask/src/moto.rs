@@ -161,6 +161,14 @@ pub(crate) struct MotoServer {
 }
 
 impl MotoServer {
+    /// Leaves both servers running after this process exits; returns their pids.
+    pub(crate) fn detach(self) -> [u32; 2] {
+        let pids = [self.patched.child.id(), self.plain.child.id()];
+        // The launchers' Drop would kill them.
+        std::mem::forget(self);
+        pids
+    }
+
     /// Variables for the test processes.
     pub(crate) fn env(&self) -> Vec<(String, String)> {
         [
