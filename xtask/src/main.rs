@@ -8,6 +8,7 @@
 //! - `bench-criterion [ARGS]`: only the criterion benchmarks (ARGS go to `cargo bench`).
 //! - `bench-aws`: keymgr-aws vs alloy-signer-aws signatures/s on the same moto server.
 //! - `bench-audit`: audit log added latency at a fixed signing rate, verify of 1 M entries.
+//! - `bench-esdk`: keymgr-envelope vs the Rust AWS Encryption SDK (`aws-esdk`), criterion.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,7 +30,8 @@ fn main() -> Result<()> {
         Some("bench") if args.len() == 1 => {
             bench(&root, &[])?;
             bench_aws(&root)?;
-            bench_audit(&root)
+            bench_audit(&root)?;
+            bench_esdk(&root)
         }
         Some("bench") => bail!(
             "`cargo xtask bench` takes no arguments; pass criterion arguments to \
@@ -38,6 +40,7 @@ fn main() -> Result<()> {
         Some("bench-criterion") => bench(&root, &args[1..]),
         Some("bench-aws") => bench_aws(&root),
         Some("bench-audit") => bench_audit(&root),
+        Some("bench-esdk") => bench_esdk(&root),
         Some("fuzz") => fuzz(&root, args.get(1).map(String::as_str)),
         Some("provision") => match args.get(1).map(String::as_str) {
             None => provision_demo(&root),
@@ -86,10 +89,12 @@ const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
   test [NEXTEST ARGS]     provision, fmt --check, clippy -D warnings, nextest, doc-tests
-  bench                   every measurement: bench-criterion, bench-aws, bench-audit
+  bench                   every measurement: bench-criterion, bench-aws, bench-audit,
+                          bench-esdk
   bench-criterion [ARGS]  provision, then cargo bench (ARGS go to cargo bench)
   bench-aws               keymgr-aws vs alloy-signer-aws signatures/s on moto
   bench-audit             audit: added sign latency at 1000/s, verify 1M entries
+  bench-esdk              keymgr-envelope vs the Rust aws-esdk, 1 MiB messages
   fuzz [CASES]            keymgr-envelope parser property tests, CASES per property
                           (default 1000000), release build
   provision               a SoftHSM2 demo token and moto's KMS with demo keys, left
@@ -409,6 +414,19 @@ fn check_dependency_boundaries(root: &Path) -> Result<()> {
 /// callers, every signature recovered) against the same DIGEST-honouring moto server.
 /// alloy-signer-aws builds in its own Cargo project (`benches-external/`): it pins
 /// `aws-smithy-types = "=1.6.1"`, which cannot share our lock file.
+/// keymgr-envelope vs the Rust AWS Encryption SDK: `benches-external/aws-esdk`, its own
+/// Cargo project and lock file (the SDK's Dafny runtime and pins stay out of the
+/// workspace), built into `target/benches-external` like the alloy comparison.
+fn bench_esdk(root: &Path) -> Result<()> {
+    run(
+        "keymgr-envelope vs aws-esdk (benches-external/aws-esdk)",
+        cargo()
+            .current_dir(root.join("benches-external/aws-esdk"))
+            .args(["bench", "--bench", "compare"])
+            .env("CARGO_TARGET_DIR", root.join("target/benches-external")),
+    )
+}
+
 fn bench_aws(root: &Path) -> Result<()> {
     let moto = moto::start(root).context("starting moto's KMS server")?;
     let env = moto.env();
