@@ -9,8 +9,8 @@ use std::task::{Context as TaskContext, Poll};
 
 use keymgr::{EncryptionContext, KeyBackend};
 use keymgr_envelope::{
-    AwsKmsKeyring, DecryptOptions, Decryptor, EncryptedDataKey, Encryptor, Keyring, MultiKeyring,
-    PROVIDER_ID_AWS_KMS, RawAesKeyring,
+    AwsKmsKeyring, AzureKvKeyring, DecryptOptions, Decryptor, EncryptedDataKey, Encryptor,
+    HsmAesKeyring, Keyring, MultiKeyring, PROVIDER_ID_AWS_KMS, PROVIDER_ID_AZURE_KV, RawAesKeyring,
 };
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -21,6 +21,8 @@ use crate::{Context, Output};
 const PROGRESS_MIN_BYTES: u64 = 8 << 20;
 /// Namespace of development KEKs read from environment variables (`--kek env:VAR`).
 const DEV_NAMESPACE: &str = "keymgr-env";
+/// Raw AES keyring namespace of HSM KEKs given without one (`--kek hsm:LABEL`).
+const HSM_NAMESPACE: &str = "keymgr-hsm";
 
 /// Options shared by `encrypt` and `decrypt`.
 #[derive(Debug, clap::Args)]
@@ -35,10 +37,13 @@ pub(crate) struct EnvelopeArgs {
     /// Decrypting: the message must carry each pair with this value.
     #[arg(long = "context", value_name = "KEY=VALUE")]
     context: Vec<String>,
-    /// KEK, in order (repeatable, at least one): `aws-kms:KEY_ARN` (through the
-    /// configured backend, KEY_BACKEND=aws-kms) or `env:VARIABLE` (a 256-bit hex key from
-    /// that environment variable; development only). Encrypting wraps the data key under
-    /// every KEK, the first generating it; decrypting tries them in order.
+    /// KEK, in order (repeatable, at least one). Through the configured backend:
+    /// `aws-kms:KEY_ARN` (KEY_BACKEND=aws-kms), `azure-kv:KEY_NAME` (an RSA key,
+    /// KEY_BACKEND=azure-kv), `hsm:[NAMESPACE:]AES_KEY_LABEL` (an AES key on the token,
+    /// KEY_BACKEND=hsm; entries are raw AES keyring entries under NAMESPACE, default
+    /// `keymgr-hsm`). Or `env:VARIABLE`: a 256-bit hex key from that environment variable
+    /// (development only). Encrypting wraps the data key under every KEK, the first
+    /// generating it; decrypting tries them in order.
     #[arg(long = "kek", value_name = "SPEC", required = true)]
     kek: Vec<String>,
     /// Replace an existing output file.
@@ -81,11 +86,23 @@ async fn keyrings(specs: &[String], ctx: &Context) -> anyhow::Result<MultiKeyrin
                 let manager: Arc<dyn KeyBackend> = ctx.manager().await?;
                 Arc::new(AwsKmsKeyring::new(manager, arn)?)
             }
+            Some((PROVIDER_ID_AZURE_KV, name)) => {
+                let manager: Arc<dyn KeyBackend> = ctx.manager().await?;
+                Arc::new(AzureKvKeyring::new(manager, name)?)
+            }
+            Some(("hsm", rest)) => {
+                let (namespace, key) = rest.split_once(':').unwrap_or((HSM_NAMESPACE, rest));
+                let manager: Arc<dyn KeyBackend> = ctx.manager().await?;
+                Arc::new(HsmAesKeyring::new(manager, namespace, key)?)
+            }
             Some(("env", var)) => Arc::new(RawAesKeyring::dev_from_env(var, DEV_NAMESPACE, var)?),
             _ => {
                 return Err(invalid(
                     "--kek",
-                    format!("'{spec}': expected aws-kms:KEY_ARN or env:VARIABLE"),
+                    format!(
+                        "'{spec}': expected aws-kms:KEY_ARN, azure-kv:KEY_NAME, \
+                         hsm:[NAMESPACE:]AES_KEY_LABEL or env:VARIABLE"
+                    ),
                 ));
             }
         };
