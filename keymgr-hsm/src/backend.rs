@@ -220,20 +220,6 @@ impl HsmBackend {
         self.inner.forget_name(name);
         result.map_err(|f| self.inner.map_failure(f, &KeyRef::new(name)))
     }
-
-    /// Deletes one version for good (private and public key objects and keymgr's
-    /// marker). Rotation never calls this directly for versions it still keeps.
-    pub async fn delete_version(&self, key: &KeyRef) -> Result<()> {
-        let inner = self.inner.clone();
-        let owned = key.clone();
-        let result = self
-            .inner
-            .pool
-            .change_once(move |s, _| deletion::delete_version(&inner, s, &owned))
-            .await;
-        self.inner.forget_name(key.name());
-        result.map_err(|f| self.inner.map_failure(f, key))
-    }
 }
 
 fn selector_variable(selector: &TokenSelector) -> String {
@@ -476,9 +462,8 @@ impl KeyBackend for HsmBackend {
     /// Generates `<label>.v<N+1>` (`C_GenerateKeyPair`, private key sensitive and
     /// non-extractable, same curve as the current version), `N` being the highest version
     /// any object on the token carries, and makes it current. Old versions stay (disable
-    /// them with [`disable_version`](KeyBackend::disable_version)); only with
-    /// [`HsmConfig::keep_versions`] set are disabled versions beyond the newest
-    /// `keep_versions` deleted, with a warning each.
+    /// them with [`disable_version`](KeyBackend::disable_version)); nothing is deleted.
+    /// The creation time is recorded on the token ([`crate::created`]).
     async fn create_version(&self, name: &str) -> Result<KeyVersion> {
         KeyRef::check_name(name)?;
         let inner = self.inner.clone();
@@ -501,6 +486,20 @@ impl KeyBackend for HsmBackend {
             .inner
             .pool
             .change(move |s, _| rotation::disable_version(&inner, s, &owned))
+            .await;
+        self.inner.forget_name(key.name());
+        result.map_err(|f| self.inner.map_failure(f, key))
+    }
+
+    /// Destroys a disabled, non-current version (`C_DestroyObject` on its private key,
+    /// public key, disabled marker and creation record); see [`crate::deletion`].
+    async fn delete_version(&self, key: &KeyRef) -> Result<()> {
+        let inner = self.inner.clone();
+        let owned = key.clone();
+        let result = self
+            .inner
+            .pool
+            .change_once(move |s, _| deletion::delete_version(&inner, s, &owned))
             .await;
         self.inner.forget_name(key.name());
         result.map_err(|f| self.inner.map_failure(f, key))

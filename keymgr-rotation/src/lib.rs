@@ -55,13 +55,14 @@ pub use approval::SCHEDULE_ACTOR;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use file_store::FileStateStore;
 pub use policy::{
-    KEYMGR_PROFILE, KEYMGR_ROTATION_APPROVAL, KEYMGR_ROTATION_APPROVAL_TTL_HOURS,
-    KEYMGR_ROTATION_ENABLED, KEYMGR_ROTATION_INTERVAL_DAYS, KEYMGR_ROTATION_NOTICE_DAYS,
-    KEYMGR_ROTATION_OVERLAP_DAYS, KEYMGR_ROTATION_STATE_PATH, RotationPolicy,
+    HSM_KEEP_VERSIONS, KEYMGR_PROFILE, KEYMGR_ROTATION_APPROVAL,
+    KEYMGR_ROTATION_APPROVAL_TTL_HOURS, KEYMGR_ROTATION_ENABLED, KEYMGR_ROTATION_INTERVAL_DAYS,
+    KEYMGR_ROTATION_NOTICE_DAYS, KEYMGR_ROTATION_OVERLAP_DAYS, KEYMGR_ROTATION_STATE_PATH,
+    RotationPolicy,
 };
 pub use process::ProcessId;
 pub use result::{RotatedKey, RotationEvent, RotationResult, xrpl_channel_warning};
-pub use rotator::Rotator;
+pub use rotator::{Rotator, deletable_versions};
 pub use scheduler::{Scheduler, SchedulerHandle};
 pub use status::{KeyStatus, Lifecycle, VersionStatus};
 pub use store::{
