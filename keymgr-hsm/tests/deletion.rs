@@ -222,3 +222,54 @@ async fn the_rotator_deletes_beyond_the_keep_count_and_audits_each_deletion() {
         common::purge(&name);
     }
 }
+
+/// A rotator whose state is lost (a fresh state store) counts the old version's overlap
+/// from the creation time the token recorded, not from its own start: the old version
+/// is disabled when the overlap really ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotator_without_state_counts_the_overlap_from_the_token() {
+    let Some(hsm) = common::backend().await else {
+        return;
+    };
+    let name = common::unique("lost");
+    hsm.create_key(&name, KeyAlgorithm::Secp256k1)
+        .await
+        .unwrap();
+    let hsm: Arc<dyn KeyBackend> = Arc::new(hsm);
+    let day = std::time::Duration::from_secs(86_400);
+    let clock = Arc::new(ManualClock::new(now_ms()));
+    let with_store = || {
+        Rotator::new(
+            hsm.clone(),
+            Arc::new(MemoryStateStore::default()),
+            Arc::new(common::Recorded::default()),
+            RotationPolicy::default(),
+            clock.clone(),
+            "lost-state",
+        )
+        .unwrap()
+    };
+    with_store().rotate_now(&name, false).await.unwrap();
+    // Six days later, a rotator with no state: one day of the 7-day overlap is left.
+    clock.advance(day * 6);
+    let fresh = with_store();
+    assert!(fresh.tick(&name).await.unwrap().is_empty());
+    let status = fresh.status(&name).await.unwrap();
+    assert!(
+        matches!(
+            status.state.phase,
+            keymgr_rotation::Phase::Overlapping { .. }
+        ),
+        "{status:?}"
+    );
+    clock.advance(day + std::time::Duration::from_secs(60));
+    let events = with_store().tick(&name).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, RotationEvent::Disabled { version, .. } if version == "1")),
+        "the overlap ended 7 days after the rotation: {events:?}"
+    );
+    signs(hsm.as_ref(), &name).await;
+    common::purge(&name);
+}
