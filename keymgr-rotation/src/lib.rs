@@ -14,7 +14,9 @@
 //! key they were opened with: every [`RotationResult`] carries both public keys (with
 //! their EVM address and XRPL public key / account) and says so. Old versions stay usable
 //! (explicitly, `NAME@VERSION`) until their overlap ends and are then disabled in the
-//! backend, never deleted.
+//! backend, never deleted — unless the operator opts in
+//! ([`RotationPolicy::keep_versions`], `HSM_KEEP_VERSIONS`): then disabled versions
+//! beyond the newest N are deleted after each rotation, each audited as `KEY_DELETED`.
 //!
 //! With approval on (`KEYMGR_ROTATION_APPROVAL=true` or `KEYMGR_PROFILE=production`) a
 //! rotation is a recorded [`RotationRequest`] that an actor other than the requester
