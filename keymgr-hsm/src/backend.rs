@@ -463,7 +463,8 @@ impl KeyBackend for HsmBackend {
     /// non-extractable, same curve as the current version), `N` being the highest version
     /// any object on the token carries, and makes it current. Old versions stay (disable
     /// them with [`disable_version`](KeyBackend::disable_version)); nothing is deleted.
-    /// The creation time is recorded on the token ([`crate::created`]).
+    /// The creation time is recorded on the token: a `CKO_DATA` object labelled
+    /// `keymgr.created:<label>` holding milliseconds since the epoch.
     async fn create_version(&self, name: &str) -> Result<KeyVersion> {
         KeyRef::check_name(name)?;
         let inner = self.inner.clone();
@@ -492,7 +493,10 @@ impl KeyBackend for HsmBackend {
     }
 
     /// Destroys a disabled, non-current version (`C_DestroyObject` on its private key,
-    /// public key, disabled marker and creation record); see [`crate::deletion`].
+    /// public key, disabled marker and creation record). `InvalidInput` (field `key`)
+    /// for an unversioned key, version `0`, the current version or an enabled one;
+    /// `NotFound` when the version does not exist. Only keymgr-rotation's `Rotator`
+    /// calls it, under the opt-in `HSM_KEEP_VERSIONS`, and audits each call.
     async fn delete_version(&self, key: &KeyRef) -> Result<()> {
         let inner = self.inner.clone();
         let owned = key.clone();

@@ -18,9 +18,13 @@
 //! never reused as a label; such orphans are ignored when resolving.
 //!
 //! Old versions are disabled, never deleted, by this module. Deleting is a separate
-//! operation ([`crate::deletion`]) that only keymgr-rotation's `Rotator` drives, audited,
-//! when the operator opted in (`HSM_KEEP_VERSIONS`). Each version keymgr makes carries
-//! its creation time in a record object ([`crate::created`]).
+//! operation ([`KeyBackend::delete_version`](keymgr_core::KeyBackend::delete_version))
+//! that only keymgr-rotation's `Rotator` drives, audited, when the operator opted in
+//! (`HSM_KEEP_VERSIONS`). Each version keymgr makes carries its creation time in a
+//! private `CKO_DATA` object with `CKA_APPLICATION` `keymgr`, `CKA_LABEL`
+//! `keymgr.created:<version label>` and `CKA_VALUE` the milliseconds since the Unix epoch
+//! (decimal ASCII); `CKA_START_DATE` is a date without a time of day, too coarse to count
+//! an overlap from.
 //!
 //! Disabling sets `CKA_SIGN=false` on the private key; a token that refuses that change
 //! gets a marker instead: a private token `CKO_DATA` object with `CKA_APPLICATION`
