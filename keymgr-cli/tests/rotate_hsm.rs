@@ -130,26 +130,50 @@ impl Token {
     }
 
     /// SoftHSM2 rewrites `token.object` in place on every `C_Login` (it stores the
-    /// token flags), so a `kill -9` during that write can tear SoftHSM2's own metadata and
-    /// the token then vanishes from the slot list: a fault of the simulator's file store,
-    /// not of keymgr (a token cannot be removed through PKCS#11). Such a torn file is put
-    /// back from the copy taken before the kill, loudly; key objects are never touched, so
-    /// what keymgr's rotation left behind is still what the next `sign` sees. Returns how
-    /// many files were restored.
+    /// token flags and a generation count), so a `kill -9` during that write can tear
+    /// SoftHSM2's own metadata and the token then vanishes from the slot list: a fault of
+    /// the simulator's file store, not of keymgr (a token cannot be removed through
+    /// PKCS#11). A `token.object` that changed is torn only if the token is no longer
+    /// listed (`pkcs11-tool -L`, independent of keymgr): a completed rewrite stays. A torn
+    /// file is put back from the copy taken before the kill, loudly; key objects are never
+    /// touched, so what keymgr's rotation left behind is still what the next `sign` sees.
+    /// Returns how many files were restored.
     fn restore_torn_metadata(&self, before: &[(PathBuf, Vec<u8>)]) -> u64 {
-        let mut restored = 0;
-        for (file, bytes) in before {
-            if std::fs::read(file).ok().as_deref() != Some(bytes.as_slice()) {
-                eprintln!(
-                    "SoftHSM2 tore its own {} during the kill: restoring the pre-kill copy \
-                     (token metadata only, no key objects)",
-                    file.display()
-                );
-                std::fs::write(file, bytes).unwrap();
-                restored += 1;
-            }
+        let changed: Vec<_> = before
+            .iter()
+            .filter(|(file, bytes)| std::fs::read(file).ok().as_deref() != Some(bytes.as_slice()))
+            .collect();
+        if changed.is_empty() || self.token_listed() {
+            return 0;
         }
-        restored
+        for (file, bytes) in &changed {
+            eprintln!(
+                "SoftHSM2 tore its own {} during the kill (the token left the slot list): \
+                 restoring the pre-kill copy (token metadata only, no key objects)",
+                file.display()
+            );
+            std::fs::write(file, bytes).unwrap();
+        }
+        assert!(self.token_listed(), "the token is back after the restore");
+        changed.len() as u64
+    }
+
+    /// Whether `pkcs11-tool -L` lists the test token in this copy.
+    fn token_listed(&self) -> bool {
+        let out = Command::new("pkcs11-tool")
+            .env("SOFTHSM2_CONF", &self.conf)
+            .args([
+                "--module",
+                &std::env::var("HSM_PKCS11_LIBRARY_PATH").unwrap(),
+                "-L",
+            ])
+            .output()
+            .unwrap();
+        let label = std::env::var("HSM_TOKEN_LABEL").unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("token label"))
+            .any(|l| l.trim_start_matches([' ', ':']).trim() == label)
     }
 
     fn audit(&self) -> Vec<keymgr_audit::Entry> {
@@ -395,4 +419,126 @@ fn approval_flow_end_to_end() {
         .collect();
     assert_eq!(kinds, ["disabled", "rotated"], "{v}");
     token.signs();
+}
+
+impl Token {
+    /// Labels of every object on this token copy, as `pkcs11-tool --list-objects` (OpenSC,
+    /// independent of keymgr) shows them.
+    fn labels(&self) -> Vec<String> {
+        let var = |n: &str| std::env::var(n).unwrap();
+        let out = Command::new("pkcs11-tool")
+            .env("SOFTHSM2_CONF", &self.conf)
+            .args(["--module", &var("HSM_PKCS11_LIBRARY_PATH")])
+            .args(["--token-label", &var("HSM_TOKEN_LABEL")])
+            .args(["--login", "--pin", &var("HSM_PIN"), "--list-objects"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("label:"))
+            .map(|l| l.trim().to_owned())
+            .collect()
+    }
+
+    /// `(version, actor, keep_versions)` of every KEY_DELETED entry `audit export` shows.
+    fn deletions(&self) -> Vec<(String, String, String)> {
+        let audit = self.dir.path().join("audit");
+        let out = self.run(&["audit", "export", audit.to_str().unwrap()], &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|e| e["event"] == "KEY_DELETED")
+            .map(|e| {
+                let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+                (
+                    s(&e["key_version"]),
+                    s(&e["actor"]),
+                    s(&e["details"]["keep_versions"]),
+                )
+            })
+            .collect()
+    }
+
+    fn rotate(&self, env: &[(&str, &str)]) {
+        let out = self.run(&["rotate", "--key", "evm", "--now", "--json"], env);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.signs();
+    }
+}
+
+/// Opt-in deletion through the CLI: off, rotations delete nothing; on
+/// (`HSM_KEEP_VERSIONS=2`), each rotation deletes exactly the disabled versions beyond
+/// the newest 2, `audit export` shows one KEY_DELETED entry per deleted version, the
+/// token no longer holds them, `keys status` names the next one and is right, and the
+/// current key signs throughout (k256).
+#[test]
+fn opt_in_deletion_is_audited_and_announced_by_status() {
+    let Some(token) = Token::copy("rotate-delete") else {
+        return;
+    };
+    let base = std::env::var("HSM_EVM_KEY_LABEL").unwrap();
+    let off = [
+        ("KEYMGR_ROTATION_OVERLAP_DAYS", "0"),
+        ("KEYMGR_ACTOR", "ops-dave"),
+    ];
+    let on = [off[0], off[1], ("HSM_KEEP_VERSIONS", "2")];
+    let has = |n: u32| token.labels().contains(&format!("{base}.v{n}"));
+    for _ in 0..3 {
+        token.rotate(&off);
+    }
+    assert!((1..=3).all(has), "{:?}", token.labels());
+    assert!(token.deletions().is_empty());
+    let text = token.run(&["keys", "status", "--key", "evm"], &off);
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(text.contains("deletion: off"), "{text}");
+
+    // On: v4 is made; v1 and v2 are disabled and beyond the newest 2, so they go.
+    token.rotate(&on);
+    let done = token.deletions();
+    let versions: Vec<&str> = done.iter().map(|(v, ..)| v.as_str()).collect();
+    assert_eq!(versions, ["1", "2"]);
+    assert!(
+        done.iter()
+            .all(|(_, actor, keep)| actor == "ops-dave" && keep == "2")
+    );
+    assert!(
+        !has(1) && !has(2) && has(3) && has(4),
+        "{:?}",
+        token.labels()
+    );
+    assert!(token.labels().contains(&base), "version 0 is never deleted");
+
+    // Status names what the next rotation deletes, and it does exactly that.
+    let status = json(&token.run(&["keys", "status", "--key", "evm", "--json"], &on));
+    let deletion = &status["keys"][0]["deletion"];
+    assert_eq!(deletion["keep_versions"], 2, "{status}");
+    assert_eq!(
+        deletion["next"]["versions"],
+        serde_json::json!(["3"]),
+        "{status}"
+    );
+    let text = token.run(&["keys", "status", "--key", "evm"], &on);
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(
+        text.contains("evm@3 will be deleted right after the next rotation"),
+        "{text}"
+    );
+    token.rotate(&on);
+    let versions: Vec<String> = token.deletions().into_iter().map(|(v, ..)| v).collect();
+    assert_eq!(versions, ["1", "2", "3"]);
+    assert!(!has(3) && has(4) && has(5), "{:?}", token.labels());
 }

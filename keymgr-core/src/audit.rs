@@ -41,8 +41,10 @@ pub enum AuditEvent {
     /// An open rotation request was rejected by an actor other than its requester;
     /// details name the request, the requester, the rejecter and the reason.
     KeyRotationRejected,
-    /// A key version was deleted (an explicit opt-in, e.g. `HSM_KEEP_VERSIONS`); details
-    /// name the version.
+    /// A key version was deleted, or a deletion was refused (`denied`) or failed: by
+    /// keymgr-rotation's `Rotator` under the opt-in `HSM_KEEP_VERSIONS` (details:
+    /// `version`, `backend_id`, `keep_versions`, `reason`), or asked of the
+    /// `KeyManager` directly; `key_version` names the version.
     KeyDeleted,
     /// A rotation failed.
     KeyRotationFailure,

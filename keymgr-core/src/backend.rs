@@ -44,9 +44,9 @@ pub type EncryptionContext = BTreeMap<String, String>;
 ///   version use it.
 /// - **`create_version` never deletes** — it adds a version with the same algorithm,
 ///   makes it current and leaves every earlier version listed, in its state (enabled
-///   ones keep signing when named, for the overlap). The one exception is an operator's
-///   explicit opt-in: keymgr-hsm's `HSM_KEEP_VERSIONS` (unset by default) lets a
-///   rotation delete versions that are already disabled and older than the newest N.
+///   ones keep signing when named, for the overlap). Deleting is a separate, audited
+///   operation ([`delete_version`](KeyBackend::delete_version)), which only keymgr-rotation's
+///   `Rotator` calls, and only when the operator opted in (`HSM_KEEP_VERSIONS`).
 /// - **The current version is never disabled** — `disable_version` on it (named by its
 ///   id or unversioned) is refused with [`Error::InvalidInput`]; rotate first.
 /// - **Disabled means no signing, still verifiable** — `sign` with a disabled version is
@@ -123,6 +123,23 @@ pub trait KeyBackend: Send + Sync + fmt::Debug {
             self.name(),
             "disable_version",
             "this backend cannot disable keys",
+        ))
+    }
+
+    /// Destroys the version `key` names for good (its key material cannot be recovered).
+    ///
+    /// Only a version that is already disabled can be deleted: the current version, an
+    /// unversioned `key` and a version that is still enabled (e.g. in its overlap) are
+    /// refused with [`Error::InvalidInput`] (disable it first, or rotate); `NotFound` when
+    /// the version does not exist. Backends that cannot destroy keys (the default) return
+    /// [`Error::Unsupported`] with the reason. Not idempotent: a second call is
+    /// `NotFound`, so layers neither retry nor abandon it.
+    async fn delete_version(&self, key: &KeyRef) -> Result<()> {
+        let _ = key;
+        Err(Error::unsupported(
+            self.name(),
+            "delete_version",
+            "this backend does not delete key versions; old versions stay disabled",
         ))
     }
 
@@ -211,6 +228,9 @@ macro_rules! forward_backend {
             }
             async fn disable_version(&self, key: &KeyRef) -> Result<()> {
                 (**self).disable_version(key).await
+            }
+            async fn delete_version(&self, key: &KeyRef) -> Result<()> {
+                (**self).delete_version(key).await
             }
             async fn encrypt(
                 &self,

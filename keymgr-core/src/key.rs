@@ -221,7 +221,8 @@ impl From<String> for KeyRef {
 pub enum VersionState {
     /// Usable for signing.
     Enabled,
-    /// Disabled in the backend (never deleted by keymgr's rotation).
+    /// Disabled in the backend (deleted only under an operator's opt-in, see
+    /// [`KeyBackend::delete_version`](crate::KeyBackend::delete_version)).
     Disabled,
     /// Being created or otherwise not yet usable.
     Pending,

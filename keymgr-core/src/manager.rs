@@ -345,6 +345,7 @@ impl KeyManager {
                 ),
             )),
             Operation::DisableVersion(key) => self.disable_audited(key).await.map(|()| Reply::Done),
+            Operation::DeleteVersion(key) => self.delete_audited(key).await.map(|()| Reply::Done),
             Operation::Encrypt(key, plaintext, context) => {
                 let op = self.backend.encrypt(key, plaintext, context);
                 let input = Symmetric::Encrypt {
@@ -380,21 +381,39 @@ impl KeyManager {
 
     async fn disable_audited(&self, key: &KeyRef) -> Result<()> {
         let result = self.backend.disable_version(key).await;
-        let mut r = self.record(
-            AuditEvent::KeyDisabled,
-            key,
-            if result.is_ok() {
-                Outcome::Success
-            } else {
-                Outcome::Failure
-            },
-        );
-        if let Err(e) = &result {
+        self.audit_change(AuditEvent::KeyDisabled, key, &result)
+            .await?;
+        result
+    }
+
+    /// A deletion asked of the manager directly (not by the rotator, which audits its
+    /// own with the keep count): one `KEY_DELETED` entry, `denied` when refused.
+    async fn delete_audited(&self, key: &KeyRef) -> Result<()> {
+        let result = self.backend.delete_version(key).await;
+        self.audit_change(AuditEvent::KeyDeleted, key, &result)
+            .await?;
+        result
+    }
+
+    /// One entry for a version change: success, `denied` when the backend refused it as
+    /// invalid (e.g. the current version), else failure with the error.
+    async fn audit_change(
+        &self,
+        event: AuditEvent,
+        key: &KeyRef,
+        result: &Result<()>,
+    ) -> Result<()> {
+        let outcome = match result {
+            Ok(()) => Outcome::Success,
+            Err(e) if e.kind() == crate::ErrorKind::InvalidInput => Outcome::Denied,
+            Err(_) => Outcome::Failure,
+        };
+        let mut r = self.record(event, key, outcome);
+        if let Err(e) = result {
             r.error_kind = Some(e.kind());
             r.details.insert("error".into(), e.to_string());
         }
-        self.audit.record(r).await?;
-        result
+        self.audit.record(r).await
     }
 }
 

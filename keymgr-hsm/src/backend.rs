@@ -226,20 +226,6 @@ impl HsmBackend {
         self.inner.forget_name(name);
         result.map_err(|f| self.inner.map_failure(f, &KeyRef::new(name)))
     }
-
-    /// Deletes one version for good (private and public key objects and keymgr's
-    /// marker). Rotation never calls this directly for versions it still keeps.
-    pub async fn delete_version(&self, key: &KeyRef) -> Result<()> {
-        let inner = self.inner.clone();
-        let owned = key.clone();
-        let result = self
-            .inner
-            .pool
-            .change_once(move |s, _| deletion::delete_version(&inner, s, &owned))
-            .await;
-        self.inner.forget_name(key.name());
-        result.map_err(|f| self.inner.map_failure(f, key))
-    }
 }
 
 fn selector_variable(selector: &TokenSelector) -> String {
@@ -482,9 +468,9 @@ impl KeyBackend for HsmBackend {
     /// Generates `<label>.v<N+1>` (`C_GenerateKeyPair`, private key sensitive and
     /// non-extractable, same curve as the current version), `N` being the highest version
     /// any object on the token carries, and makes it current. Old versions stay (disable
-    /// them with [`disable_version`](KeyBackend::disable_version)); only with
-    /// [`HsmConfig::keep_versions`] set are disabled versions beyond the newest
-    /// `keep_versions` deleted, with a warning each.
+    /// them with [`disable_version`](KeyBackend::disable_version)); nothing is deleted.
+    /// The creation time is recorded on the token: a `CKO_DATA` object labelled
+    /// `keymgr.created:<label>` holding milliseconds since the epoch.
     async fn create_version(&self, name: &str) -> Result<KeyVersion> {
         KeyRef::check_name(name)?;
         let inner = self.inner.clone();
@@ -507,6 +493,23 @@ impl KeyBackend for HsmBackend {
             .inner
             .pool
             .change(move |s, _| rotation::disable_version(&inner, s, &owned))
+            .await;
+        self.inner.forget_name(key.name());
+        result.map_err(|f| self.inner.map_failure(f, key))
+    }
+
+    /// Destroys a disabled, non-current version (`C_DestroyObject` on its private key,
+    /// public key, disabled marker and creation record). `InvalidInput` (field `key`)
+    /// for an unversioned key, version `0`, the current version or an enabled one;
+    /// `NotFound` when the version does not exist. Only keymgr-rotation's `Rotator`
+    /// calls it, under the opt-in `HSM_KEEP_VERSIONS`, and audits each call.
+    async fn delete_version(&self, key: &KeyRef) -> Result<()> {
+        let inner = self.inner.clone();
+        let owned = key.clone();
+        let result = self
+            .inner
+            .pool
+            .change_once(move |s, _| deletion::delete_version(&inner, s, &owned))
             .await;
         self.inner.forget_name(key.name());
         result.map_err(|f| self.inner.map_failure(f, key))

@@ -24,7 +24,9 @@ pub const HSM_XRP_KEY_LABEL: &str = "HSM_XRP_KEY_LABEL";
 /// Session pool size (default: the number of CPU cores).
 pub const HSM_POOL_SIZE: &str = "HSM_POOL_SIZE";
 /// Opt-in deletion: when set, rotation keeps the newest N versions and deletes older
-/// versions that are already disabled (unset: nothing is ever deleted).
+/// versions that are already disabled (unset: nothing is ever deleted). The rotator
+/// (keymgr-rotation's `RotationPolicy::keep_versions`) deletes and audits; this backend
+/// never deletes on its own.
 pub const HSM_KEEP_VERSIONS: &str = "HSM_KEEP_VERSIONS";
 /// Logical name under which `HSM_EVM_KEY_LABEL` is served.
 pub const DEFAULT_EVM_KEY: &str = "evm";
@@ -111,7 +113,10 @@ pub struct HsmConfig {
     pub pool_size: usize,
     /// Opt-in deletion: rotation keeps this many newest versions and deletes older ones
     /// that are already disabled (at least 2). `None` (the default): never delete; old
-    /// versions are only disabled.
+    /// versions are only disabled. Read here so that configuration checks see it; the
+    /// backend does not act on it: pass it to keymgr-rotation's
+    /// `RotationPolicy::keep_versions`, whose rotator deletes through
+    /// `KeyBackend::delete_version` and audits each deletion (keymgr-cli does).
     pub keep_versions: Option<usize>,
     /// How long start-up keeps retrying transient failures (concurrent logins, a token
     /// that is being rewritten) before giving up.

@@ -1,60 +1,30 @@
-//! Deleting key versions for good: opt-in pruning after a rotation
-//! (`HSM_KEEP_VERSIONS`) and [`HsmBackend::delete_version`](crate::HsmBackend::delete_version).
-//! Rotation itself never deletes anything.
+//! Deleting a key version for good ([`KeyBackend::delete_version`]): only a version that
+//! is already disabled, never the current one. This backend never deletes on its own:
+//! keymgr-rotation's `Rotator` asks for each deletion (opt-in `HSM_KEEP_VERSIONS`) and
+//! writes a `KEY_DELETED` audit entry for it.
+//!
+//! [`KeyBackend::delete_version`]: keymgr_core::KeyBackend::delete_version
 
 use cryptoki::error::Error as CkError;
 use cryptoki::session::Session;
 use keymgr_core::{Error, KeyRef};
 
 use crate::backend::Inner;
+use crate::created;
 use crate::error;
 use crate::keys;
-use crate::rotation::{explicit_label, list_labels};
+use crate::rotation::{current_key, explicit_label};
 use crate::session_pool::Failure;
 
-/// Opt-in deletion (`keep_versions` configured): deletes versions older than the newest
-/// `keep` that are already disabled, with a warning each. Enabled versions (still in
-/// their overlap, or enabled outside keymgr) and version 0 (the original key, made
-/// outside keymgr) are never deleted.
-pub(crate) fn prune(
-    inner: &Inner,
-    s: &Session,
-    name: &str,
-    base: &str,
-    keep: usize,
-) -> Result<(), Failure> {
-    let made_here: Vec<(u32, String)> = list_labels(s, base)?
-        .into_iter()
-        .filter(|(n, _)| *n != 0)
-        .collect();
-    let excess = made_here.len().saturating_sub(keep);
-    for (n, label) in made_here.iter().take(excess) {
-        let disabled = keys::find(s, &format!("{name}@{n}"), label)
-            .ok()
-            .flatten()
-            .is_some_and(|k| k.disabled.is_some());
-        if !disabled {
-            continue;
-        }
-        destroy_label(s, label)?;
-        inner.forget_label(label);
-        tracing::warn!(
-            event = "key_version_deleted",
-            key = name,
-            %label,
-            version = n,
-            keep,
-            "deleted disabled HSM key version {label:?} of {name}: HSM_KEEP_VERSIONS={keep} keeps only the newest {keep} versions"
-        );
-    }
-    Ok(())
-}
-
+/// Destroys every object of the version labelled `label`: private key first (so that an
+/// interrupted deletion leaves at most a public key, which resolution ignores), then the
+/// public key, keymgr's marker and creation record.
 fn destroy_label(s: &Session, label: &str) -> Result<usize, Failure> {
     let wrap = |e: CkError| Failure::Pkcs11(e, Some(label.to_owned()));
     let mut objects = keys::private_keys(s, label).map_err(wrap)?;
     objects.extend(keys::public_keys(s, label).map_err(wrap)?);
     objects.extend(keys::markers(s, label).map_err(wrap)?);
+    objects.extend(created::records(s, label).map_err(wrap)?);
     for h in &objects {
         match s.destroy_object(*h) {
             Ok(()) => {}
@@ -65,12 +35,34 @@ fn destroy_label(s: &Session, label: &str) -> Result<usize, Failure> {
     Ok(objects.len())
 }
 
+/// Deletes the disabled, non-current version `key` names; `InvalidInput` (field `key`)
+/// for an unversioned key, version `0` (the original label, made outside keymgr), the
+/// current version or a version still enabled, `NotFound`
+/// when no private key carries its label.
 pub(crate) fn delete_version(inner: &Inner, s: &Session, key: &KeyRef) -> Result<(), Failure> {
     let label = explicit_label(inner, key, "delete_version")?;
-    if keys::private_keys(s, &label)
-        .map_err(|e| Failure::Pkcs11(e, Some(label.clone())))?
-        .is_empty()
-    {
+    let base = inner.config.base_label(key.name());
+    if label == base {
+        return Err(Error::invalid_input(
+            "key",
+            format!(
+                "{key} is the original key {label:?}, made outside keymgr: keymgr never                  deletes it; use the token's own tools"
+            ),
+        )
+        .into());
+    }
+    if current_key(s, key.name(), base)?.is_some_and(|current| current.label == label) {
+        return Err(Error::invalid_input(
+            "key",
+            format!(
+                "{key} (label {label:?}) is the current version of {}: the current version \
+                 is never deleted; rotate, let the overlap end and disable it first",
+                key.name()
+            ),
+        )
+        .into());
+    }
+    let Some(found) = keys::find(s, &key.to_string(), &label)? else {
         return Err(Error::not_found(
             key.to_string(),
             format!(
@@ -79,9 +71,19 @@ pub(crate) fn delete_version(inner: &Inner, s: &Session, key: &KeyRef) -> Result
             ),
         )
         .into());
+    };
+    if found.disabled.is_none() {
+        return Err(Error::invalid_input(
+            "key",
+            format!(
+                "{key} (label {label:?}) is still enabled and may sign: only a disabled \
+                 version is deleted; disable it first"
+            ),
+        )
+        .into());
     }
     let n = destroy_label(s, &label)?;
     inner.forget_label(&label);
-    tracing::warn!(event = "key_version_deleted", key = %key, %label, objects = n, "deleted HSM key version");
+    tracing::info!(key = %key, %label, objects = n, "deleted HSM key version");
     Ok(())
 }

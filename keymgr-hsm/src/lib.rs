@@ -4,6 +4,7 @@
 
 mod backend;
 mod config;
+mod created;
 mod deletion;
 mod error;
 mod keys;

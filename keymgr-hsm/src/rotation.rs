@@ -17,11 +17,14 @@
 //! killed (`C_GenerateKeyPair` interrupted after the public key object was written) is
 //! never reused as a label; such orphans are ignored when resolving.
 //!
-//! Old versions are disabled, never deleted, unless deletion is configured
-//! ([`keep_versions`](crate::HsmConfig::keep_versions), `HSM_KEEP_VERSIONS`): then a
-//! rotation deletes versions that are already disabled and older than the newest
-//! `keep_versions`, with a `key_version_deleted` warning each; an enabled version and
-//! version `0` are never deleted.
+//! Old versions are disabled, never deleted, by this module. Deleting is a separate
+//! operation ([`KeyBackend::delete_version`](keymgr_core::KeyBackend::delete_version))
+//! that only keymgr-rotation's `Rotator` drives, audited, when the operator opted in
+//! (`HSM_KEEP_VERSIONS`). Each version keymgr makes carries its creation time in a
+//! private `CKO_DATA` object with `CKA_APPLICATION` `keymgr`, `CKA_LABEL`
+//! `keymgr.created:<version label>` and `CKA_VALUE` the milliseconds since the Unix epoch
+//! (decimal ASCII); `CKA_START_DATE` is a date without a time of day, too coarse to count
+//! an overlap from.
 //!
 //! Disabling sets `CKA_SIGN=false` on the private key; a token that refuses that change
 //! gets a marker instead: a private token `CKO_DATA` object with `CKA_APPLICATION`
@@ -35,7 +38,7 @@ use keymgr_core::{Error, KeyAlgorithm, KeyRef, KeyVersion, VersionState};
 use rand_core::RngCore as _;
 
 use crate::backend::Inner;
-use crate::deletion;
+use crate::created;
 use crate::error::{self, BACKEND};
 use crate::keys::{self, MARKER_APPLICATION, MARKER_PREFIX};
 use crate::session_pool::Failure;
@@ -187,6 +190,8 @@ pub(crate) fn list_versions(
             Err(Failure::Other(e)) if e.kind() == keymgr_core::ErrorKind::NotFound => continue,
             Err(f) => return Err(f),
         };
+        let created_at_ms =
+            created::read(s, &label).map_err(|e| Failure::Pkcs11(e, Some(label.clone())))?;
         out.push(KeyVersion {
             key,
             backend_id: label,
@@ -196,7 +201,7 @@ pub(crate) fn list_versions(
             } else {
                 VersionState::Enabled
             },
-            created_at_ms: None,
+            created_at_ms,
             current: false,
         });
     }
@@ -331,13 +336,17 @@ pub(crate) fn create_key(
         &keys::named_curve_params(algorithm),
         &label,
     )?;
+    let created_at_ms = now_ms();
+    if let Some(ms) = created_at_ms {
+        created::record(s, &label, ms);
+    }
     tracing::info!(key = name, %label, %algorithm, "created HSM key");
     Ok(KeyVersion {
         key: KeyRef::versioned(name, n.to_string()),
         backend_id: label,
         algorithm: found.algorithm(),
         state: VersionState::Enabled,
-        created_at_ms: now_ms(),
+        created_at_ms,
         current: true,
     })
 }
@@ -364,20 +373,17 @@ pub(crate) fn create_version(
         std::slice::from_ref(&current.ec_params),
         &label,
     )?;
-    tracing::info!(key = name, old = %current.label, new = %label, "created HSM key version");
-    // The new version exists and is current: a failed prune must not fail the rotation
-    // (the next rotation prunes again).
-    if let Some(keep) = inner.config.keep_versions
-        && let Err(e) = deletion::prune(inner, s, name, &base, keep)
-    {
-        tracing::error!(key = name, "pruning old HSM key versions failed: {e:?}");
+    let created_at_ms = now_ms();
+    if let Some(ms) = created_at_ms {
+        created::record(s, &label, ms);
     }
+    tracing::info!(key = name, old = %current.label, new = %label, "created HSM key version");
     Ok(KeyVersion {
         key: KeyRef::versioned(name, (n + 1).to_string()),
         backend_id: label,
         algorithm: found.algorithm(),
         state: VersionState::Enabled,
-        created_at_ms: now_ms(),
+        created_at_ms,
         current: true,
     })
 }

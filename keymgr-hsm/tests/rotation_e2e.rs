@@ -25,7 +25,13 @@ async fn scheduled_rotation_on_softhsm() {
         .await
         .unwrap();
     let hsm: Arc<dyn KeyBackend> = Arc::new(hsm);
-    let clock = Arc::new(ManualClock::new(0));
+    // The token records when each version was made (wall-clock time), and the schedule
+    // counts from it: the test clock starts now.
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let clock = Arc::new(ManualClock::new(u64::try_from(start).unwrap()));
     let rotator = Rotator::new(
         hsm.clone(),
         Arc::new(MemoryStateStore::default()),

@@ -14,7 +14,9 @@
 //! key they were opened with: every [`RotationResult`] carries both public keys (with
 //! their EVM address and XRPL public key / account) and says so. Old versions stay usable
 //! (explicitly, `NAME@VERSION`) until their overlap ends and are then disabled in the
-//! backend, never deleted.
+//! backend, never deleted — unless the operator opts in
+//! ([`RotationPolicy::keep_versions`], `HSM_KEEP_VERSIONS`): then disabled versions
+//! beyond the newest N are deleted after each rotation, each audited as `KEY_DELETED`.
 //!
 //! With approval on (`KEYMGR_ROTATION_APPROVAL=true` or `KEYMGR_PROFILE=production`) a
 //! rotation is a recorded [`RotationRequest`] that an actor other than the requester
@@ -55,13 +57,14 @@ pub use approval::SCHEDULE_ACTOR;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use file_store::FileStateStore;
 pub use policy::{
-    KEYMGR_PROFILE, KEYMGR_ROTATION_APPROVAL, KEYMGR_ROTATION_APPROVAL_TTL_HOURS,
-    KEYMGR_ROTATION_ENABLED, KEYMGR_ROTATION_INTERVAL_DAYS, KEYMGR_ROTATION_NOTICE_DAYS,
-    KEYMGR_ROTATION_OVERLAP_DAYS, KEYMGR_ROTATION_STATE_PATH, RotationPolicy,
+    HSM_KEEP_VERSIONS, KEYMGR_PROFILE, KEYMGR_ROTATION_APPROVAL,
+    KEYMGR_ROTATION_APPROVAL_TTL_HOURS, KEYMGR_ROTATION_ENABLED, KEYMGR_ROTATION_INTERVAL_DAYS,
+    KEYMGR_ROTATION_NOTICE_DAYS, KEYMGR_ROTATION_OVERLAP_DAYS, KEYMGR_ROTATION_STATE_PATH,
+    RotationPolicy,
 };
 pub use process::ProcessId;
 pub use result::{RotatedKey, RotationEvent, RotationResult, xrpl_channel_warning};
-pub use rotator::Rotator;
+pub use rotator::{Rotator, deletable_versions};
 pub use scheduler::{Scheduler, SchedulerHandle};
 pub use status::{KeyStatus, Lifecycle, VersionStatus};
 pub use store::{

@@ -45,7 +45,19 @@ pub struct RotationPolicy {
     /// How long a rotation request waits for approval, and then how long the approval
     /// stays valid before it is used (default 24 hours).
     pub approval_ttl: Duration,
+    /// Opt-in deletion (at least 2): after each rotation, versions older than the newest
+    /// `keep_versions` that are already disabled are deleted
+    /// ([`KeyBackend::delete_version`](keymgr_core::KeyBackend::delete_version)), one
+    /// `KEY_DELETED` audit entry each. `None` (the default): nothing is ever deleted.
+    /// Version `0` (keymgr-hsm's original, unversioned label, made outside keymgr) is
+    /// neither counted nor deleted. keymgr-cli sets it from [`HSM_KEEP_VERSIONS`] when
+    /// the backend is an HSM (the only backend that deletes).
+    pub keep_versions: Option<usize>,
 }
+
+/// The HSM deletion opt-in (keymgr-hsm's variable of the same name):
+/// [`RotationPolicy::keep_versions`].
+pub const HSM_KEEP_VERSIONS: &str = "HSM_KEEP_VERSIONS";
 
 impl Default for RotationPolicy {
     fn default() -> Self {
@@ -56,6 +68,7 @@ impl Default for RotationPolicy {
             notice: DAY * 14,
             require_approval: false,
             approval_ttl: HOUR * 24,
+            keep_versions: None,
         }
     }
 }
@@ -96,6 +109,15 @@ impl RotationPolicy {
                 KEYMGR_ROTATION_APPROVAL_TTL_HOURS,
                 "a positive number of hours",
                 "an approval that expires at once can never be used",
+            ));
+        }
+        if let Some(keep) = self.keep_versions
+            && keep < 2
+        {
+            return Err(Error::config(
+                HSM_KEEP_VERSIONS,
+                "at least 2 versions",
+                format!("keeping {keep} version(s) would delete the version in its overlap"),
             ));
         }
         if self.notice >= self.interval {
@@ -151,6 +173,7 @@ impl RotationPolicy {
                     0..=MAX_APPROVAL_TTL_HOURS,
                 )?
                 .unwrap_or(defaults.approval_ttl),
+            keep_versions: None,
         };
         policy.validate()?;
         Ok(policy)
@@ -250,5 +273,24 @@ mod tests {
         ]))
         .unwrap();
         assert!(!p.require_approval);
+    }
+
+    #[test]
+    fn keeping_fewer_than_two_versions_is_refused() {
+        for keep in [0, 1] {
+            let p = RotationPolicy {
+                keep_versions: Some(keep),
+                ..RotationPolicy::default()
+            };
+            match p.validate().unwrap_err() {
+                Error::Config { variable, .. } => assert_eq!(variable, HSM_KEEP_VERSIONS),
+                other => panic!("{other:?}"),
+            }
+        }
+        let p = RotationPolicy {
+            keep_versions: Some(2),
+            ..RotationPolicy::default()
+        };
+        p.validate().unwrap();
     }
 }

@@ -47,6 +47,14 @@ pub enum RotationEvent {
         /// The disabled version.
         version: String,
     },
+    /// A disabled version beyond the opt-in keep count was deleted for good
+    /// ([`RotationPolicy::keep_versions`](crate::RotationPolicy::keep_versions)).
+    Deleted {
+        /// Logical key.
+        key: String,
+        /// The deleted version.
+        version: String,
+    },
     /// Another live rotator holds the lease on this key; nothing was done.
     LeaseHeldElsewhere {
         /// Logical key.

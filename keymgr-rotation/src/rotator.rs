@@ -13,7 +13,10 @@ use crate::result::{RotatedKey, RotationEvent, RotationResult};
 use crate::store::{KeyState, LeaseOutcome, Phase, Step};
 use crate::{Clock, RotationPolicy, StateStore};
 
+mod delete;
 mod disable;
+
+pub use delete::deletable_versions;
 
 /// Rotates logical keys per a [`RotationPolicy`], one step at a time, persisting an intent
 /// before each side effect so that a crash at any point resumes cleanly:
@@ -27,9 +30,11 @@ mod disable;
 ///   schedule from the versions the backend lists (an old version still enabled is in
 ///   its overlap, counted from the new version's creation time when the backend records
 ///   it, else from now).
-/// - Old versions are disabled (never deleted) only after the overlap; there is never a
-///   moment without a valid version. A version that vanished from the backend counts as
-///   disabled.
+/// - Old versions are disabled only after the overlap; there is never a moment without a
+///   valid version. A version that vanished from the backend counts as disabled. Nothing
+///   is deleted unless [`RotationPolicy::keep_versions`] opts in: then, after each
+///   rotation, disabled versions beyond the newest N are deleted, each audited
+///   (`KEY_DELETED`).
 /// - A lease in the [`StateStore`] makes sure only one rotator acts on a key at a time;
 ///   the lease of a rotator whose process died is taken over at once.
 /// - Every state has a way forward: retryable errors are retried by the
@@ -131,7 +136,25 @@ impl Rotator {
         outcome: Outcome,
         details: &[(&str, String)],
     ) -> Result<()> {
+        let r = AuditRecord::new(event, self.backend.name(), key, outcome);
+        self.emit_record(r, details).await
+    }
+
+    /// [`emit`](Self::emit) for an event about one version (`key_version` set).
+    pub(crate) async fn emit_versioned(
+        &self,
+        event: AuditEvent,
+        key: &str,
+        version: &str,
+        outcome: Outcome,
+        details: &[(&str, String)],
+    ) -> Result<()> {
         let mut r = AuditRecord::new(event, self.backend.name(), key, outcome);
+        r.key_version = Some(version.to_owned());
+        self.emit_record(r, details).await
+    }
+
+    async fn emit_record(&self, mut r: AuditRecord, details: &[(&str, String)]) -> Result<()> {
         r.actor = Some(self.actor.clone());
         r.details.insert("holder".into(), self.holder.clone());
         for (k, v) in details {
@@ -295,6 +318,7 @@ impl Rotator {
                 Phase::Creating { old } => {
                     let result = self.create(&mut state, old, now).await?;
                     events.push(RotationEvent::Rotated(Box::new(result)));
+                    self.delete_beyond_keep(name, events).await?;
                 }
                 Phase::Overlapping { old, until_ms, .. } => {
                     let emergency = state.request.as_ref().is_some_and(|r| {

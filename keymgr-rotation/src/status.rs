@@ -60,7 +60,8 @@ pub enum Lifecycle {
         /// End of the overlap (ms since the epoch).
         until_ms: Option<u64>,
     },
-    /// Disabled: explicit use is refused. keymgr never deletes it.
+    /// Disabled: explicit use is refused. Deleted only under the opt-in
+    /// [`RotationPolicy::keep_versions`](crate::RotationPolicy::keep_versions).
     Disabled,
 }
 

@@ -133,6 +133,11 @@ impl<B: KeyBackend> KeyBackend for Faulty<B> {
         self.inner.disable_version(key).await
     }
 
+    async fn delete_version(&self, key: &KeyRef) -> Result<()> {
+        self.before().await?;
+        self.inner.delete_version(key).await
+    }
+
     fn invalidate(&self, name: &str) {
         self.inner.invalidate(name);
     }

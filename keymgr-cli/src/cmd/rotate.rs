@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use keymgr::ErrorKind;
 use keymgr_rotation::{
-    FileStateStore, KEYMGR_ROTATION_STATE_PATH, MemoryStateStore, RotationEvent, RotationPolicy,
-    Rotator, StateStore, SystemClock,
+    FileStateStore, HSM_KEEP_VERSIONS, KEYMGR_ROTATION_STATE_PATH, MemoryStateStore, RotationEvent,
+    RotationPolicy, Rotator, StateStore, SystemClock,
 };
 use serde_json::json;
 
@@ -101,12 +101,30 @@ fn policy(ctx: &Context) -> anyhow::Result<RotationPolicy> {
     Ok(policy)
 }
 
+/// The opt-in deletion of old versions: `HSM_KEEP_VERSIONS` when the backend is an HSM
+/// (the only backend that deletes), else `None`.
+pub(crate) fn keep_versions(ctx: &Context) -> anyhow::Result<Option<usize>> {
+    let vars = ctx.vars();
+    let is_hsm = matches!(
+        keymgr::Settings::from_vars(&vars)?.backend,
+        keymgr::BackendKind::Hsm
+    );
+    if !is_hsm {
+        return Ok(None);
+    }
+    // The upper bound is the HSM configuration's, checked when the backend is built.
+    Ok(vars.bounded::<usize>(HSM_KEEP_VERSIONS, 2..=usize::MAX, "versions")?)
+}
+
+/// A rotator over the context's key manager; `policy` gets the deletion opt-in
+/// ([`keep_versions`]) so that every command (rotate, run, status) sees the same one.
 pub(crate) async fn rotator(
     ctx: &Context,
     need_store: bool,
-    policy: RotationPolicy,
+    mut policy: RotationPolicy,
     actor: Option<String>,
 ) -> anyhow::Result<Rotator> {
+    policy.keep_versions = keep_versions(ctx)?;
     let manager = ctx.manager().await?;
     let store: Arc<dyn StateStore> = match ctx.vars().path(KEYMGR_ROTATION_STATE_PATH)? {
         Some(dir) => Arc::new(FileStateStore::new(dir)?),

@@ -1,8 +1,10 @@
 //! `keymgr keys status` and the human text of rotation events.
 
+use keymgr::KeyVersion;
 use keymgr::{ErrorKind, KeyAlgorithm};
 use keymgr_rotation::{
-    KeyStatus, Lifecycle, Phase, RotatedKey, RotationEvent, RotationPolicy, VersionStatus,
+    HSM_KEEP_VERSIONS, KeyStatus, Lifecycle, Phase, RotatedKey, RotationEvent, RotationPolicy,
+    deletable_versions,
 };
 use serde_json::json;
 
@@ -36,7 +38,7 @@ fn stage(stage: &Lifecycle) -> String {
         Lifecycle::Overlapping { until_ms: None } => {
             "enabled, not current (disabled after an overlap by the next rotator tick)".to_owned()
         }
-        Lifecycle::Disabled => "disabled (kept, not deleted)".to_owned(),
+        Lifecycle::Disabled => "disabled".to_owned(),
     }
 }
 
@@ -78,47 +80,54 @@ fn phase(p: &Phase) -> String {
     }
 }
 
-/// What the opt-in HSM deletion (`HSM_KEEP_VERSIONS`) will delete at the next rotation.
-fn deletion(status: &KeyStatus, ctx: &Context) -> String {
-    let vars = ctx.vars();
-    let backend_is_hsm = matches!(
-        keymgr::Settings::from_vars(&vars).map(|s| s.backend),
-        Ok(keymgr::BackendKind::Hsm)
-    );
-    let keep = vars
-        .bounded::<usize>("HSM_KEEP_VERSIONS", 2..=usize::MAX, "versions")
-        .ok()
-        .flatten();
-    let (true, Some(keep)) = (backend_is_hsm, keep) else {
+/// What the opt-in deletion (`HSM_KEEP_VERSIONS`, the rotator's `keep_versions`) will
+/// delete: right after the next rotation makes a new version, the rotator deletes the
+/// disabled versions beyond the newest N ([`deletable_versions`] with the new version
+/// counted, i.e. `keep - 1` of today's). `None` when deletion is off.
+fn doomed(status: &KeyStatus, policy: &RotationPolicy) -> Option<(usize, Vec<String>)> {
+    let keep = policy.keep_versions?;
+    let listed: Vec<KeyVersion> = status.versions.iter().map(|v| v.version.clone()).collect();
+    let versions = deletable_versions(&listed, keep.saturating_sub(1))
+        .into_iter()
+        .filter_map(|v| v.key.version().map(str::to_owned))
+        .collect();
+    Some((keep, versions))
+}
+
+fn deletion_text(status: &KeyStatus, policy: &RotationPolicy) -> String {
+    let Some((keep, versions)) = doomed(status, policy) else {
         return "off: old versions are disabled, never deleted".to_owned();
     };
-    let made: Vec<&VersionStatus> = status
-        .versions
-        .iter()
-        .filter(|v| v.version.key.version() != Some("0"))
-        .collect();
-    let excess = made.len().saturating_sub(keep.saturating_sub(1));
-    let doomed: Vec<String> = made
-        .iter()
-        .take(excess)
-        .filter(|v| v.stage == Lifecycle::Disabled)
-        .map(|v| v.version.key.to_string())
-        .collect();
     let when = status.next_rotation_ms.map_or_else(
-        || "at the next rotation".to_owned(),
-        |t| format!("at the next rotation ({})", ts(t)),
+        || "right after the next rotation".to_owned(),
+        |t| format!("right after the next rotation ({})", ts(t)),
     );
-    if doomed.is_empty() {
-        format!("HSM_KEEP_VERSIONS={keep}: nothing will be deleted {when}")
+    if versions.is_empty() {
+        format!("{HSM_KEEP_VERSIONS}={keep}: nothing will be deleted {when}")
     } else {
+        let named: Vec<String> = versions
+            .iter()
+            .map(|v| format!("{}@{v}", status.state.name))
+            .collect();
         format!(
-            "HSM_KEEP_VERSIONS={keep}: {} will be deleted {when}",
-            doomed.join(", ")
+            "{HSM_KEEP_VERSIONS}={keep}: {} will be deleted {when}, each audited as KEY_DELETED",
+            named.join(", ")
         )
     }
 }
 
-fn status_text(key: &str, s: &KeyStatus, policy: &RotationPolicy, ctx: &Context) -> String {
+fn deletion_json(status: &KeyStatus, policy: &RotationPolicy) -> serde_json::Value {
+    match doomed(status, policy) {
+        None => json!({ "enabled": false }),
+        Some((keep, versions)) => json!({
+            "enabled": true,
+            "keep_versions": keep,
+            "next": { "versions": versions, "after_rotation_at_ms": status.next_rotation_ms },
+        }),
+    }
+}
+
+fn status_text(key: &str, s: &KeyStatus, policy: &RotationPolicy) -> String {
     let algorithm = s
         .versions
         .first()
@@ -153,15 +162,29 @@ fn status_text(key: &str, s: &KeyStatus, policy: &RotationPolicy, ctx: &Context)
             ts(r.expires_at_ms)
         ));
     }
-    text.push_str(&format!("  deletion: {}\n  versions:\n", deletion(s, ctx)));
+    text.push_str(&format!(
+        "  deletion: {}\n  versions:\n",
+        deletion_text(s, policy)
+    ));
+    let doomed = doomed(s, policy);
     for v in &s.versions {
         let created = v
             .version
             .created_at_ms
             .map(|t| format!("  created {}", ts(t)))
             .unwrap_or_default();
+        let fate = match (&v.stage, &doomed) {
+            (Lifecycle::Disabled, None) => " (kept, not deleted)",
+            (Lifecycle::Disabled, Some((_, versions)))
+                if versions.iter().any(|d| v.version.key.version() == Some(d)) =>
+            {
+                " (deleted right after the next rotation)"
+            }
+            (Lifecycle::Disabled, Some(_)) => " (kept)",
+            _ => "",
+        };
         text.push_str(&format!(
-            "    {}  {}  [{}]{created}\n",
+            "    {}  {}{fate}  [{}]{created}\n",
             v.version.key,
             stage(&v.stage),
             v.version.backend_id
@@ -184,15 +207,19 @@ pub(crate) async fn keys(cmd: KeysCommand, ctx: &Context) -> anyhow::Result<Outp
     } else {
         vec!["evm".into(), "xrp".into()]
     };
-    let policy = RotationPolicy::from_source(&ctx.vars())?;
-    let r = rotator(ctx, false, policy.clone(), None).await?;
+    let r = rotator(ctx, false, RotationPolicy::from_source(&ctx.vars())?, None).await?;
+    let policy = r.policy().clone();
     let mut out = Vec::new();
     let mut text = String::new();
     for key in keys {
         match r.status(&key).await {
             Ok(s) => {
-                text.push_str(&status_text(&key, &s, &policy, ctx));
-                out.push(json!({ "key": key, "status": s }));
+                text.push_str(&status_text(&key, &s, &policy));
+                out.push(json!({
+                    "key": key,
+                    "status": s,
+                    "deletion": deletion_json(&s, &policy),
+                }));
             }
             // Listing the default keys: skip one that does not exist or whose variable
             // is unset (an unconfigured `evm`/`xrp` is a configuration error by design).
@@ -259,6 +286,9 @@ pub(crate) fn describe(e: &RotationEvent) -> String {
         RotationEvent::Disabled { key, version } => {
             format!("{key}: version {version} disabled (kept, not deleted)")
         }
+        RotationEvent::Deleted { key, version } => format!(
+            "{key}: version {version} deleted for good ({HSM_KEEP_VERSIONS} keeps only the newest versions)"
+        ),
         RotationEvent::LeaseHeldElsewhere { key, lease } => format!(
             "{key}: rotator {} holds the rotation lease until {}; nothing done",
             lease.holder,

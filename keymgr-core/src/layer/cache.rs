@@ -93,7 +93,9 @@ impl Policy for PublicKeyCache {
                 }
                 Ok(reply)
             }
-            Operation::CreateVersion(_) | Operation::DisableVersion(_) => {
+            Operation::CreateVersion(_)
+            | Operation::DisableVersion(_)
+            | Operation::DeleteVersion(_) => {
                 let result = next.run().await;
                 // Even a failed attempt may have moved the current version: never serve a
                 // stale key.

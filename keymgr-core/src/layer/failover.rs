@@ -255,6 +255,13 @@ impl Failover {
                     "disable the version in each member provider",
                 ));
             }
+            Operation::DeleteVersion(_) => {
+                return Err(Error::unsupported(
+                    "failover",
+                    "delete_version",
+                    "delete the version in each member provider",
+                ));
+            }
             _ => {}
         }
         let mut failures = Vec::new();

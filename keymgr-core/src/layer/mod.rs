@@ -15,9 +15,11 @@
 //!   └ RateLimit       per key, e.g. 100 signatures / minute (opt-in; on via from_env)
 //!     └ Cached        public keys, 1 h TTL, invalidated on rotation or key change
 //!       └ Retry       3 retries, 1 s / 2 s / 4 s ± 20 %, retryable errors of
-//!                     idempotent operations only (never create_version)
+//!                     idempotent operations only (never create_version or
+//!                     delete_version)
 //!         └ CircuitBreaker   open after 5 consecutive failures, trial after 60 s
-//!           └ Timeout        per attempt, 10 s (not create_version: never abandoned)
+//!           └ Timeout        per attempt, 10 s (not create_version/delete_version:
+//!                            never abandoned)
 //!             └ provider (env, aws-kms, hsm, ...) or a Failover over several,
 //!               each member with its own CircuitBreaker
 //! ```
@@ -207,6 +209,9 @@ macro_rules! dispatch_backend {
             }
             async fn disable_version(&self, key: &$crate::KeyRef) -> $crate::Result<()> {
                 self.dispatch($crate::layer::Operation::DisableVersion(key)).await?.into_done()
+            }
+            async fn delete_version(&self, key: &$crate::KeyRef) -> $crate::Result<()> {
+                self.dispatch($crate::layer::Operation::DeleteVersion(key)).await?.into_done()
             }
             async fn encrypt(
                 &self,

@@ -20,6 +20,8 @@ pub enum Operation<'a> {
     CreateVersion(&'a str),
     /// [`KeyBackend::disable_version`].
     DisableVersion(&'a KeyRef),
+    /// [`KeyBackend::delete_version`].
+    DeleteVersion(&'a KeyRef),
     /// [`KeyBackend::encrypt`].
     Encrypt(&'a KeyRef, &'a [u8], &'a EncryptionContext),
     /// [`KeyBackend::decrypt`].
@@ -37,6 +39,7 @@ impl Operation<'_> {
             Operation::ListVersions(..) => "list_versions",
             Operation::CreateVersion(..) => "create_version",
             Operation::DisableVersion(..) => "disable_version",
+            Operation::DeleteVersion(..) => "delete_version",
             Operation::Encrypt(..) => "encrypt",
             Operation::Decrypt(..) => "decrypt",
             Operation::GenerateDataKey(..) => "generate_data_key",
@@ -44,10 +47,15 @@ impl Operation<'_> {
     }
 
     /// Whether running it twice has the effect of running it once, so that a retry or an
-    /// abandoned (timed-out) attempt is harmless. Only `create_version` is not: a retried
-    /// or abandoned creation can leave an extra key version behind.
+    /// abandoned (timed-out) attempt is harmless. `create_version` is not (a retried or
+    /// abandoned creation can leave an extra key version behind), nor is
+    /// `delete_version` (an abandoned deletion can leave half a key pair behind, and a
+    /// retried one that had succeeded reports `NotFound`).
     pub fn is_idempotent(&self) -> bool {
-        !matches!(self, Operation::CreateVersion(..))
+        !matches!(
+            self,
+            Operation::CreateVersion(..) | Operation::DeleteVersion(..)
+        )
     }
 
     /// The logical key name it concerns.
@@ -57,6 +65,7 @@ impl Operation<'_> {
             Operation::PublicKey(key)
             | Operation::Sign(key, _)
             | Operation::DisableVersion(key)
+            | Operation::DeleteVersion(key)
             | Operation::Encrypt(key, ..)
             | Operation::Decrypt(key, ..)
             | Operation::GenerateDataKey(key, _) => key.name(),
@@ -72,6 +81,10 @@ impl Operation<'_> {
             Operation::CreateVersion(name) => Reply::Version(backend.create_version(name).await?),
             Operation::DisableVersion(key) => {
                 backend.disable_version(key).await?;
+                Reply::Done
+            }
+            Operation::DeleteVersion(key) => {
+                backend.delete_version(key).await?;
                 Reply::Done
             }
             Operation::Encrypt(key, data, context) => {
@@ -99,7 +112,7 @@ pub enum Reply {
     Versions(Vec<KeyVersion>),
     /// From `create_version`.
     Version(KeyVersion),
-    /// From `disable_version`.
+    /// From `disable_version` and `delete_version`.
     Done,
     /// From `encrypt`.
     Ciphertext(Vec<u8>),
@@ -136,11 +149,12 @@ reply_into! {
 }
 
 impl Reply {
-    /// The result of `disable_version`; an error if a policy answered another reply.
+    /// The result of `disable_version` or `delete_version`; an error if a policy
+    /// answered another reply.
     pub fn into_done(self) -> Result<()> {
         match self {
             Reply::Done => Ok(()),
-            other => Err(mismatch("disable_version", &other)),
+            other => Err(mismatch("disable_version or delete_version", &other)),
         }
     }
 

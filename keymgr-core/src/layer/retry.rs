@@ -49,7 +49,8 @@ impl RetryPolicy {
 
 /// Retries calls that failed with a retryable error ([`crate::Error::is_retryable`]):
 /// throttling, outages, timeouts. Never not-found, access-denied or integrity errors, and
-/// never an operation that is not idempotent ([`Operation::is_idempotent`]: key creation).
+/// never an operation that is not idempotent ([`Operation::is_idempotent`]: key creation and
+/// deletion).
 pub type Retry<B> = Layered<RetryPolicy, B>;
 
 impl<B: KeyBackend> Retry<B> {

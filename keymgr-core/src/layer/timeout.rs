@@ -22,8 +22,8 @@ impl Default for TimeoutPolicy {
 
 /// Bounds each call to the inner backend; an overrun is [`Error::Timeout`] (retryable).
 ///
-/// Operations that are not idempotent (`create_version`) are not bounded: abandoning a
-/// half-done key creation would leave an orphan key.
+/// Operations that are not idempotent (`create_version`, `delete_version`) are not
+/// bounded: abandoning a half-done key creation or deletion would leave an orphan key.
 pub type Timeout<B> = Layered<TimeoutPolicy, B>;
 
 impl<B: KeyBackend> Timeout<B> {

@@ -221,3 +221,32 @@ impl keymgr_core::AuditSink for Recorded {
         Ok(())
     }
 }
+
+/// Removes every object of the test key `base` from the token with raw cryptoki: its key
+/// pairs (`base`, `base.vN`), disabled markers and creation records. Test clean-up
+/// only: keymgr deletes nothing but disabled versions, through `delete_version`.
+pub fn purge(base: &str) {
+    let (_ctx, s) = raw_session();
+    let ours = |label: &str| {
+        let label = label
+            .strip_prefix("keymgr.disabled:")
+            .or_else(|| label.strip_prefix("keymgr.created:"))
+            .unwrap_or(label);
+        label == base
+            || label
+                .strip_prefix(base)
+                .and_then(|rest| rest.strip_prefix(".v"))
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    for h in s.find_objects(&[]).unwrap() {
+        let Ok(attrs) = s.get_attributes(h, &[AttributeType::Label]) else {
+            continue;
+        };
+        let doomed = attrs
+            .iter()
+            .any(|a| matches!(a, Attribute::Label(l) if std::str::from_utf8(l).is_ok_and(ours)));
+        if doomed {
+            s.destroy_object(h).unwrap();
+        }
+    }
+}

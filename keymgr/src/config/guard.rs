@@ -94,6 +94,10 @@ impl KeyBackend for ConfiguredKeys {
         self.check(key.name())?;
         self.inner.disable_version(key).await
     }
+    async fn delete_version(&self, key: &KeyRef) -> Result<()> {
+        self.check(key.name())?;
+        self.inner.delete_version(key).await
+    }
     async fn encrypt(
         &self,
         key: &KeyRef,
