@@ -120,7 +120,11 @@ pub async fn run(off: Arc<KeyManager>, on: Arc<KeyManager>, log: &AuditLog, roun
     for shape in [Shape::Sustained, Shape::Burst] {
         let mut ratios = Vec::new();
         for round in 1..=rounds {
-            let order = if round % 2 == 1 { [false, true] } else { [true, false] };
+            let order = if round % 2 == 1 {
+                [false, true]
+            } else {
+                [true, false]
+            };
             let (mut off_rate, mut on_rate, mut per_fsync) = (0.0, 0.0, 0.0);
             for durable in order {
                 if durable {
