@@ -43,6 +43,10 @@ pub struct AuditStatus {
     pub io_errors: u64,
     /// Write+fsync groups since open (`written / commits` is the group-commit factor).
     pub commits: u64,
+    /// Every fsync the writer issued since open, counted where it is issued: commits,
+    /// idle syncs of buffered data, truncations of a failed write, and directory syncs
+    /// when a segment is created or removed.
+    pub fsyncs: u64,
     /// The current error, while the log cannot be written.
     pub failing: Option<String>,
     /// Bytes of a torn final line removed at open (a crash during a write).
@@ -423,6 +427,7 @@ impl AuditLog {
             lost: s.lost.load(Ordering::Relaxed),
             io_errors: s.io_errors.load(Ordering::Relaxed),
             commits: s.commits.load(Ordering::Relaxed),
+            fsyncs: s.fsyncs.load(Ordering::Relaxed),
             failing: s.failing(),
             torn_bytes_recovered: self.inner.torn_bytes,
         }

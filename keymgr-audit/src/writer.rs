@@ -113,6 +113,8 @@ pub(crate) struct Shared {
     pub lost: AtomicU64,
     pub io_errors: AtomicU64,
     pub commits: AtomicU64,
+    /// Every fsync the writer issued (data, truncation and directory syncs).
+    pub fsyncs: AtomicU64,
 }
 
 impl Shared {
@@ -164,6 +166,12 @@ pub(crate) struct Writer {
     /// Durable mode: staged entries nobody waits for, since when.
     deferred_since: Option<Instant>,
     inject: u32,
+}
+
+/// `sync_data` on `file`, counted in [`Shared::fsyncs`].
+fn sync_data(shared: &Shared, file: &File) -> io::Result<()> {
+    shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+    file.sync_data()
 }
 
 impl Writer {
@@ -416,7 +424,7 @@ impl Writer {
             && let Some(f) = self.file.as_mut()
         {
             f.set_len(self.durable_len)
-                .and_then(|()| f.sync_data())
+                .and_then(|()| sync_data(&self.shared, f))
                 .map_err(|e| io_error("truncate", &self.seg_path, e))?;
             self.needs_truncate = false;
         }
@@ -434,6 +442,7 @@ impl Writer {
             files::create_new(&path)
         }
         .map_err(|e| io_error("create segment", &path, e))?;
+        self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
         segment::sync_dir(&self.cfg.dir)?;
         self.file = Some(file);
         self.seg_path = path;
@@ -453,7 +462,7 @@ impl Writer {
         };
         if self.needs_truncate {
             file.set_len(self.durable_len)?;
-            file.sync_data()?;
+            sync_data(&self.shared, file)?;
             self.needs_truncate = false;
         }
         if self.inject > 0 {
@@ -469,7 +478,7 @@ impl Writer {
         self.needs_truncate = true;
         file.write_all(&self.buf)?;
         if durable {
-            file.sync_data()?;
+            sync_data(&self.shared, file)?;
             self.shared.commits.fetch_add(1, Ordering::Relaxed);
         } else if self.dirty_since.is_none() {
             self.dirty_since = Some(Instant::now());
@@ -513,7 +522,7 @@ impl Writer {
                 // Best effort now; write_buf retries the cut before the next append.
                 if let Some(f) = self.file.as_mut()
                     && f.set_len(self.durable_len)
-                        .and_then(|()| f.sync_data())
+                        .and_then(|()| sync_data(&self.shared, f))
                         .is_ok()
                 {
                     self.needs_truncate = false;
@@ -540,7 +549,7 @@ impl Writer {
         if self.dirty_since.take().is_some()
             && let Some(f) = self.file.as_mut()
         {
-            match f.sync_data() {
+            match sync_data(&self.shared, f) {
                 Ok(()) => {
                     self.shared.commits.fetch_add(1, Ordering::Relaxed);
                 }

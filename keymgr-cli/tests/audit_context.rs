@@ -202,3 +202,135 @@ fn exported_signatures_carry_version_actor_and_typed_context() {
     let all = serde_json::to_string(&entries).unwrap();
     assert!(!all.contains(&EVM_KEY[2..]) && !all.contains(XRP_SEED));
 }
+
+/// Writes `request` to a file in `dir` and signs it with `evm sign-tx --json`.
+fn sign_tx(dir: &Path, log: &Path, name: &str, request: &Value) -> Value {
+    let file = dir.join(name);
+    std::fs::write(&file, request.to_string()).unwrap();
+    let out = keymgr(
+        &["evm", "sign-tx", "--file", file.to_str().unwrap(), "--json"],
+        log,
+        None,
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `audit export` shows, for each signed transaction, the hash of the signed envelope:
+/// what alloy computes from the raw transaction the CLI put out, and what eth-account
+/// computes signing the same request on its own; legacy, EIP-1559 and EIP-7702.
+#[test]
+fn exported_transactions_carry_the_transaction_hash() {
+    let dir = TempDir::new("cli-audit-txhash");
+    let log = dir.path().join("log");
+    let out = keymgr(
+        &[
+            "evm",
+            "sign-authorization",
+            "--chain-id",
+            "1",
+            "--address",
+            "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+            "--nonce",
+            "43",
+            "--json",
+        ],
+        &log,
+        None,
+    );
+    let authorization =
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["authorization"].clone();
+    let base = json!({
+        "to": USDC, "value": "0x2386f26fc10000", "nonce": "0x2a", "gas": "0x186a0",
+        "chainId": "0x1",
+    });
+    let mut legacy = base.clone();
+    legacy["gasPrice"] = json!("0x3b9aca00");
+    let mut eip1559 = base.clone();
+    eip1559["maxFeePerGas"] = json!("0x77359400");
+    eip1559["maxPriorityFeePerGas"] = json!("0x3b9aca00");
+    let mut eip7702 = eip1559.clone();
+    eip7702["to"] = json!("0x2c7536E3605D9C16a7a3D7b1898e529396a65c23");
+    eip7702["authorizationList"] = json!([authorization]);
+
+    let mut expected = Vec::new();
+    for (i, request) in [&legacy, &eip1559, &eip7702].into_iter().enumerate() {
+        let signed = sign_tx(dir.path(), &log, &format!("tx{i}.json"), request);
+        let raw = hex::decode(signed["raw"].as_str().unwrap().trim_start_matches("0x")).unwrap();
+        // alloy, from the raw bytes alone.
+        let envelope = TxEnvelope::decode_2718(&mut raw.as_slice()).unwrap();
+        let hash = hex::encode(envelope.tx_hash());
+        if let Some(python) = keymgr_testkit::verifiers::python() {
+            let theirs: Value = serde_json::from_str(&keymgr_testkit::verifiers::run(
+                &python,
+                "sign-tx",
+                &[EVM_KEY, &request.to_string()],
+            ))
+            .unwrap();
+            assert_eq!(theirs["raw"], signed["raw"], "{request}");
+            assert_eq!(
+                theirs["hash"],
+                format!("0x{hash}"),
+                "eth-account: {request}"
+            );
+        }
+        expected.push((u64::from(u8::from(envelope.tx_type())), hash));
+    }
+
+    let entries = exported(&log);
+    let recorded: Vec<_> = entries
+        .iter()
+        .filter(|e| e["event"] == "SIGN_SUCCESS" && e["context"]["kind"] == "evm_transaction")
+        .map(|e| {
+            (
+                e["context"]["tx_type"].as_u64().unwrap(),
+                e["context"]["tx_hash"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(recorded, expected);
+    assert_eq!(
+        expected.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
+        [0, 2, 4]
+    );
+}
+
+/// `keymgr sign --digest` and `--message` record what they signed (a raw digest, a raw
+/// message of that length), so no signing entry of the CLI has a `null` context.
+#[test]
+fn cli_sign_records_raw_digest_and_raw_message() {
+    let dir = TempDir::new("cli-audit-raw");
+    let log = dir.path().join("log");
+    let digest = "11".repeat(32);
+    keymgr(&["sign", "--key", "evm", "--digest", &digest], &log, None);
+    keymgr(
+        &["sign", "--key", "xrp", "--message", "68656c6c6f"],
+        &log,
+        None,
+    );
+    keymgr(&["evm", "sign-message", "hello"], &log, None);
+    let entries = exported(&log);
+    let signing: Vec<_> = entries
+        .iter()
+        .filter(|e| e["event"] == "SIGN_REQUEST" || e["event"] == "SIGN_SUCCESS")
+        .collect();
+    assert_eq!(signing.len(), 6);
+    for e in &signing {
+        assert!(e["context"].is_object(), "no context: {e}");
+    }
+    let (request, success) = signature(&entries, 0);
+    assert_eq!(success["context"], json!({"kind": "raw_digest"}));
+    assert_eq!(request["context"], success["context"]);
+    assert_eq!(
+        success["payload_sha256"],
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            hex::decode(&digest).unwrap()
+        ))
+    );
+    let (_, success) = signature(&entries, 1);
+    assert_eq!(
+        success["context"],
+        json!({"kind": "raw_message", "message_len": 5})
+    );
+    let (_, success) = signature(&entries, 2);
+    assert_eq!(success["context"]["kind"], "evm_message");
+}

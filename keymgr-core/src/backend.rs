@@ -11,7 +11,8 @@ use zeroize::Zeroizing;
 
 use crate::layer::BreakerState;
 use crate::{
-    Error, KeyRef, KeyVersion, PublicKey, Result, SignContext, SignPayload, VerifiedSignature,
+    Error, KeyRef, KeyVersion, OutcomeContext, PublicKey, Result, SignContext, SignPayload,
+    VerifiedSignature,
 };
 
 /// Key/value pairs bound to symmetric ciphertexts (AWS encryption context, AAD).
@@ -84,6 +85,24 @@ pub trait KeyBackend: Send + Sync + fmt::Debug {
     ) -> Result<VerifiedSignature> {
         let _ = context;
         self.sign(key, payload).await
+    }
+
+    /// Signs like [`sign_with_context`](KeyBackend::sign_with_context); the success
+    /// entry records `outcome`'s context for the signature instead of `context` (facts
+    /// that depend on the signature, such as a signed transaction's hash; see
+    /// [`OutcomeContext`]). The request and failure entries record `context`.
+    ///
+    /// The default (providers, layers below the manager) ignores `outcome` and calls
+    /// [`sign_with_context`](KeyBackend::sign_with_context).
+    async fn sign_with_outcome_context(
+        &self,
+        key: &KeyRef,
+        payload: &SignPayload,
+        context: &SignContext,
+        outcome: &dyn OutcomeContext,
+    ) -> Result<VerifiedSignature> {
+        let _ = outcome;
+        self.sign_with_context(key, payload, context).await
     }
 
     /// Cheap reachability and usability check.
@@ -216,6 +235,17 @@ macro_rules! forward_backend {
                 context: &SignContext,
             ) -> Result<VerifiedSignature> {
                 (**self).sign_with_context(key, payload, context).await
+            }
+            async fn sign_with_outcome_context(
+                &self,
+                key: &KeyRef,
+                payload: &SignPayload,
+                context: &SignContext,
+                outcome: &dyn OutcomeContext,
+            ) -> Result<VerifiedSignature> {
+                (**self)
+                    .sign_with_outcome_context(key, payload, context, outcome)
+                    .await
             }
             async fn health(&self) -> HealthReport {
                 (**self).health().await

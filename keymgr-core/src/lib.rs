@@ -38,7 +38,7 @@ pub use error::{BoxError, Error, ErrorKind, IntegrityReason, ProviderError, Resu
 pub use key::{KeyAlgorithm, KeyRef, KeyVersion, VersionState};
 pub use manager::{KeyManager, KeyManagerBuilder, RecommendedLayers};
 pub use public_key::{OID_ED25519, OID_SECP256K1, PublicKey};
-pub use sign_context::{Eip712DomainContext, SignContext};
+pub use sign_context::{Eip712DomainContext, OutcomeContext, SignContext};
 pub use signature::{Ed25519Signature, RawSignature, Secp256k1Signature, SignPayload, Signature};
 pub use verified::{VerifiedSignature, finish_recoverable, finish_signature, verify_recoverable};
 

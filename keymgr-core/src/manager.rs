@@ -10,8 +10,8 @@ use crate::layer::{
 };
 use crate::{
     AuditEvent, AuditRecord, AuditSink, EncryptionContext, Error, HealthReport, IntegrityReason,
-    KeyBackend, KeyRef, Outcome, PublicKey, Result, SignContext, SignPayload, TracingAuditSink,
-    VerifiedSignature,
+    KeyBackend, KeyRef, Outcome, OutcomeContext, PublicKey, Result, SignContext, SignPayload,
+    TracingAuditSink, VerifiedSignature,
 };
 
 /// Signs, reports public keys and checks health through one backend stack,
@@ -215,13 +215,15 @@ impl KeyManager {
     /// ([`IntegrityReason::KeyChanged`]).
     ///
     /// The outcome entry records the version that signed
-    /// ([`VerifiedSignature::key_version`], else the version `key` names).
+    /// ([`VerifiedSignature::key_version`], else the version `key` names). Both entries
+    /// say what was signed: without a context, [`SignContext::raw`] (a raw digest or
+    /// message).
     pub async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<VerifiedSignature> {
-        self.sign_in_context(key, payload, None).await
+        self.sign_audited(key, payload, None, None).await
     }
 
-    /// [`sign`](Self::sign), recording what is signed (`context`) as typed fields of the
-    /// request and outcome entries; what
+    /// [`sign`](Self::sign), recording what is signed (`context`; `None`:
+    /// [`SignContext::raw`]) as typed fields of the request and outcome entries; what
     /// [`KeyBackend::sign_with_context`] on a manager runs.
     pub async fn sign_in_context(
         &self,
@@ -229,18 +231,35 @@ impl KeyManager {
         payload: &SignPayload,
         context: Option<&SignContext>,
     ) -> Result<VerifiedSignature> {
+        self.sign_audited(key, payload, context, None).await
+    }
+
+    /// [`sign_in_context`](Self::sign_in_context), with the success entry's context
+    /// completed by `outcome` from the signature (see [`OutcomeContext`]); what
+    /// [`KeyBackend::sign_with_outcome_context`] on a manager runs. Still one commit:
+    /// the request and the completed outcome are written together.
+    pub async fn sign_audited(
+        &self,
+        key: &KeyRef,
+        payload: &SignPayload,
+        context: Option<&SignContext>,
+        outcome: Option<&dyn OutcomeContext>,
+    ) -> Result<VerifiedSignature> {
+        let context = context
+            .cloned()
+            .unwrap_or_else(|| SignContext::raw(payload));
         let digest = hex::encode(Sha256::digest(payload.as_bytes()));
         let mut request = self.record(AuditEvent::SignRequest, key, Outcome::Pending);
         request.payload_sha256 = Some(digest.clone());
         request
             .details
             .insert("payload_kind".into(), payload.kind().into());
-        request.context = context.cloned();
+        request.context = Some(context.clone());
         // Appended now, made durable with the outcome (one commit per signature).
         self.audit.record_request(request).await?;
 
         let (result, route) = crate::layer::route::traced(self.sign_checked(key, payload)).await;
-        let mut outcome = match &result {
+        let mut entry = match &result {
             Ok(sig) => {
                 let mut r = self
                     .record(AuditEvent::SignSuccess, key, Outcome::Success)
@@ -248,6 +267,10 @@ impl KeyManager {
                 if let Some(v) = sig.key_version() {
                     r.key_version = Some(v.to_owned());
                 }
+                r.context = Some(match outcome {
+                    Some(o) => o.outcome_context(sig),
+                    None => context.clone(),
+                });
                 r
             }
             Err(e) => {
@@ -260,12 +283,12 @@ impl KeyManager {
                     .record(event, key, outcome)
                     .detail("error", e.to_string());
                 r.error_kind = Some(e.kind());
+                r.context = Some(context);
                 r
             }
         };
-        outcome.payload_sha256 = Some(digest);
-        outcome.context = context.cloned();
-        self.commit(with_route(outcome, &route)).await?;
+        entry.payload_sha256 = Some(digest);
+        self.commit(with_route(entry, &route)).await?;
         result
     }
 

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use k256::ecdsa::signature::hazmat::PrehashVerifier as _;
 use keymgr_core::{
-    AuditEvent, AuditRecord, AuditSink, KeyAlgorithm, KeyBackend, KeyManager, KeyRef, PublicKey,
-    SignContext, SignPayload,
+    AuditEvent, AuditRecord, AuditSink, ErrorKind, KeyAlgorithm, KeyBackend, KeyManager, KeyRef,
+    PublicKey, SignContext, SignPayload, VerifiedSignature,
 };
 use keymgr_env::EnvBackend;
 use keymgr_testkit::memory::MemoryBackend;
@@ -115,9 +115,15 @@ async fn context_reaches_both_entries_through_a_dyn_backend() {
     assert_eq!(success.context.as_ref(), Some(&context));
     assert_eq!(success.key_version.as_deref(), Some("1"));
 
-    // A plain sign records no context; a provider ignores one (nothing to audit there).
+    // A plain sign records what it is, a raw digest; a provider ignores a context
+    // (nothing to audit there).
     manager.sign(&key, &SignPayload::Prehash(h)).await.unwrap();
-    assert_eq!(records.last(AuditEvent::SignSuccess).context, None);
+    let raw = SignContext::RawDigest { chain_id: None };
+    assert_eq!(
+        records.last(AuditEvent::SignRequest).context,
+        Some(raw.clone())
+    );
+    assert_eq!(records.last(AuditEvent::SignSuccess).context, Some(raw));
     let provider = MemoryBackend::with_key("k", KeyAlgorithm::Secp256k1);
     let sig = provider
         .sign_with_context(&KeyRef::new("k"), &SignPayload::Prehash(h), &context)
@@ -127,5 +133,66 @@ async fn context_reaches_both_entries_through_a_dyn_backend() {
         &provider.public_key(&KeyRef::new("k")).await.unwrap(),
         &h,
         &sig,
+    );
+}
+
+/// The success entry carries what the outcome hook computes from the signature (e.g. a
+/// signed transaction's hash); the request and a failure carry the request's context;
+/// a raw message signed without a context says so.
+#[tokio::test]
+async fn outcome_context_completes_only_the_success_entry() {
+    let backend = Arc::new(MemoryBackend::with_key("k", KeyAlgorithm::Secp256k1));
+    let records = Arc::new(Records::default());
+    let manager: Arc<dyn KeyBackend> = Arc::new(
+        KeyManager::recommended(backend.clone())
+            .audit(records.clone())
+            .build(),
+    );
+    let key = KeyRef::new("k");
+    let h = [9; 32];
+    let asked = SignContext::RawDigest {
+        chain_id: Some(8453),
+    };
+    // The hook sees the verified signature: it records its r as a stand-in fact.
+    let hook = |sig: &VerifiedSignature| SignContext::EvmAuthorization {
+        chain_id: "8453".into(),
+        address: hex::encode(sig.as_secp256k1().unwrap().r()),
+        nonce: 1,
+    };
+    let sig = manager
+        .sign_with_outcome_context(&key, &SignPayload::Prehash(h), &asked, &hook)
+        .await
+        .unwrap();
+    verify(&backend.public_key(&key).await.unwrap(), &h, &sig);
+    assert_eq!(
+        records.last(AuditEvent::SignRequest).context,
+        Some(asked.clone())
+    );
+    assert_eq!(
+        records.last(AuditEvent::SignSuccess).context,
+        Some(hook(&sig))
+    );
+
+    // A failed signature (a version that does not exist) keeps the request's context.
+    let missing = KeyRef::versioned("k", "7");
+    let e = manager
+        .sign_with_outcome_context(&missing, &SignPayload::Prehash(h), &asked, &hook)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    let failure = records.last(AuditEvent::SignFailure);
+    assert_eq!(failure.context, Some(asked));
+
+    // Ed25519 message without a context: a raw message of that length.
+    let ed = Arc::new(MemoryBackend::with_key("ed", KeyAlgorithm::Ed25519));
+    let records = Arc::new(Records::default());
+    let manager = KeyManager::recommended(ed).audit(records.clone()).build();
+    manager
+        .sign(&KeyRef::new("ed"), &SignPayload::message(b"hello".to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(
+        records.last(AuditEvent::SignSuccess).context,
+        Some(SignContext::RawMessage { message_len: 5 })
     );
 }

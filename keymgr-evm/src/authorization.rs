@@ -28,7 +28,7 @@ impl<B: KeyBackend> EvmSigner<B> {
             nonce,
         };
         let signature = self
-            .sign_prehash_in(&authorization.signature_hash(), Some(&context))
+            .sign_prehash_in(&authorization.signature_hash(), &context)
             .await?;
         Ok(authorization.into_signed(signature))
     }

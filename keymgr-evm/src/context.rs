@@ -1,12 +1,13 @@
 //! The audit context of each kind of EVM signature ([`SignContext`]): what an auditor
 //! needs to know what a signature authorized, without the payload itself.
 
-use alloy_consensus::SignableTransaction;
-use alloy_primitives::{Signature, TxKind};
+use alloy_consensus::{SignableTransaction, TypedTransaction};
+use alloy_primitives::{B256, Signature, TxKind};
 use alloy_sol_types::Eip712Domain;
-use keymgr_core::{Eip712DomainContext, SignContext};
+use keymgr_core::{Eip712DomainContext, Error, OutcomeContext, SignContext, VerifiedSignature};
 
-/// A transaction's chain id, type, recipient, value, nonce and signing hash.
+/// A transaction's chain id, type, recipient, value, nonce and signing hash (the
+/// transaction hash is added once the signature exists, by [`SignedTxHash`]).
 pub(crate) fn transaction(tx: &dyn SignableTransaction<Signature>) -> SignContext {
     SignContext::EvmTransaction {
         chain_id: tx.chain_id(),
@@ -18,6 +19,72 @@ pub(crate) fn transaction(tx: &dyn SignableTransaction<Signature>) -> SignContex
         value: tx.value().to_string(),
         nonce: tx.nonce(),
         signing_hash: hex::encode(tx.signature_hash()),
+        tx_hash: None,
+    }
+}
+
+/// Completes a transaction's context with the hash of the signed EIP-2718 envelope
+/// (keccak-256 of what `eth_sendRawTransaction` takes), computed by alloy from the
+/// signature the backend returned.
+pub(crate) struct SignedTxHash {
+    tx: TypedTransaction,
+    context: SignContext,
+}
+
+impl SignedTxHash {
+    /// Reads `tx` back from its signing encoding as one of Ethereum's transaction types
+    /// (alloy's `TypedTransaction::decode_unsigned`), so that its signed envelope can be
+    /// hashed once the signature exists. Refused (nothing is signed) when that is not
+    /// possible: a type other than 0 to 4, or an encoding alloy does not read back to
+    /// the same bytes; the audit entry could not name the transaction hash.
+    pub(crate) fn new(
+        tx: &dyn SignableTransaction<Signature>,
+        context: SignContext,
+    ) -> Result<Self, Error> {
+        let encoded = tx.encoded_for_signing();
+        let mut rest = encoded.as_slice();
+        let refused = |why: String| {
+            Error::unsupported(
+                "evm",
+                "sign_transaction",
+                format!(
+                    "a type {} transaction cannot be signed with an audited transaction hash: {why}",
+                    tx.ty()
+                ),
+            )
+        };
+        let decoded = TypedTransaction::decode_unsigned(&mut rest)
+            .map_err(|e| refused(format!("alloy cannot read its signing encoding back ({e})")))?;
+        if !rest.is_empty() || decoded.encoded_for_signing() != encoded {
+            return Err(refused(
+                "its signing encoding does not read back to the same transaction".into(),
+            ));
+        }
+        Ok(Self {
+            tx: decoded,
+            context,
+        })
+    }
+
+    /// The hash of the transaction signed with `signature`.
+    pub(crate) fn tx_hash(&self, signature: Signature) -> B256 {
+        *self.tx.clone().into_envelope(signature).tx_hash()
+    }
+}
+
+impl OutcomeContext for SignedTxHash {
+    fn outcome_context(&self, signature: &VerifiedSignature) -> SignContext {
+        let mut context = self.context.clone();
+        // A signature without a y parity (x-reduced recovery id) is refused by the
+        // signer after this; its entry then has no transaction hash (there is none).
+        if let (Some(sig), Some(id)) = (signature.as_secp256k1(), signature.recovery_id())
+            && !id.is_x_reduced()
+            && let SignContext::EvmTransaction { tx_hash, .. } = &mut context
+        {
+            let sig = Signature::from_signature_and_parity(*sig.as_k256(), id.is_y_odd());
+            *tx_hash = Some(hex::encode(self.tx_hash(sig)));
+        }
+        context
     }
 }
 
@@ -58,6 +125,7 @@ mod tests {
             value,
             nonce,
             signing_hash,
+            tx_hash,
         } = transaction(&tx)
         else {
             panic!("not a transaction context");
@@ -68,6 +136,7 @@ mod tests {
         assert_eq!(value, "1000000000");
         assert_eq!(nonce, 9);
         assert_eq!(signing_hash, hex::encode(tx.signature_hash()));
+        assert_eq!(tx_hash, None, "known only once signed");
         let create = TxEip1559 {
             to: TxKind::Create,
             ..tx

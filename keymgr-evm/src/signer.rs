@@ -10,8 +10,8 @@ use alloy_signer::{Signer, sign_transaction_with_chain_id};
 use async_trait::async_trait;
 use k256::ecdsa::VerifyingKey;
 use keymgr_core::{
-    Error, ErrorKind, IntegrityReason, KeyBackend, KeyRef, PublicKey, Result, SignContext,
-    SignPayload,
+    Error, ErrorKind, IntegrityReason, KeyBackend, KeyRef, OutcomeContext, PublicKey, Result,
+    SignContext, SignPayload,
 };
 
 /// An Ethereum signer whose key never leaves a keymgr backend (KMS, HSM, or the dev
@@ -52,9 +52,11 @@ use keymgr_core::{
 ///   signed as given. Message and typed-data signing ignore the signer's chain id.
 /// - Each signature is audited with what it authorized (a
 ///   [`SignContext`] passed to [`KeyBackend::sign_with_context`]): transactions with chain
-///   id, type, recipient, value, nonce and signing hash; typed data with its primary type
-///   and domain; messages with their length; authorizations with chain id, delegate and
-///   nonce. [`sign_hash`](Signer::sign_hash) on a bare hash has no context.
+///   id, type, recipient, value, nonce and signing hash, and on the success entry the
+///   transaction hash (keccak-256 of the signed EIP-2718 envelope); typed data with its
+///   primary type and domain; messages with their length; authorizations with chain id,
+///   delegate and nonce; a bare hash ([`sign_hash`](Signer::sign_hash),
+///   [`sign_prehash`](Self::sign_prehash)) as a raw digest with the signer's chain id.
 /// - keymgr errors reach alloy callers as [`alloy_signer::Error::Other`]; get them back
 ///   with [`keymgr_error`](crate::keymgr_error) (to check `is_retryable`, say).
 ///
@@ -156,25 +158,42 @@ impl<B: KeyBackend> EvmSigner<B> {
     /// (low-s, y parity), with keymgr's error type.
     ///
     /// [`Signer::sign_hash`] calls this; use it directly to keep [`Error`]'s kinds.
+    ///
+    /// The audit log records it as a raw digest ([`SignContext::RawDigest`] with this
+    /// signer's chain id): keymgr cannot tell what a bare hash commits to.
     pub async fn sign_prehash(&self, hash: &B256) -> Result<Signature> {
-        self.sign_prehash_in(hash, None).await
+        let context = SignContext::RawDigest {
+            chain_id: self.chain_id,
+        };
+        self.sign_prehash_in(hash, &context).await
     }
 
     /// [`sign_prehash`](Self::sign_prehash), telling the audit log what the hash is
     /// (see [`SignContext`]).
-    pub async fn sign_prehash_in(
+    pub async fn sign_prehash_in(&self, hash: &B256, context: &SignContext) -> Result<Signature> {
+        self.sign_audited(hash, context, None).await
+    }
+
+    /// Signs `hash`; the request entry records `context`, the success entry `outcome`'s
+    /// context for the signature when given.
+    async fn sign_audited(
         &self,
         hash: &B256,
-        context: Option<&SignContext>,
+        context: &SignContext,
+        outcome: Option<&dyn OutcomeContext>,
     ) -> Result<Signature> {
         let payload = SignPayload::Prehash(hash.0);
-        let signature = match context {
-            Some(c) => {
+        let signature = match outcome {
+            Some(o) => {
                 self.backend
-                    .sign_with_context(&self.key, &payload, c)
+                    .sign_with_outcome_context(&self.key, &payload, context, o)
                     .await?
             }
-            None => self.backend.sign(&self.key, &payload).await?,
+            None => {
+                self.backend
+                    .sign_with_context(&self.key, &payload, context)
+                    .await?
+            }
         };
         // The backend verified the signature (VerifiedSignature is made only by
         // verifying) and computed its recovery id while doing so: checking that it
@@ -353,12 +372,9 @@ impl<B: KeyBackend> Signer for EvmSigner<B> {
         let context = SignContext::EvmMessage {
             message_len: message.len() as u64,
         };
-        self.sign_prehash_in(
-            &alloy_primitives::eip191_hash_message(message),
-            Some(&context),
-        )
-        .await
-        .map_err(alloy_signer::Error::other)
+        self.sign_prehash_in(&alloy_primitives::eip191_hash_message(message), &context)
+            .await
+            .map_err(alloy_signer::Error::other)
     }
 
     async fn sign_typed_data<T: alloy_sol_types::SolStruct + Send + Sync>(
@@ -370,7 +386,7 @@ impl<B: KeyBackend> Signer for EvmSigner<B> {
         Self: Sized,
     {
         let context = crate::context::typed_data(T::NAME, domain);
-        self.sign_prehash_in(&payload.eip712_signing_hash(domain), Some(&context))
+        self.sign_prehash_in(&payload.eip712_signing_hash(domain), &context)
             .await
             .map_err(alloy_signer::Error::other)
     }
@@ -380,7 +396,7 @@ impl<B: KeyBackend> Signer for EvmSigner<B> {
         payload: &alloy_dyn_abi::TypedData,
     ) -> alloy_signer::Result<Signature> {
         let context = crate::context::typed_data(&payload.primary_type, &payload.domain);
-        self.sign_prehash_in(&payload.eip712_signing_hash()?, Some(&context))
+        self.sign_prehash_in(&payload.eip712_signing_hash()?, &context)
             .await
             .map_err(alloy_signer::Error::other)
     }
@@ -410,8 +426,13 @@ impl<B: KeyBackend> TxSigner<Signature> for EvmSigner<B> {
     ) -> alloy_signer::Result<Signature> {
         sign_transaction_with_chain_id!(self, tx, {
             let context = crate::context::transaction(tx);
-            self.sign_prehash_in(&tx.signature_hash(), Some(&context))
-                .await
+            match crate::context::SignedTxHash::new(tx, context.clone()) {
+                Ok(outcome) => {
+                    self.sign_audited(&tx.signature_hash(), &context, Some(&outcome))
+                        .await
+                }
+                Err(e) => Err(e),
+            }
         })
     }
 }

@@ -276,7 +276,7 @@ impl<B: KeyBackend> ClaimSigner<B> {
             amount_drops: amount.get(),
         };
         let signature = self
-            .sign_data(&encode_claim(channel, amount), Some(&context))
+            .sign_data(&encode_claim(channel, amount), &context)
             .await?;
         Ok(hex::encode_upper(signature))
     }
@@ -284,23 +284,15 @@ impl<B: KeyBackend> ClaimSigner<B> {
     /// Signs `data` the way XRPL signs (ripple-keypairs `sign`): Ed25519 over the data,
     /// secp256k1 over SHA-512Half(data) as low-s DER. Private: claims go through the
     /// guard, and nothing else should be signed with a claim key.
-    async fn sign_data(
-        &self,
-        data: &[u8],
-        context: Option<&SignContext>,
-    ) -> Result<Vec<u8>, XrpError> {
+    async fn sign_data(&self, data: &[u8], context: &SignContext) -> Result<Vec<u8>, XrpError> {
         let payload = match self.algorithm() {
             KeyAlgorithm::Secp256k1 => SignPayload::Prehash(xrpl::sha512_half(data)),
             _ => SignPayload::message(data.to_vec()),
         };
-        let verified = match context {
-            Some(c) => {
-                self.backend
-                    .sign_with_context(&self.key, &payload, c)
-                    .await?
-            }
-            None => self.backend.sign(&self.key, &payload).await?,
-        };
+        let verified = self
+            .backend
+            .sign_with_context(&self.key, &payload, context)
+            .await?;
         // The backend verified the signature (VerifiedSignature is made only by
         // verifying): checking that it verified against the key this signer was built
         // with (a channel is bound to one public key), over this claim, is an equality
@@ -377,14 +369,15 @@ mod tests {
     /// path byte for byte: SHA-512Half + RFC 6979 + low-s DER for secp256k1, pure Ed25519.
     #[tokio::test]
     async fn ripple_keypairs_message_signatures() {
+        let raw = SignContext::RawMessage { message_len: 12 };
         let secp = signer("sp5fghtJtpUorTwvof1NpDXAzNwf5").await;
         assert_eq!(
-            hex::encode_upper(secp.sign_data(b"test message", None).await.unwrap()),
+            hex::encode_upper(secp.sign_data(b"test message", &raw).await.unwrap()),
             "30440220583A91C95E54E6A651C47BEC22744E0B101E2C4060E7B08F6341657DAD9BC3EE02207D1489C7395DB0188D3A56A977ECBA54B36FA9371B40319655B1B4429E33EF2D"
         );
         let ed = signer("sEdSKaCy2JT7JaM7v95H9SxkhP9wS2r").await;
         assert_eq!(
-            hex::encode_upper(ed.sign_data(b"test message", None).await.unwrap()),
+            hex::encode_upper(ed.sign_data(b"test message", &raw).await.unwrap()),
             "CB199E1BFD4E3DAA105E4832EEDFA36413E1F44205E4EFB9E27E826044C21E3E2E848BBC8195E8959BADF887599B7310AD1B7047EF11B682E0D068F73749750E"
         );
     }

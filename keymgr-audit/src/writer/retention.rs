@@ -72,6 +72,9 @@ impl Writer {
         for path in &prune {
             fs::remove_file(path).map_err(|e| io_error("remove old segment", path, e))?;
         }
+        self.shared
+            .fsyncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         segment::sync_dir(&self.cfg.dir)?;
         tracing::info!(
             target: "keymgr::audit",

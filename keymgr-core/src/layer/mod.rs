@@ -162,9 +162,10 @@ impl<P: Policy, B: KeyBackend> Layered<P, B> {
 
 /// Implements [`KeyBackend`] for a type with inherent `backend_name`, `dispatch`,
 /// `dispatch_health` and `dispatch_invalidate`: every method becomes one [`Operation`].
-/// With `, sign_with_context` the type also has an inherent `sign_in_context` that
-/// [`KeyBackend::sign_with_context`] calls (the auditing manager); otherwise the trait's
-/// default applies (layers below the manager sign and ignore the context).
+/// With `, sign_with_context` the type also has inherent `sign_in_context` and
+/// `sign_audited` that [`KeyBackend::sign_with_context`] and
+/// [`KeyBackend::sign_with_outcome_context`] call (the auditing manager); otherwise the
+/// trait's defaults apply (layers below the manager sign and ignore the context).
 macro_rules! dispatch_backend {
     ([$($generics:tt)*] $ty:ty) => {
         $crate::layer::dispatch_backend!(@impl [$($generics)*] $ty {});
@@ -178,6 +179,15 @@ macro_rules! dispatch_backend {
                 context: &$crate::SignContext,
             ) -> $crate::Result<$crate::VerifiedSignature> {
                 self.sign_in_context(key, payload, Some(context)).await
+            }
+            async fn sign_with_outcome_context(
+                &self,
+                key: &$crate::KeyRef,
+                payload: &$crate::SignPayload,
+                context: &$crate::SignContext,
+                outcome: &dyn $crate::OutcomeContext,
+            ) -> $crate::Result<$crate::VerifiedSignature> {
+                self.sign_audited(key, payload, Some(context), Some(outcome)).await
             }
         });
     };

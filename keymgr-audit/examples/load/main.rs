@@ -1,5 +1,8 @@
-//! Audit log under load, for the two numbers criterion cannot give directly:
+//! Audit log under load, for the numbers criterion cannot give directly:
 //!
+//! 0. The speed goals as same-process ratios (see `goals.rs`): fsyncs per sequential
+//!    durable signature, and the throughput of 64 concurrent signers with the durable log
+//!    vs audit off, interleaved and repeated (`KEYMGR_GOALS_ROUNDS`, `KEYMGR_GOALS_MS`).
 //! 1. Added signing latency at a fixed rate: `KeyManager::sign` on the env backend is
 //!    called open-loop at `KEYMGR_LOAD_RATE` signatures/s (default 1000) for
 //!    `KEYMGR_LOAD_SECONDS` (default 10), once with `tracing`-only audit and once with the
@@ -11,6 +14,7 @@
 //!    and times `Verifier::verify_paths` over them.
 //!
 //! Run with `cargo xtask bench-audit` (release build). Prints one JSON line per result.
+//! `KEYMGR_LOAD_ONLY=goals|latency|verify` runs one part.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -25,6 +29,8 @@ use keymgr_core::{
 use keymgr_env::EnvBackend;
 use keymgr_testkit::TempDir;
 use tokio::time::MissedTickBehavior;
+
+mod goals;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     match std::env::var(name) {
@@ -155,8 +161,33 @@ async fn verify_throughput() {
     );
 }
 
+async fn speed_goals() {
+    let rounds: u32 = env_or("KEYMGR_GOALS_ROUNDS", 3);
+    let ms: u64 = env_or("KEYMGR_GOALS_MS", 3000);
+    let backend = Arc::new(EnvBackend::generate());
+    let dir = TempDir::new("audit-load-goals");
+    let log = open_log(dir.path(), Durability::Durable);
+    let off = Arc::new(KeyManager::new(backend.clone()));
+    let on = Arc::new(
+        KeyManager::recommended(backend)
+            .audit(Arc::new(log.clone()))
+            .build(),
+    );
+    goals::run(off, on, &log, rounds, ms).await;
+    drop(log);
+}
+
 #[tokio::main]
 async fn main() {
-    latency_at_rate().await;
-    verify_throughput().await;
+    let only = std::env::var("KEYMGR_LOAD_ONLY").ok();
+    let runs = |part: &str| only.as_deref().is_none_or(|o| o == part);
+    if runs("goals") {
+        speed_goals().await;
+    }
+    if runs("latency") {
+        latency_at_rate().await;
+    }
+    if runs("verify") {
+        verify_throughput().await;
+    }
 }
