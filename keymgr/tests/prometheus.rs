@@ -97,9 +97,10 @@ async fn scraped_text_has_counters_and_histograms_by_provider_key_and_outcome() 
     let not_found = find(
         &all,
         metrics::ERRORS_TOTAL,
+        // KeyManager learns the key's algorithm first: the public key lookup fails.
         &[
             ("provider", "env"),
-            ("operation", "sign"),
+            ("operation", "public_key"),
             ("key", "nope"),
             ("kind", "not_found"),
         ],
@@ -124,7 +125,12 @@ async fn scraped_text_has_counters_and_histograms_by_provider_key_and_outcome() 
     let inf = find(
         &all,
         &bucket,
-        &[("key", "evm"), ("outcome", "success"), ("le", "+Inf")],
+        &[
+            ("operation", "sign"),
+            ("key", "evm"),
+            ("outcome", "success"),
+            ("le", "+Inf"),
+        ],
     )
     .unwrap_or_else(|| panic!("no +Inf bucket in:\n{text}"));
     assert_eq!(inf.2, 3.0);
