@@ -1,8 +1,9 @@
 //! Metrics through the [`metrics`] crate facade (0.24): nothing is recorded until the
-//! application installs a recorder. For Prometheus, the application depends on
-//! `metrics-exporter-prometheus` (0.17, built for `metrics` 0.24) and installs it once at
-//! start-up, e.g. `PrometheusBuilder::new().with_http_listener(([0, 0, 0, 0], 9000)).install()?`
-//! (an HTTP `/metrics` endpoint), or `install_recorder()` to render the text itself.
+//! application installs a recorder. For Prometheus, the `keymgr` facade's `prometheus`
+//! feature (`keymgr::prometheus::install_recorder`) installs `metrics-exporter-prometheus`
+//! 0.18 (built for `metrics` 0.24) with histogram buckets for the latencies; or the
+//! application installs it itself, e.g.
+//! `PrometheusBuilder::new().with_http_listener(([0, 0, 0, 0], 9000)).install()?`.
 //!
 //! | name | type | labels |
 //! |---|---|---|

@@ -48,6 +48,29 @@ impl Inner {
         )
     }
 
+    /// `key` is not on the token, or the token itself is gone: a token that no longer
+    /// answers `C_GetTokenInfo` with its label (SoftHSM2 answers `CKR_GENERAL_ERROR`
+    /// once its token directory is removed) is [`Error::Unavailable`], which failover
+    /// moves past; only a token that answers and lacks the key is [`Error::NotFound`].
+    fn missing(&self, key: &KeyRef, label: &str) -> Error {
+        let token = self.pool.token();
+        let gone = |why: String| {
+            Error::unavailable(
+                crate::error::BACKEND,
+                format!(
+                    "token {:?} {why}; its keys cannot be looked up",
+                    token.label()
+                ),
+                None,
+            )
+        };
+        match token.label_now() {
+            Ok(now) if now.trim() == token.label().trim() => self.not_found(key, label),
+            Ok(now) => gone(format!("is no longer in its slot (the slot holds {now:?})")),
+            Err(e) => gone(format!("no longer answers C_GetTokenInfo ({e})")),
+        }
+    }
+
     fn fresh<T>(&self, c: &Cached<T>, epoch: u64) -> bool {
         c.epoch == epoch && c.at.elapsed() < self.config.key_cache_ttl
     }
@@ -81,7 +104,7 @@ impl Inner {
                 Some(k) => k,
                 None => {
                     self.pool.token().ensure_login(true)?;
-                    keys::find(s, &name, label)?.ok_or_else(|| self.not_found(key, label))?
+                    keys::find(s, &name, label)?.ok_or_else(|| self.missing(key, label))?
                 }
             },
             _ => match rotation::current_key(s, key.name(), base)? {
@@ -90,7 +113,7 @@ impl Inner {
                     // Private objects are invisible when logged out behind our back.
                     self.pool.token().ensure_login(true)?;
                     rotation::current_key(s, key.name(), base)?
-                        .ok_or_else(|| self.not_found(key, base))?
+                        .ok_or_else(|| self.missing(key, base))?
                 }
             },
         };

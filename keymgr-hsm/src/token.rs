@@ -130,6 +130,11 @@ impl Token {
         Slot::try_from(self.slot_id())
     }
 
+    /// `C_GetTokenInfo` on our slot: the label of the token there now.
+    pub(crate) fn label_now(&self) -> Result<String, CkError> {
+        self.lib.token_label(self.slot()?)
+    }
+
     /// Makes sure this process is logged in. With `verify`, asks the token (one
     /// `C_GetSessionInfo`) instead of trusting our own bookkeeping.
     pub(crate) fn ensure_login(&self, verify: bool) -> Result<(), CkError> {

@@ -10,6 +10,9 @@
 //!   backend with an Ed25519 or secp256k1 key.
 //! - `gcp` (cargo feature `gcp`): a Google Cloud KMS REST stand-in, `gcp::StandIn`,
 //!   with real keys and fault injection, for keymgr-gcp's tests.
+//! - `proxy` (cargo feature `proxy`): a fault-injecting HTTP proxy,
+//!   `proxy::FaultProxy`, between a real SDK client and its stand-in (delays, 500s,
+//!   throttling, connection resets, truncated bodies).
 //! - [`fault`]: a wrapper backend that injects errors, latency and corrupted signatures.
 //! - [`verifiers`]: right values from eth-account, xrpl-py and coincurve (pinned).
 //! - [`TempDir`]: a unique scratch directory, removed on drop.
@@ -29,6 +32,8 @@ pub mod fault;
 #[cfg(feature = "gcp")]
 pub mod gcp;
 pub mod memory;
+#[cfg(feature = "proxy")]
+pub mod proxy;
 mod temp;
 pub mod verifiers;
 #[cfg(feature = "xrp")]

@@ -15,6 +15,8 @@
 
 pub mod config;
 pub mod members;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
 mod provider;
 
 pub use config::{BackendKind, FromEnv, Settings, backend_from_vars, manager_from_vars};

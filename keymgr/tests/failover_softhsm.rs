@@ -281,3 +281,56 @@ async fn every_member_down_gives_the_aggregated_error_and_a_down_health() {
         );
     }
 }
+
+/// The directory of the token labelled `label` in this process's private SoftHSM2 token
+/// copy (`common::config` gives every test process its own, so removing it is safe).
+fn token_dir(label: &str) -> std::path::PathBuf {
+    let conf = std::env::var("SOFTHSM2_CONF").unwrap();
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let tokendir = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("directories.tokendir"))
+        .and_then(|rest| rest.trim().strip_prefix('='))
+        .map(|d| std::path::PathBuf::from(d.trim()))
+        .expect("directories.tokendir in softhsm2.conf");
+    // CKA_LABEL is stored blank-padded to 32 bytes in the token's token.object.
+    let padded = format!("{label:<32}");
+    std::fs::read_dir(&tokendir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|dir| {
+            std::fs::read(dir.join("token.object"))
+                .is_ok_and(|bytes| bytes.windows(padded.len()).any(|w| w == padded.as_bytes()))
+        })
+        .unwrap_or_else(|| panic!("no directory for token {label} in {}", tokendir.display()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_the_first_tokens_directory_under_a_running_member_fails_over() {
+    let Some(setup) = setup() else { return };
+    let key = setup.key.clone();
+    let f = failover(&setup.vars).await.unwrap();
+    assert_signs_with(&f, &key).await;
+    assert_eq!(f.health().await.status, HealthStatus::Healthy);
+
+    // The first member's token disappears while its sessions are open.
+    let dir = token_dir(&common::var(keymgr_hsm::HSM_TOKEN_LABEL));
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    for _ in 0..3 {
+        assert_signs_with(&f, &key).await;
+    }
+    let h = f.health().await;
+    assert_eq!(h.status, HealthStatus::Degraded, "{h:?}");
+    let states: Vec<_> = h.components.iter().map(|c| c.status).collect();
+    assert_eq!(
+        states,
+        [
+            HealthStatus::Unhealthy,
+            HealthStatus::Healthy,
+            HealthStatus::Healthy
+        ],
+        "{h:?}"
+    );
+    assert_eq!(h.components[0].breaker, Some(BreakerState::Open), "{h:?}");
+}
