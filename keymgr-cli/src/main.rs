@@ -99,9 +99,10 @@ enum Command {
 
 async fn dispatch(command: Command, ctx: &Context, json: bool) -> anyhow::Result<Output> {
     match command {
-        Command::Demo(args) => cmd::demo::run(args).await,
-        Command::Completions { shell } => cmd::docs::completions(shell, Cli::command()),
-        Command::Man => cmd::docs::man(Cli::command()),
+        // Handled in `main` before any configuration is read.
+        Command::Demo(_) | Command::Completions { .. } | Command::Man => {
+            unreachable!("commands that need no configuration run before it is loaded")
+        }
         Command::PublicKey(args) => cmd::keys::public_key(args, ctx).await,
         Command::Sign(args) => cmd::keys::sign(args, ctx).await,
         Command::Health(_) => unreachable!("health is run by main with its own exit codes"),
@@ -140,6 +141,18 @@ fn main() -> std::process::ExitCode {
             return context::Exit::Unexpected.code();
         }
     };
+    // Commands that need no configuration never read it: a broken configuration file or
+    // `--env-file` must not stop the demo, the completions or the man page.
+    match cli.command {
+        Command::Demo(args) => {
+            return context::print(runtime.block_on(cmd::demo::run(args)), cli.json);
+        }
+        Command::Completions { shell } => {
+            return context::print(cmd::docs::completions(shell, Cli::command()), cli.json);
+        }
+        Command::Man => return context::print(cmd::docs::man(Cli::command()), cli.json),
+        _ => {}
+    }
     let sources = match load_sources(&cli) {
         Ok(s) => s,
         Err(e) if matches!(cli.command, Command::Health(_)) => {
