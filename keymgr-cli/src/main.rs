@@ -252,4 +252,43 @@ mod tests {
     fn command_line_definition_is_consistent() {
         <super::Cli as clap::CommandFactory>::command().debug_assert();
     }
+
+    /// The commands that print something of their own: leaves, and commands that also
+    /// run without a subcommand (`rotate`), as `rotate-approve`, `evm-sign-tx`, ...
+    fn runnable(cmd: &clap::Command, prefix: &str, out: &mut Vec<String>) {
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let name = if prefix.is_empty() {
+                sub.get_name().to_owned()
+            } else {
+                format!("{prefix}-{}", sub.get_name())
+            };
+            if !sub.has_subcommands() || !sub.is_subcommand_required_set() {
+                out.push(name.clone());
+            }
+            runnable(sub, &name, out);
+        }
+    }
+
+    /// Every command accepts `--json`, and each has its output's JSON Schema under
+    /// `schema/` (tests/json_schema.rs validates every command's output against it).
+    #[test]
+    fn every_command_has_a_json_schema() {
+        let cli = <super::Cli as clap::CommandFactory>::command();
+        assert!(
+            cli.get_arguments()
+                .any(|a| a.get_id() == "json" && a.is_global_set())
+        );
+        let mut commands = Vec::new();
+        runnable(&cli, "", &mut commands);
+        assert!(commands.len() > 20, "{commands:?}");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema");
+        let missing: Vec<&String> = commands
+            .iter()
+            .filter(|c| !dir.join(format!("{c}.json")).is_file())
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "commands without schema/NAME.json: {missing:?}"
+        );
+    }
 }
