@@ -13,8 +13,9 @@ pub(crate) const EXIT_CONFIG: u8 = 3;
 pub(crate) enum ConfigCommand {
     /// Load the whole configuration (flags, environment, --env-file, config file), list
     /// every problem with its variable, print the effective settings (secrets redacted)
-    /// and where each came from, and sign a fixed digest with every configured key.
-    /// Exits 3 on any problem.
+    /// and where each came from, and sign a fixed digest with every configured key. With
+    /// KEY_BACKENDS, every failover member is checked (its own variables, e.g. HSM_2_PIN,
+    /// its keys' canaries, the same public key on every member). Exits 3 on any problem.
     Check,
 }
 
