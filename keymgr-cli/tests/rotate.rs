@@ -285,3 +285,36 @@ fn rotating_inside_the_overlap_is_refused_by_policy() {
     );
     assert_eq!(out.status.code(), Some(9), "{out:?}");
 }
+
+/// An overlap that has ended is no refusal: `rotate --now` goes on to finish that
+/// rotation (here the env backend's manual-rotation refusal stops it: exit 9, not 8).
+#[test]
+fn an_ended_overlap_is_not_a_policy_refusal() {
+    use keymgr_rotation::{FileStateStore, KeyState, Phase, StateStore as _};
+    let dir = keymgr_testkit::TempDir::new("cli-overlap-ended");
+    let path = dir.path().to_string_lossy().into_owned();
+    let store = FileStateStore::new(dir.path()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut state = KeyState {
+        name: "evm".into(),
+        phase: Phase::Overlapping {
+            old: "1".into(),
+            new: "2".into(),
+            until_ms: now - 1,
+        },
+        active: Some("2".into()),
+        active_since_ms: now - 86_400_000,
+        disabled: Vec::new(),
+        notice_sent_for: None,
+        request: None,
+        revision: 0,
+    };
+    store.save(&mut state).unwrap();
+    let env = [("KEYMGR_ROTATION_STATE_PATH", path.as_str())];
+    let out = keymgr(&["rotate", "--key", "evm", "--now", "--json"], &env);
+    assert_ne!(out.status.code(), Some(8), "{out:?}");
+    assert_ne!(json(&out)["error"]["kind"], "policy");
+}

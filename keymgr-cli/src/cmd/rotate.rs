@@ -189,9 +189,13 @@ async fn run_scheduler(
 }
 
 /// A rotation asked for inside the overlap of the last one (which would disable the
-/// overlapping version early) is refused by policy (exit 8) unless `--force`.
+/// overlapping version early) is refused by policy (exit 8) unless `--force`. An overlap
+/// that has ended is no refusal: the rotator finishes that rotation first.
 async fn refuse_inside_overlap(r: &Rotator, key: &str) -> anyhow::Result<()> {
-    if let Phase::Overlapping { old, until_ms, .. } = r.status(key).await?.state.phase {
+    let now = keymgr_rotation::Clock::now_ms(&SystemClock);
+    if let Phase::Overlapping { old, until_ms, .. } = r.status(key).await?.state.phase
+        && now < until_ms
+    {
         return Err(Refusal {
             kind: "policy",
             exit: Exit::Policy,
