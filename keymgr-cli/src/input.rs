@@ -4,17 +4,41 @@
 use std::io::Read as _;
 use std::path::Path;
 
-/// Reads at most `limit` bytes of UTF-8 text from `path` (`-`: standard input); more is
-/// an error naming the flag and the limit.
-pub(crate) fn read_text(path: &Path, limit: usize, flag: &str) -> anyhow::Result<String> {
-    let name = if path == Path::new("-") {
+/// Whether `path` is `-`: standard input (or output, for an output argument).
+pub(crate) fn is_stdio(path: &Path) -> bool {
+    path == Path::new("-")
+}
+
+fn display(path: &Path) -> String {
+    if is_stdio(path) {
         "standard input".to_owned()
     } else {
         path.display().to_string()
-    };
+    }
+}
+
+/// Reads at most `limit` bytes of UTF-8 text from `path` (`-`: standard input); more is
+/// an error naming the flag and the limit.
+pub(crate) fn read_text(path: &Path, limit: usize, flag: &str) -> anyhow::Result<String> {
+    let name = display(path);
+    let invalid = |reason: String| keymgr::Error::invalid_input(flag, reason);
+    let bytes = read_bytes(path, limit, flag)?;
+    String::from_utf8(bytes).map_err(|e| {
+        invalid(format!(
+            "{name} is not UTF-8 text (byte {} is invalid)",
+            e.utf8_error().valid_up_to()
+        ))
+        .into()
+    })
+}
+
+/// Reads at most `limit` bytes from `path` (`-`: standard input), as they are; more is
+/// an error naming the flag and the limit.
+pub(crate) fn read_bytes(path: &Path, limit: usize, flag: &str) -> anyhow::Result<Vec<u8>> {
+    let name = display(path);
     let invalid = |reason: String| keymgr::Error::invalid_input(flag, reason);
     let mut bytes = Vec::new();
-    let read = if path == Path::new("-") {
+    let read = if is_stdio(path) {
         std::io::stdin()
             .lock()
             .take(limit as u64 + 1)
@@ -26,13 +50,7 @@ pub(crate) fn read_text(path: &Path, limit: usize, flag: &str) -> anyhow::Result
     if bytes.len() > limit {
         return Err(invalid(format!("{name} is larger than {limit} bytes")).into());
     }
-    String::from_utf8(bytes).map_err(|e| {
-        invalid(format!(
-            "{name} is not UTF-8 text (byte {} is invalid)",
-            e.utf8_error().valid_up_to()
-        ))
-        .into()
-    })
+    Ok(bytes)
 }
 
 #[cfg(test)]

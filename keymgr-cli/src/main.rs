@@ -99,9 +99,10 @@ enum Command {
 
 async fn dispatch(command: Command, ctx: &Context, json: bool) -> anyhow::Result<Output> {
     match command {
-        Command::Demo(args) => cmd::demo::run(args).await,
-        Command::Completions { shell } => cmd::docs::completions(shell, Cli::command()),
-        Command::Man => cmd::docs::man(Cli::command()),
+        // Handled in `main` before any configuration is read.
+        Command::Demo(_) | Command::Completions { .. } | Command::Man => {
+            unreachable!("commands that need no configuration run before it is loaded")
+        }
         Command::PublicKey(args) => cmd::keys::public_key(args, ctx).await,
         Command::Sign(args) => cmd::keys::sign(args, ctx).await,
         Command::Health(_) => unreachable!("health is run by main with its own exit codes"),
@@ -140,6 +141,18 @@ fn main() -> std::process::ExitCode {
             return context::Exit::Unexpected.code();
         }
     };
+    // Commands that need no configuration never read it: a broken configuration file or
+    // `--env-file` must not stop the demo, the completions or the man page.
+    match cli.command {
+        Command::Demo(args) => {
+            return context::print(runtime.block_on(cmd::demo::run(args)), cli.json);
+        }
+        Command::Completions { shell } => {
+            return context::print(cmd::docs::completions(shell, Cli::command()), cli.json);
+        }
+        Command::Man => return context::print(cmd::docs::man(Cli::command()), cli.json),
+        _ => {}
+    }
     let sources = match load_sources(&cli) {
         Ok(s) => s,
         Err(e) if matches!(cli.command, Command::Health(_)) => {
@@ -238,5 +251,44 @@ mod tests {
     #[test]
     fn command_line_definition_is_consistent() {
         <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    /// The commands that print something of their own: leaves, and commands that also
+    /// run without a subcommand (`rotate`), as `rotate-approve`, `evm-sign-tx`, ...
+    fn runnable(cmd: &clap::Command, prefix: &str, out: &mut Vec<String>) {
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let name = if prefix.is_empty() {
+                sub.get_name().to_owned()
+            } else {
+                format!("{prefix}-{}", sub.get_name())
+            };
+            if !sub.has_subcommands() || !sub.is_subcommand_required_set() {
+                out.push(name.clone());
+            }
+            runnable(sub, &name, out);
+        }
+    }
+
+    /// Every command accepts `--json`, and each has its output's JSON Schema under
+    /// `schema/` (tests/json_schema.rs validates every command's output against it).
+    #[test]
+    fn every_command_has_a_json_schema() {
+        let cli = <super::Cli as clap::CommandFactory>::command();
+        assert!(
+            cli.get_arguments()
+                .any(|a| a.get_id() == "json" && a.is_global_set())
+        );
+        let mut commands = Vec::new();
+        runnable(&cli, "", &mut commands);
+        assert!(commands.len() > 20, "{commands:?}");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema");
+        let missing: Vec<&String> = commands
+            .iter()
+            .filter(|c| !dir.join(format!("{c}.json")).is_file())
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "commands without schema/NAME.json: {missing:?}"
+        );
     }
 }

@@ -226,3 +226,50 @@ fn health_reports_down_when_the_configuration_cannot_be_loaded() {
     assert_eq!(json(&out)["aggregate"], "down");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn commands_that_need_no_configuration_never_read_it() {
+    let dir = std::env::temp_dir().join(format!("keymgr-cli-noconfig-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let broken = dir.join("broken.toml");
+    std::fs::write(&broken, "KEY_BACKEND = [unterminated\n").unwrap();
+    let broken = broken.to_str().unwrap();
+    let missing = dir.join("missing.env");
+    let missing = missing.to_str().unwrap();
+    let audit = dir.join("audit");
+    let audit = audit.to_str().unwrap();
+    // Each way a configuration can be broken: the file KEYMGR_CONFIG names, the file
+    // --config names, an --env-file that does not exist.
+    type Way<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
+    let broken_ways: [Way<'_>; 3] = [
+        (&[], &[("KEYMGR_CONFIG", broken)]),
+        (&["--config", broken], &[]),
+        (&["--env-file", missing], &[]),
+    ];
+    for (flags, env) in broken_ways {
+        for command in [
+            &["demo", "--audit-dir", audit][..],
+            &["completions", "bash"],
+            &["man"],
+        ] {
+            let args: Vec<&str> = command.iter().chain(flags).copied().collect();
+            let out = keymgr(&args, env);
+            assert!(
+                out.status.success(),
+                "{args:?} {env:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let _ = std::fs::remove_dir_all(audit);
+        }
+        // A command that needs the configuration still refuses it (exit 3).
+        let args: Vec<&str> = ["public-key", "--key", "evm", "--json"]
+            .iter()
+            .chain(flags)
+            .copied()
+            .collect();
+        let out = keymgr(&args, env);
+        assert_eq!(out.status.code(), Some(3), "{args:?} {env:?}");
+        assert_eq!(json(&out)["error"]["kind"], "config");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -102,7 +102,7 @@ fn a_good_env_configuration_passes_and_every_canary_verifies() {
     let out = keymgr(&["config", "check", "--json"], &env, &[]);
     assert!(out.status.success(), "{}", all_output(&out));
     let report = json(&out);
-    assert_eq!(report["version"], 1);
+    assert_eq!(report["schema"], 1);
     assert_eq!(report["ok"], true);
     assert_eq!(report["problems"].as_array().unwrap().len(), 0);
     let keys = report["keys"].as_array().unwrap();

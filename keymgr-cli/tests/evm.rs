@@ -197,3 +197,53 @@ fn transactions_decode_and_recover_to_the_address() {
     );
     let _ = std::fs::remove_file(file);
 }
+
+/// `evm sign-message --file PATH|-` signs a file's bytes unchanged (any bytes, not only
+/// UTF-8), from a file or standard input; alloy recovers the address from both.
+#[test]
+fn sign_message_reads_a_file_or_standard_input_as_bytes() {
+    use std::io::Write as _;
+    let message: &[u8] = b"settle batch 42\n\xff\x00binary tail";
+    let dir = std::env::temp_dir().join(format!("keymgr-evm-msg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("message.bin");
+    std::fs::write(&file, message).unwrap();
+    let from_file = json(&keymgr(&[
+        "evm",
+        "sign-message",
+        "--file",
+        file.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(from_file["reading"], "file");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keymgr"))
+        .args(["evm", "sign-message", "--file", "-", "--json"])
+        .env_remove("KEY_BACKEND")
+        .env_remove("KEYMGR_AUDIT_PATH")
+        .env("EVM_PRIVATE_KEY", KEY)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(message).unwrap();
+    let from_stdin = json(&child.wait_with_output().unwrap());
+    assert_eq!(from_stdin["reading"], "stdin");
+
+    for v in [from_file, from_stdin] {
+        assert_eq!(v["message_bytes"], message.len());
+        let sig: Signature = v["signature"].as_str().unwrap().parse().unwrap();
+        assert_eq!(sig.recover_address_from_msg(message).unwrap(), ADDRESS);
+    }
+    // A missing file is named, and nothing is signed.
+    let out = keymgr(&[
+        "evm",
+        "sign-message",
+        "--file",
+        "/nonexistent/msg",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(9));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -227,3 +227,94 @@ fn rotate_run_stops_on_sigterm() {
     assert_eq!(last["keys"][0], "evm");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `rotate --now` inside the overlap of the last rotation is a policy refusal (exit 8,
+/// kind `policy`, README exit codes) that says how to override it, before anything
+/// reaches the backend; `--dry-run` names the same block and exits 0.
+#[test]
+fn rotating_inside_the_overlap_is_refused_by_policy() {
+    use keymgr_rotation::{FileStateStore, KeyState, Phase, StateStore as _};
+    let dir = keymgr_testkit::TempDir::new("cli-overlap");
+    let path = dir.path().to_string_lossy().into_owned();
+    let store = FileStateStore::new(dir.path()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut state = KeyState {
+        name: "evm".into(),
+        phase: Phase::Overlapping {
+            old: "1".into(),
+            new: "2".into(),
+            until_ms: now + 86_400_000,
+        },
+        active: Some("2".into()),
+        active_since_ms: now,
+        disabled: Vec::new(),
+        notice_sent_for: None,
+        request: None,
+        revision: 0,
+    };
+    store.save(&mut state).unwrap();
+    let env = [("KEYMGR_ROTATION_STATE_PATH", path.as_str())];
+    let out = keymgr(&["rotate", "--key", "evm", "--now", "--json"], &env);
+    assert_eq!(out.status.code(), Some(8), "{out:?}");
+    let v = json(&out);
+    assert_eq!(v["error"]["kind"], "policy");
+    assert_eq!(v["error"]["exit_code"], 8);
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("--force"),
+        "{v}"
+    );
+    // Text mode: the same exit status, the reason on stderr.
+    let out = keymgr(&["rotate", "--key", "evm", "--now"], &env);
+    assert_eq!(out.status.code(), Some(8));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("overlap"));
+    // The dry run reports the block without failing.
+    let v = json(&keymgr(
+        &["rotate", "--key", "evm", "--now", "--dry-run", "--json"],
+        &env,
+    ));
+    assert_eq!(v["would_rotate"], false, "{v}");
+    assert!(v["blocked_by"].as_str().unwrap().contains("overlap"), "{v}");
+    // With --force the policy lets it through (and the env backend's manual-rotation
+    // refusal is what stops it: exit 9).
+    let out = keymgr(
+        &["rotate", "--key", "evm", "--now", "--force", "--json"],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(9), "{out:?}");
+}
+
+/// An overlap that has ended is no refusal: `rotate --now` goes on to finish that
+/// rotation (here the env backend's manual-rotation refusal stops it: exit 9, not 8).
+#[test]
+fn an_ended_overlap_is_not_a_policy_refusal() {
+    use keymgr_rotation::{FileStateStore, KeyState, Phase, StateStore as _};
+    let dir = keymgr_testkit::TempDir::new("cli-overlap-ended");
+    let path = dir.path().to_string_lossy().into_owned();
+    let store = FileStateStore::new(dir.path()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut state = KeyState {
+        name: "evm".into(),
+        phase: Phase::Overlapping {
+            old: "1".into(),
+            new: "2".into(),
+            until_ms: now - 1,
+        },
+        active: Some("2".into()),
+        active_since_ms: now - 86_400_000,
+        disabled: Vec::new(),
+        notice_sent_for: None,
+        request: None,
+        revision: 0,
+    };
+    store.save(&mut state).unwrap();
+    let env = [("KEYMGR_ROTATION_STATE_PATH", path.as_str())];
+    let out = keymgr(&["rotate", "--key", "evm", "--now", "--json"], &env);
+    assert_ne!(out.status.code(), Some(8), "{out:?}");
+    assert_ne!(json(&out)["error"]["kind"], "policy");
+}

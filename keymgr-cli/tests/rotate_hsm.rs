@@ -394,7 +394,12 @@ fn approval_flow_end_to_end() {
     // Emergency rotation inside the overlap: refused without --force; with it, it is a
     // request that needs approval too.
     let out = token.run(&["rotate", "--key", "evm", "--now", "--json"], &as_alice);
-    assert_eq!(json(&out)["error"]["kind"], "invalid_input");
+    assert_eq!(
+        out.status.code(),
+        Some(8),
+        "a policy refusal (README, exit codes)"
+    );
+    assert_eq!(json(&out)["error"]["kind"], "policy");
     let v = json(&token.run(
         &["rotate", "--key", "evm", "--now", "--force", "--json"],
         &as_alice,

@@ -17,12 +17,16 @@ use std::time::Duration;
 use keymgr_core::layer::{BreakerPolicy, CachePolicy, RateLimitPolicy, RetryPolicy, TimeoutPolicy};
 use keymgr_core::{Error, KeyBackend, KeyManager, RecommendedLayers, Result};
 
-pub use check::{CheckReport, KeyCheck, Setting, check};
+pub use check::{CANARY_MESSAGE, CheckReport, KeyCheck, Setting, check};
 pub use file::{ConfigFile, KEYMGR_CONFIG, Sources, sources};
+pub(crate) use guard::{guard, unset_keys};
 pub use keymgr_core::config::{
     Layered, MapSource, Origin, Problems, ProcessEnv, TimeUnit, VarSource, Vars, process_env,
 };
-pub use names::{VARIABLES, Variable, check_text, is_secret, variable};
+pub use names::{
+    MEMBER_PREFIXES, VARIABLES, Variable, check_text, is_secret, member_variable, member_variables,
+    variable,
+};
 
 /// Selects the provider.
 pub const KEY_BACKEND: &str = "KEY_BACKEND";
@@ -238,7 +242,7 @@ pub async fn backend_from_vars(
     Ok(guard::configured_keys(kind, source, backend))
 }
 
-async fn provider_from_vars(
+pub(crate) async fn provider_from_vars(
     kind: BackendKind,
     source: &dyn VarSource,
 ) -> Result<Arc<dyn KeyBackend>> {
@@ -302,16 +306,10 @@ fn compiled_backends() -> Vec<&'static str> {
 /// Builds a [`KeyManager`] (provider + layers) from variables read through `var`.
 pub async fn manager_from_vars(source: &dyn VarSource) -> Result<KeyManager> {
     // KEY_BACKENDS: several providers as failover members (see `crate::members`).
-    let strings = crate::members::Utf8Vars::new(source);
-    let members = crate::members::MemberConfig::from_vars(&|name| strings.get(name));
-    strings.check()?;
-    if let Some(members) = members? {
-        let manager =
-            crate::members::manager_from_members(members, &|name| strings.get(name)).await;
-        // A non-UTF-8 value read while building (e.g. KEYMGR_AUDIT_PATH) is refused by
-        // name, never taken as unset.
-        strings.check()?;
-        return manager;
+    // Read through `source` itself: a text value that is not UTF-8 is refused by name,
+    // a path (HSM_2_PKCS11_LIBRARY_PATH, KEYMGR_AUDIT_PATH) is read as an `OsString`.
+    if let Some(members) = crate::members::MemberConfig::from_source(source)? {
+        return crate::members::manager_from_members(members, source).await;
     }
     let settings = Settings::from_vars(source)?;
     let backend = backend_from_vars(settings.backend, source).await?;

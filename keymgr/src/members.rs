@@ -27,6 +27,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use keymgr_core::config::VarSource;
 use keymgr_core::layer::{
     CachePolicy, CanaryPolicy, Failover, Layer as _, MetricsPolicy, Restarting, RetryPolicy,
     TimeoutPolicy,
@@ -51,7 +52,7 @@ pub const KEYMGR_HEALTH_CACHE_SECS: &str = "KEYMGR_HEALTH_CACHE_SECS";
 pub const KEYMGR_HEALTH_DEADLINE_MS: &str = "KEYMGR_HEALTH_DEADLINE_MS";
 
 const EXPECTED_MEMBERS: &str = "a comma-separated list of env, aws-kms, gcp-kms, azure-kv, hsm, each optionally :N (N >= 2) for another member of the same provider, e.g. hsm,hsm:2,aws-kms";
-const PREFIXES: &[&str] = &["HSM_", "AWS_", "GCP_", "AZURE_", "EVM_", "XRP_"];
+use crate::config::MEMBER_PREFIXES as PREFIXES;
 
 /// One failover member: a provider and which of its variable sets it reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,20 +75,46 @@ impl MemberSpec {
     /// The variable this member reads for the provider variable `name`:
     /// `HSM_PIN` → `HSM_2_PIN` for index 2; unchanged for index 1 and shared settings.
     pub fn variable(&self, name: &str) -> String {
-        if self.index == 1 {
+        Self::numbered_variable(name, self.index)
+    }
+
+    /// `name` as member number `index` spells it (unchanged for 1 and shared settings).
+    pub fn numbered_variable(name: &str, index: u32) -> String {
+        if index == 1 {
             return name.to_owned();
         }
         match PREFIXES.iter().find(|p| name.starts_with(**p)) {
-            Some(prefix) => format!("{prefix}{}_{}", self.index, &name[prefix.len()..]),
+            Some(prefix) => format!("{prefix}{index}_{}", &name[prefix.len()..]),
             None => name.to_owned(),
         }
+    }
+
+    /// `source` as this member reads it: `HSM_PIN` is `HSM_2_PIN` for member `hsm:2`.
+    /// Values pass through unchanged (a non-UTF-8 path stays an `OsString`).
+    pub fn source<'a>(&'a self, source: &'a dyn VarSource) -> MemberSource<'a> {
+        MemberSource { spec: self, source }
+    }
+}
+
+/// A [`VarSource`] read under one member's names (see [`MemberSpec::source`]).
+pub struct MemberSource<'a> {
+    spec: &'a MemberSpec,
+    source: &'a dyn VarSource,
+}
+
+impl VarSource for MemberSource<'_> {
+    fn var_os(&self, name: &str) -> Option<std::ffi::OsString> {
+        self.source.var_os(&self.spec.variable(name))
+    }
+    fn origin(&self, name: &str) -> Option<keymgr_core::config::Origin> {
+        self.source.origin(&self.spec.variable(name))
     }
 }
 
 impl MemberSpec {
     /// A provider's configuration error names the variable as the provider spells it
     /// (`HSM_PIN`); for this member it is `HSM_2_PIN`.
-    fn rename_variable(&self, mut error: Error) -> Error {
+    pub(crate) fn rename_variable(&self, mut error: Error) -> Error {
         if let Error::Config { variable, .. } = &mut error {
             let names: Vec<String> = variable
                 .split(" / ")
@@ -146,6 +173,12 @@ impl<'a> Utf8Vars<'a> {
     }
 }
 
+/// A text setting; a value that is not UTF-8 reads as unset here because
+/// [`Settings::from_vars`] (run first by every loader) refuses it by name.
+fn text(vars: &keymgr_core::config::Vars<'_>, name: &str) -> Option<String> {
+    vars.get(name).ok().flatten()
+}
+
 /// Parses `KEY_BACKENDS`; `None` when it is unset or empty.
 pub fn parse_members(value: Option<&str>) -> Result<Option<Vec<MemberSpec>>> {
     let Some(value) = value.filter(|v| !v.trim().is_empty()) else {
@@ -180,10 +213,14 @@ pub fn parse_members(value: Option<&str>) -> Result<Option<Vec<MemberSpec>>> {
     Ok(Some(members))
 }
 
+type UnsetKeys = Vec<(String, &'static str)>;
+
 /// Everything `KEY_BACKENDS` configures: members (parsed, not started) and policies.
 #[derive(Debug)]
 pub struct MemberConfig {
-    members: Vec<(MemberSpec, ProviderConfig)>,
+    /// Each member, its provider settings and the logical keys it does not configure
+    /// (refused by name on use, see `config::guard`).
+    members: Vec<(MemberSpec, ProviderConfig, UnsetKeys)>,
     settings: Settings,
     member_retry: Option<RetryPolicy>,
     canary: CanaryPolicy,
@@ -242,7 +279,15 @@ impl MemberConfig {
     /// `KEY_BACKENDS` is unset. Malformed settings are errors naming the variable (with
     /// the member's own name, e.g. `HSM_2_PIN`); nothing is started yet.
     pub fn from_vars(var: &(dyn Fn(&str) -> Option<String> + Sync)) -> Result<Option<Self>> {
-        let Some(specs) = parse_members(var(KEY_BACKENDS).as_deref())? else {
+        Self::from_source(&var)
+    }
+
+    /// Like [`from_vars`](Self::from_vars), from any [`VarSource`]: text settings that
+    /// are not UTF-8 are refused by name, paths are read as `OsString`.
+    pub fn from_source(source: &dyn VarSource) -> Result<Option<Self>> {
+        let vars = keymgr_core::config::Vars::new(source);
+        let var = |name: &str| text(&vars, name);
+        let Some(specs) = parse_members(vars.get(KEY_BACKENDS)?.as_deref())? else {
             return Ok(None);
         };
         if var(KEY_BACKEND).is_some_and(|v| !v.trim().is_empty()) {
@@ -254,35 +299,40 @@ impl MemberConfig {
                 "both are set",
             ));
         }
-        Self::with_members(specs, var).map(Some)
+        Self::with_members(specs, source).map(Some)
     }
 
     /// `KEY_BACKENDS`' members, or else the one provider `KEY_BACKEND` selects as the
     /// only member (what `keymgr health` probes).
     pub fn from_vars_or_single(var: &(dyn Fn(&str) -> Option<String> + Sync)) -> Result<Self> {
-        match Self::from_vars(var)? {
+        Self::from_source_or_single(&var)
+    }
+
+    /// Like [`from_vars_or_single`](Self::from_vars_or_single), from any [`VarSource`].
+    pub fn from_source_or_single(source: &dyn VarSource) -> Result<Self> {
+        match Self::from_source(source)? {
             Some(config) => Ok(config),
             None => {
-                let kind = Settings::from_vars(&|name: &str| var(name))?.backend;
-                Self::with_members(vec![MemberSpec { kind, index: 1 }], var)
+                let kind = Settings::from_vars(source)?.backend;
+                Self::with_members(vec![MemberSpec { kind, index: 1 }], source)
             }
         }
     }
 
-    fn with_members(
-        specs: Vec<MemberSpec>,
-        var: &(dyn Fn(&str) -> Option<String> + Sync),
-    ) -> Result<Self> {
-        let settings = Settings::from_vars(&|name: &str| var(name))?;
+    fn with_members(specs: Vec<MemberSpec>, source: &dyn VarSource) -> Result<Self> {
+        let settings = Settings::from_vars(source)?;
+        let vars = keymgr_core::config::Vars::new(source);
+        let var = |name: &str| text(&vars, name);
         let mut members = Vec::with_capacity(specs.len());
         for spec in specs {
-            let member_var = |name: &str| var(&spec.variable(name));
-            let config = ProviderConfig::from_vars(spec.kind, &member_var)
+            let member_source = spec.source(source);
+            let config = ProviderConfig::from_source(spec.kind, &member_source)
                 .map_err(|e| spec.rename_variable(e))?;
-            members.push((spec, config));
+            let unset = crate::config::unset_keys(spec.kind, &member_source, &|v| spec.variable(v));
+            members.push((spec, config, unset));
         }
         let member_retry = match number(
-            var,
+            &var,
             KEYMGR_MEMBER_RETRY_MAX,
             "a whole number of retries, e.g. 0",
         )? {
@@ -292,7 +342,7 @@ impl MemberConfig {
                 ..settings.retry.clone().unwrap_or_default()
             }),
         };
-        let (canary, keys_given) = canary_from_vars(var)?;
+        let (canary, keys_given) = canary_from_vars(&var)?;
         Ok(Self {
             members,
             settings,
@@ -309,7 +359,7 @@ impl MemberConfig {
 
     /// The members, in order of preference.
     pub fn members(&self) -> impl Iterator<Item = &MemberSpec> {
-        self.members.iter().map(|(spec, _)| spec)
+        self.members.iter().map(|(spec, _, _)| spec)
     }
 
     /// Builds the failover: each member behind its own metrics, cache, retry budget,
@@ -329,13 +379,16 @@ impl MemberConfig {
     async fn build_inner(self, require_one: bool) -> Result<Failover> {
         let mut members: Vec<(String, Arc<dyn KeyBackend>)> = Vec::new();
         let mut start_errors = Vec::new();
-        for (spec, config) in self.members {
+        for (spec, config, unset) in self.members {
             let name = spec.name();
-            let provider = Arc::new(Restarting::new(name.clone(), move || config.start()));
-            if let Err(e) = provider.start_now().await {
+            let restarting = Arc::new(Restarting::new(name.clone(), move || config.start()));
+            if let Err(e) = restarting.start_now().await {
                 tracing::error!(member = %name, error = %e, "failover member could not be started; it is retried on use");
                 start_errors.push(format!("{name}: {e}"));
             }
+            // A logical key this member does not configure is refused naming the
+            // member's variable, never asked of the provider by its literal name.
+            let provider = crate::config::guard(unset, restarting);
             members.push((
                 name.clone(),
                 self.settings
@@ -394,8 +447,13 @@ impl Settings {
 /// member that cannot be started saying why, and a configuration error as an unhealthy
 /// report naming the variable.
 pub async fn health_from_vars(var: &(dyn Fn(&str) -> Option<String> + Sync)) -> HealthReport {
+    health_from_source(&var).await
+}
+
+/// Like [`health_from_vars`], from any [`VarSource`].
+pub async fn health_from_source(source: &dyn VarSource) -> HealthReport {
     let started = tokio::time::Instant::now();
-    let failover = match MemberConfig::from_vars_or_single(var) {
+    let failover = match MemberConfig::from_source_or_single(source) {
         Ok(config) => config.build_for_health().await,
         Err(e) => Err(e),
     };
@@ -410,11 +468,11 @@ pub async fn health_from_vars(var: &(dyn Fn(&str) -> Option<String> + Sync)) -> 
 /// has its own breaker and timeout), with the audit sink `KEYMGR_AUDIT_PATH` selects.
 pub async fn manager_from_members(
     config: MemberConfig,
-    var: &(dyn Fn(&str) -> Option<String> + Sync),
+    source: &dyn VarSource,
 ) -> Result<keymgr_core::KeyManager> {
     let settings = config.settings.clone();
     let failover: Arc<dyn KeyBackend> = Arc::new(config.build().await?);
-    let audit = keymgr_audit::sink_from_vars(var, Some(failover.clone())).await?;
+    let audit = keymgr_audit::sink_from_source(source, Some(failover.clone())).await?;
     let mut builder = keymgr_core::KeyManager::builder(failover)
         .audit(audit)
         .recommended_layers(keymgr_core::RecommendedLayers {

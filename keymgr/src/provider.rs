@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use keymgr_core::config::VarSource;
 use keymgr_core::layer::BoxFuture;
 use keymgr_core::{Error, KeyBackend, Result};
 
@@ -37,18 +38,26 @@ impl ProviderConfig {
         kind: BackendKind,
         var: &(dyn Fn(&str) -> Option<String> + Sync),
     ) -> Result<Self> {
+        Self::from_source(kind, &var)
+    }
+
+    /// Like [`from_vars`](Self::from_vars), from any [`VarSource`]: paths are read as
+    /// `OsString` (a non-UTF-8 `HSM_PKCS11_LIBRARY_PATH` is a valid path).
+    pub fn from_source(kind: BackendKind, var: &dyn VarSource) -> Result<Self> {
         match kind {
             #[cfg(feature = "env")]
-            BackendKind::Env => Ok(Self::Env(Arc::new(keymgr_env::EnvBackend::from_vars(var)?))),
+            BackendKind::Env => Ok(Self::Env(Arc::new(keymgr_env::EnvBackend::from_source(
+                var,
+            )?))),
             #[cfg(feature = "hsm")]
-            BackendKind::Hsm => Ok(Self::Hsm(keymgr_hsm::HsmConfig::from_vars(var)?)),
+            BackendKind::Hsm => Ok(Self::Hsm(keymgr_hsm::HsmConfig::from_source(var)?)),
             #[cfg(feature = "aws")]
-            BackendKind::AwsKms => Ok(Self::Aws(keymgr_aws::AwsKmsConfig::from_vars(var)?)),
+            BackendKind::AwsKms => Ok(Self::Aws(keymgr_aws::AwsKmsConfig::from_source(var)?)),
             #[cfg(feature = "gcp")]
-            BackendKind::GcpKms => Ok(Self::Gcp(keymgr_gcp::GcpKmsConfig::from_vars(var)?)),
+            BackendKind::GcpKms => Ok(Self::Gcp(keymgr_gcp::GcpKmsConfig::from_source(var)?)),
             #[cfg(feature = "azure")]
             BackendKind::AzureKeyVault => {
-                Ok(Self::Azure(keymgr_azure::AzureKvConfig::from_vars(var)?))
+                Ok(Self::Azure(keymgr_azure::AzureKvConfig::from_source(var)?))
             }
             #[allow(unreachable_patterns)]
             other => {

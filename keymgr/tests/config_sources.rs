@@ -306,17 +306,3 @@ async fn an_unset_aws_key_id_is_not_sent_as_the_literal_name() {
     let e = m.sign(&key, &payload).await.unwrap_err();
     assert_eq!(config_variable(&e), "AWS_KMS_EVM_KEY_ID", "{e}");
 }
-
-#[tokio::test]
-async fn failover_members_refuse_a_non_utf8_audit_path_by_name_not_as_unset() {
-    let source = MapSource::new()
-        .with("KEY_BACKENDS", "env")
-        .with("EVM_PRIVATE_KEY", KEY)
-        .with("KEYMGR_AUDIT_PATH", not_utf8());
-    let e = manager_from_vars(&source)
-        .await
-        .err()
-        .unwrap_or_else(|| panic!("accepted: the audit log would be off"));
-    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
-    assert_eq!(config_variable(&e), "KEYMGR_AUDIT_PATH", "{e}");
-}

@@ -13,8 +13,9 @@ pub(crate) const EXIT_CONFIG: u8 = 3;
 pub(crate) enum ConfigCommand {
     /// Load the whole configuration (flags, environment, --env-file, config file), list
     /// every problem with its variable, print the effective settings (secrets redacted)
-    /// and where each came from, and sign a fixed digest with every configured key.
-    /// Exits 3 on any problem.
+    /// and where each came from, and sign a fixed digest with every configured key. With
+    /// KEY_BACKENDS, every failover member is checked (its own variables, e.g. HSM_2_PIN,
+    /// its keys' canaries, the same public key on every member). Exits 3 on any problem.
     Check,
 }
 
@@ -22,7 +23,7 @@ pub(crate) async fn run(cmd: ConfigCommand, sources: &Sources, json: bool) -> Ex
     let ConfigCommand::Check = cmd;
     let report = keymgr::config::check(sources).await;
     if json {
-        println!("{}", to_json(&report, sources));
+        println!("{}", crate::context::versioned(to_json(&report, sources)));
     } else {
         print!("{}", to_text(&report, sources));
     }
@@ -47,13 +48,13 @@ fn problem_json(e: &keymgr::Error) -> Value {
 
 fn to_json(report: &CheckReport, sources: &Sources) -> Value {
     json!({
-        "version": 1,
         "ok": report.is_ok(),
         "config_file": sources.config_file.as_ref().map(|p| p.to_string_lossy()),
         "problems": report.problems.iter().map(problem_json).collect::<Vec<_>>(),
         "warnings": report.warnings,
         "keys": report.keys.iter().map(|k| json!({
             "key": k.key,
+            "member": k.member,
             "variable": k.variable,
             "algorithm": k.algorithm.map(|a| a.to_string()),
             "public_key": k.public_key.as_ref().map(|p| hex::encode(p.to_bytes())),
@@ -92,12 +93,22 @@ fn to_text(report: &CheckReport, sources: &Sources) -> String {
     if !report.keys.is_empty() {
         out.push_str("keys (canary: sign a fixed digest, verify):\n");
         for k in &report.keys {
+            let member = k
+                .member
+                .as_ref()
+                .map_or_else(String::new, |m| format!(" on {m}"));
             let algorithm = k
                 .algorithm
                 .map_or_else(|| "?".to_owned(), |a| a.to_string());
             match &k.error {
-                None => out.push_str(&format!("  {} ({}, {algorithm}): ok\n", k.key, k.variable)),
-                Some(e) => out.push_str(&format!("  {} ({}): FAILED: {e}\n", k.key, k.variable)),
+                None => out.push_str(&format!(
+                    "  {}{member} ({}, {algorithm}): ok\n",
+                    k.key, k.variable
+                )),
+                Some(e) => out.push_str(&format!(
+                    "  {}{member} ({}): FAILED: {e}\n",
+                    k.key, k.variable
+                )),
             }
         }
     }

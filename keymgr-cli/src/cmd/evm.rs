@@ -11,13 +11,15 @@ use keymgr::{KeyBackend, KeyRef};
 use keymgr_evm::{CheckedRequest, EvmSigner, MessageReading, RequestError};
 use serde_json::json;
 
-use crate::input::read_text;
+use crate::input::{is_stdio, read_bytes, read_text};
 use crate::{Context, Output};
 
 mod tx_output;
 
 /// The largest EIP-712 typed data file `sign-typed-data` reads.
 const MAX_TYPED_DATA_BYTES: usize = 1024 * 1024;
+/// Largest message `evm sign-message --file` signs.
+const MAX_MESSAGE_FILE_BYTES: usize = 1024 * 1024;
 
 /// `keymgr evm ...`
 #[derive(Debug, clap::Subcommand)]
@@ -45,6 +47,10 @@ pub(crate) enum EvmCommand {
         /// The message as bytes: 0x followed by an even number of hex digits.
         #[arg(long, group = "reading", value_name = "0xHEX")]
         hex: Option<String>,
+        /// The message as the bytes of a file, unchanged (at most 1 MiB); `-` reads
+        /// standard input.
+        #[arg(long, group = "reading", value_name = "FILE|-")]
+        file: Option<PathBuf>,
     },
     /// Sign EIP-712 typed data (the JSON eth_signTypedData_v4 takes).
     SignTypedData {
@@ -52,7 +58,7 @@ pub(crate) enum EvmCommand {
         #[arg(long, default_value = "evm")]
         key: String,
         /// File with {types, primaryType, domain, message}; `-` reads standard input.
-        #[arg(long)]
+        #[arg(long, value_name = "FILE|-")]
         file: PathBuf,
     },
     /// Sign a JSON transaction request; prints what was signed (type, chain, from, to or
@@ -65,7 +71,7 @@ pub(crate) enum EvmCommand {
         /// gas, chainId, maxFeePerGas / gasPrice, ...); `-` reads standard input. Unknown
         /// or repeated fields and contradictions are refused; no `to` with init code in
         /// `data`/`input` creates a contract.
-        #[arg(long)]
+        #[arg(long, value_name = "FILE|-")]
         file: PathBuf,
         /// The chain the transaction is for (EIP-155), when the file has no chainId; it
         /// must match the file's chainId when both are given.
@@ -107,6 +113,16 @@ pub(crate) async fn run(cmd: EvmCommand, ctx: &Context) -> anyhow::Result<Output
         EvmCommand::SignTx { file, chain_id, .. } => Some(transaction(file, *chain_id)?),
         _ => None,
     };
+    // A message file is read before the backend is touched too.
+    let message_file = match &cmd {
+        EvmCommand::SignMessage {
+            file: Some(file), ..
+        } => Some((
+            read_bytes(file, MAX_MESSAGE_FILE_BYTES, "--file")?,
+            if is_stdio(file) { "stdin" } else { "file" },
+        )),
+        _ => None,
+    };
     let typed = match &cmd {
         EvmCommand::SignTypedData { file, .. } => Some(typed_data(file)?),
         _ => None,
@@ -120,6 +136,24 @@ pub(crate) async fn run(cmd: EvmCommand, ctx: &Context) -> anyhow::Result<Output
             json!({ "key": bound, "address": address }),
             format!("{bound}: {address}"),
         )),
+        EvmCommand::SignMessage { .. } if message_file.is_some() => {
+            let (bytes, reading) = message_file.unwrap_or_default();
+            let sig = signer.sign_message(&bytes).await.map_err(alloy_error)?;
+            let hex_sig = format!("0x{}", hex::encode(sig.as_bytes()));
+            Ok(Output::new(
+                json!({
+                    "key": bound,
+                    "address": address,
+                    "signature": hex_sig,
+                    "message_bytes": bytes.len(),
+                    "reading": reading,
+                }),
+                format!(
+                    "EIP-191 signature by {address} ({bound}) of {} bytes read from {reading}:\n{hex_sig}",
+                    bytes.len()
+                ),
+            ))
+        }
         EvmCommand::SignMessage {
             message, text, hex, ..
         } => {

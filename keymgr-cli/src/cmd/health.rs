@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use keymgr::config::Sources;
 use keymgr::layer::Failover;
-use keymgr::members::Utf8Vars;
 use keymgr::{HealthReport, HealthStatus, KeyBackend as _, MemberConfig};
 use serde_json::json;
 
@@ -95,16 +94,14 @@ fn print(report: &HealthReport, json: bool, redraw: bool) {
 }
 
 async fn probe(sources: &Sources) -> Result<Failover, HealthReport> {
-    let vars = Utf8Vars::new(&sources.layered);
     let started = tokio::time::Instant::now();
     let failed =
         |e: keymgr::Error| HealthReport::unhealthy("keymgr", started.elapsed(), e.to_string());
     // Problems the rest of the CLI refuses (a config file's unknown or malformed
     // settings) make the report "down" too, never a healthy report on a partial view.
     sources.ensure_valid().map_err(failed)?;
-    let config = MemberConfig::from_vars_or_single(&|name| vars.get(name));
-    vars.check().map_err(failed)?;
-    match config {
+    // Text settings that are not UTF-8 are refused by name; paths are read as paths.
+    match MemberConfig::from_source_or_single(&sources.layered) {
         Ok(config) => config.build_for_health().await.map_err(failed),
         Err(e) => Err(failed(e)),
     }

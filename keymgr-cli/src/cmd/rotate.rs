@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use keymgr::ErrorKind;
 use keymgr_rotation::{
-    FileStateStore, HSM_KEEP_VERSIONS, KEYMGR_ROTATION_STATE_PATH, MemoryStateStore, RotationEvent,
+    FileStateStore, HSM_KEEP_VERSIONS, KEYMGR_ROTATION_STATE_PATH, MemoryStateStore, Phase,
+    RotationEvent,
     RotationPolicy, Rotator, StateStore, SystemClock,
 };
 use serde_json::json;
@@ -206,6 +207,29 @@ async fn run_scheduler(
     ))
 }
 
+/// A rotation asked for inside the overlap of the last one (which would disable the
+/// overlapping version early) is refused by policy (exit 8) unless `--force`. An overlap
+/// that has ended is no refusal: the rotator finishes that rotation first.
+async fn refuse_inside_overlap(r: &Rotator, key: &str) -> anyhow::Result<()> {
+    let now = keymgr_rotation::Clock::now_ms(&SystemClock);
+    if let Phase::Overlapping { old, until_ms, .. } = r.status(key).await?.state.phase
+        && now < until_ms
+    {
+        return Err(Refusal {
+            kind: "policy",
+            exit: Exit::Policy,
+            message: format!(
+                "{key} is still in the overlap of its last rotation (version {old} stays valid \
+                 until {}); rotating again now disables it early: pass --force for an \
+                 emergency rotation",
+                ts(until_ms)
+            ),
+        }
+        .into());
+    }
+    Ok(())
+}
+
 async fn approve(key: String, actor: Option<String>, ctx: &Context) -> anyhow::Result<Output> {
     require_actor(&actor, "approval")?;
     let r = rotator(ctx, true, policy(ctx)?, actor).await?;
@@ -332,6 +356,9 @@ pub(crate) async fn rotate(
         require_actor(&actor, "a rotation request")?;
     }
     let r = rotator(ctx, true, policy, actor).await?;
+    if args.now && !args.force {
+        refuse_inside_overlap(&r, &key).await?;
+    }
     let events = if args.now {
         r.rotate_now(&key, args.force).await
     } else {

@@ -2,13 +2,15 @@
 
 use std::sync::Arc;
 
-use keymgr_core::config::{Origin, Problems, Vars};
+use keymgr_core::config::{Origin, Problems, VarSource, Vars};
 use keymgr_core::{Error, KeyAlgorithm, KeyBackend, KeyRef, PublicKey, SignPayload, Signature};
 
 use super::file::Sources;
 use super::guard::key_variables;
-use super::names::{VARIABLES, Variable};
+use super::names::{VARIABLES, Variable, member_variables};
+use super::unset_keys;
 use super::{Settings, backend_from_vars};
+use crate::members::{KEY_BACKENDS, KEYMGR_MEMBER_RETRY_MAX, MemberSpec, parse_members};
 
 /// The fixed message every canary signs (Ed25519), or whose SHA-256 it signs
 /// (secp256k1).
@@ -17,8 +19,8 @@ pub const CANARY_MESSAGE: &[u8] = b"keymgr config check canary";
 /// One setting of the effective configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Setting {
-    /// The variable's name.
-    pub name: &'static str,
+    /// The variable's name (a numbered failover member's own, e.g. `HSM_2_PIN`).
+    pub name: String,
     /// The value as used (`[REDACTED]` for secrets, lossy for non-UTF-8 paths); `None`
     /// when unset (the default applies).
     pub value: Option<String>,
@@ -34,8 +36,10 @@ pub struct Setting {
 pub struct KeyCheck {
     /// The key (`NAME` or `NAME@VERSION`).
     pub key: String,
-    /// The variable that configures it.
-    pub variable: &'static str,
+    /// The failover member (`hsm`, `hsm:2`, ...) when `KEY_BACKENDS` is set, else `None`.
+    pub member: Option<String>,
+    /// The variable that configures it (as the member spells it: `HSM_2_EVM_KEY_LABEL`).
+    pub variable: String,
     /// The key's algorithm, when its public key could be read.
     pub algorithm: Option<KeyAlgorithm>,
     /// The public key `public_key` returned.
@@ -78,7 +82,17 @@ pub async fn check(sources: &Sources) -> CheckReport {
         problems.record(copy(p));
     }
     let vars = Vars::collecting(&sources.layered, &problems);
-    let settings = effective(vars);
+    let members = match vars.get(KEY_BACKENDS).map(|v| parse_members(v.as_deref())) {
+        Ok(Ok(members)) => members,
+        Ok(Err(e)) | Err(e) => {
+            problems.record_new(e);
+            None
+        }
+    };
+    let mut settings = effective(vars);
+    for spec in members.iter().flatten().filter(|m| m.index > 1) {
+        settings.extend(effective_member(vars, spec.index));
+    }
     let record = |r: keymgr_core::Result<()>| {
         if let Err(e) = r {
             problems.record_new(e);
@@ -116,18 +130,38 @@ pub async fn check(sources: &Sources) -> CheckReport {
     #[cfg(feature = "rotation")]
     record(keymgr_rotation::RotationPolicy::from_source(&vars).map(drop));
     let mut keys = Vec::new();
-    if let Some(kind) = kind {
+    if let Some(specs) = &members {
+        if vars.get(super::KEY_BACKEND).ok().flatten().is_some() {
+            problems.record_new(Error::config(
+                super::KEY_BACKEND,
+                format!("either KEY_BACKEND (one provider) or {KEY_BACKENDS} (failover members), not both"),
+                "both are set",
+            ));
+        }
+        let text = |name: &str| vars.get(name).ok().flatten();
+        record(crate::members::canary_from_vars(&text).map(drop));
+        record(
+            vars.bounded(KEYMGR_MEMBER_RETRY_MAX, 0..=u32::MAX, "retries per member")
+                .map(drop),
+        );
+        for spec in specs {
+            keys.extend(check_member(spec, &sources.layered, &problems).await);
+        }
+        compare_members(&keys, &problems);
+    } else if let Some(kind) = kind.filter(|_| vars.os(KEY_BACKENDS).is_none()) {
+        // (A KEY_BACKENDS that does not parse is listed above; the single provider it
+        // replaces is not what would run, so it is not started.)
         match backend_from_vars(kind, &vars).await {
             Ok(backend) => {
                 for (variable, name) in key_variables(kind) {
                     if vars.os(variable).is_some() {
-                        keys.push(canary(&backend, KeyRef::new(name), variable).await);
+                        keys.push(canary(&backend, KeyRef::new(name), variable.into()).await);
                     }
                 }
                 if let Some(a) = &audit {
                     if let Some(k) = &a.checkpoint_key {
                         let variable = keymgr_audit::config::KEYMGR_AUDIT_CHECKPOINT_KEY;
-                        keys.push(canary(&backend, k.clone(), variable).await);
+                        keys.push(canary(&backend, k.clone(), variable.into()).await);
                     }
                     if let Some(hmac) = &a.hmac_key {
                         record(hmac.resolve(Some(backend.as_ref())).await.map(drop));
@@ -162,21 +196,9 @@ fn effective(vars: Vars<'_>) -> Vec<Setting> {
         .iter()
         .map(|v| {
             let name = v.name();
-            let value = match v {
-                Variable::Path(_) => vars
-                    .path(name)
-                    .ok()
-                    .flatten()
-                    .map(|p| p.to_string_lossy().into_owned()),
-                Variable::Secret(_) => vars
-                    .secret(name)
-                    .ok()
-                    .flatten()
-                    .map(|_| "[REDACTED]".to_owned()),
-                Variable::Plain(_) => vars.get(name).ok().flatten(),
-            };
+            let value = read(vars, name, *v);
             Setting {
-                name,
+                name: name.to_owned(),
                 origin: if value.is_some() {
                     vars.origin(name)
                 } else {
@@ -189,9 +211,107 @@ fn effective(vars: Vars<'_>) -> Vec<Setting> {
         .collect()
 }
 
-async fn canary(backend: &Arc<dyn KeyBackend>, key: KeyRef, variable: &'static str) -> KeyCheck {
+/// Numbered member `n`'s own variables (`HSM_2_PIN`, ...), as [`effective`] lists the
+/// registry's.
+fn effective_member(vars: Vars<'_>, n: u32) -> Vec<Setting> {
+    member_variables(n)
+        .map(|(name, v)| {
+            let value = read(vars, &name, v);
+            Setting {
+                origin: if value.is_some() {
+                    vars.origin(&name)
+                } else {
+                    Origin::Default
+                },
+                value,
+                secret: matches!(v, Variable::Secret(_)),
+                name,
+            }
+        })
+        .collect()
+}
+
+/// One failover member: its variables (every problem, named as the member spells it),
+/// its provider started, and the canary on each key it configures. The audit log and
+/// the checkpoint key are the manager's, checked once above.
+async fn check_member(
+    spec: &MemberSpec,
+    source: &dyn VarSource,
+    problems: &Problems,
+) -> Vec<KeyCheck> {
+    let member_source = spec.source(source);
+    let own = Problems::new();
+    let vars = Vars::collecting(&member_source, &own);
+    let started = super::provider_from_vars(spec.kind, &vars).await;
+    for e in own.take() {
+        problems.record_new(spec.rename_variable(e));
+    }
+    let backend = match started {
+        Ok(backend) => backend,
+        Err(e) => {
+            problems.record_new(spec.rename_variable(e));
+            return Vec::new();
+        }
+    };
+    let rename = |v: &str| spec.variable(v);
+    let backend = super::guard(unset_keys(spec.kind, &member_source, &rename), backend);
+    let mut keys = Vec::new();
+    for (variable, name) in key_variables(spec.kind) {
+        if vars.os(variable).is_some() {
+            let mut check = canary(&backend, KeyRef::new(name), spec.variable(variable)).await;
+            check.member = Some(spec.name());
+            keys.push(check);
+        }
+    }
+    keys
+}
+
+/// Members that hold a key must hold the same one: failover would otherwise sign with
+/// another key. A mismatch is a problem naming `KEY_BACKENDS`.
+fn compare_members(keys: &[KeyCheck], problems: &Problems) {
+    for (i, a) in keys.iter().enumerate() {
+        let Some(pa) = &a.public_key else { continue };
+        let other = keys[..i]
+            .iter()
+            .find(|b| b.key == a.key && b.public_key.as_ref().is_some_and(|pb| pb != pa));
+        if let Some(b) = other {
+            problems.record_new(Error::config(
+                KEY_BACKENDS,
+                "members that hold the same key material",
+                format!(
+                    "member {} holds a different public key for {} than member {} (set by {} and {}); failover would sign with another key",
+                    a.member.as_deref().unwrap_or("?"),
+                    a.key,
+                    b.member.as_deref().unwrap_or("?"),
+                    a.variable,
+                    b.variable,
+                ),
+            ));
+        }
+    }
+}
+
+/// `name`'s value as printed: secrets redacted, non-UTF-8 paths lossy.
+fn read(vars: Vars<'_>, name: &str, v: Variable) -> Option<String> {
+    match v {
+        Variable::Path(_) => vars
+            .path(name)
+            .ok()
+            .flatten()
+            .map(|p| p.to_string_lossy().into_owned()),
+        Variable::Secret(_) => vars
+            .secret(name)
+            .ok()
+            .flatten()
+            .map(|_| "[REDACTED]".to_owned()),
+        Variable::Plain(_) => vars.get(name).ok().flatten(),
+    }
+}
+
+async fn canary(backend: &Arc<dyn KeyBackend>, key: KeyRef, variable: String) -> KeyCheck {
     let mut check = KeyCheck {
         key: key.to_string(),
+        member: None,
         variable,
         algorithm: None,
         public_key: None,

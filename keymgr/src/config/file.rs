@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use keymgr_core::config::{Layered, MapSource, Origin, ProcessEnv, Vars};
 use keymgr_core::{Error, Result};
 
-use super::names::{VARIABLES, is_secret, variable};
+use super::names::{MEMBER_PREFIXES, VARIABLES, is_secret, member_parts, variable};
 
 /// Path of the TOML configuration file; unset: no file.
 pub const KEYMGR_CONFIG: &str = "KEYMGR_CONFIG";
@@ -100,11 +100,22 @@ impl ConfigFile {
 }
 
 fn unknown(name: &str, path: &Path) -> Error {
+    // A misspelt member variable (`HSM_2_PINN`) is compared without its member number
+    // and suggested with it (`HSM_2_PIN`).
+    let (base, member) = match member_parts(name) {
+        Some((base, n)) => (base, Some(n)),
+        None => (name.to_owned(), None),
+    };
     let near = VARIABLES
         .iter()
         .map(|v| v.name())
-        .filter(|v| strsim::jaro_winkler(v, name) > 0.9)
-        .max_by(|a, b| strsim::jaro_winkler(a, name).total_cmp(&strsim::jaro_winkler(b, name)));
+        .filter(|v| member.is_none() || MEMBER_PREFIXES.iter().any(|p| v.starts_with(p)))
+        .filter(|v| strsim::jaro_winkler(v, &base) > 0.9)
+        .max_by(|a, b| strsim::jaro_winkler(a, &base).total_cmp(&strsim::jaro_winkler(b, &base)))
+        .map(|v| match member {
+            Some(n) => crate::members::MemberSpec::numbered_variable(v, n),
+            None => v.to_owned(),
+        });
     let secret = if is_secret(name) {
         " (and looks like a secret: remove it)"
     } else {

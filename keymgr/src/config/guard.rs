@@ -32,11 +32,30 @@ pub(crate) fn configured_keys(
     source: &dyn VarSource,
     backend: Arc<dyn KeyBackend>,
 ) -> Arc<dyn KeyBackend> {
+    guard(unset_keys(kind, source, &str::to_owned), backend)
+}
+
+/// The logical keys of `kind` whose variable `source` does not set, as (variable as
+/// `rename` spells it, key name): a failover member reads `HSM_2_EVM_KEY_LABEL` through
+/// a source that renames, and its errors name that variable.
+pub(crate) fn unset_keys(
+    kind: BackendKind,
+    source: &dyn VarSource,
+    rename: &dyn Fn(&str) -> String,
+) -> Vec<(String, &'static str)> {
     let vars = Vars::new(source);
-    let unset: Vec<_> = key_variables(kind)
+    key_variables(kind)
         .into_iter()
         .filter(|(variable, _)| vars.os(variable).is_none())
-        .collect();
+        .map(|(variable, key)| (rename(variable), key))
+        .collect()
+}
+
+/// `backend`, refusing the keys in `unset` (see [`unset_keys`]).
+pub(crate) fn guard(
+    unset: Vec<(String, &'static str)>,
+    backend: Arc<dyn KeyBackend>,
+) -> Arc<dyn KeyBackend> {
     if unset.is_empty() {
         return backend;
     }
@@ -50,7 +69,7 @@ pub(crate) fn configured_keys(
 struct ConfiguredKeys {
     inner: Arc<dyn KeyBackend>,
     /// (variable, key name) of the logical keys that are not configured.
-    unset: Vec<(&'static str, &'static str)>,
+    unset: Vec<(String, &'static str)>,
 }
 
 impl ConfiguredKeys {
@@ -58,7 +77,7 @@ impl ConfiguredKeys {
         match self.unset.iter().find(|(_, key)| *key == name) {
             None => Ok(()),
             Some((variable, key)) => Err(Error::config(
-                *variable,
+                variable.as_str(),
                 format!("the {} key that serves `{key}`", self.inner.name()),
                 format!("key `{key}` is used but {variable} is not set"),
             )),

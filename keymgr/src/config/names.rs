@@ -107,9 +107,48 @@ pub const VARIABLES: &[Variable] = &[
     Path("KEYMGR_ROTATION_STATE_PATH"),
 ];
 
-/// The variable named `name`, if keymgr reads it.
+/// The prefixes of the provider variables a numbered failover member reads under its
+/// own name: member `hsm:2` reads `HSM_2_PIN` for `HSM_PIN` (see [`crate::members`]).
+pub const MEMBER_PREFIXES: &[&str] = &["HSM_", "AWS_", "GCP_", "AZURE_", "EVM_", "XRP_"];
+
+/// The variable named `name`, if keymgr reads it: a listed variable, or a numbered
+/// failover member's copy of one (`HSM_2_PIN` is [`Variable::Secret`]`("HSM_PIN")`:
+/// the registry entry it stands for).
 pub fn variable(name: &str) -> Option<Variable> {
+    listed(name).or_else(|| member_variable(name).map(|(v, _)| v))
+}
+
+fn listed(name: &str) -> Option<Variable> {
     VARIABLES.iter().copied().find(|v| v.name() == name)
+}
+
+/// For a numbered member's variable (`HSM_2_PIN`), the registry entry it stands for
+/// (`HSM_PIN`) and the member number (2, at least 2); `None` for any other name.
+pub fn member_variable(name: &str) -> Option<(Variable, u32)> {
+    let (base, n) = member_parts(name)?;
+    Some((listed(&base)?, n))
+}
+
+/// `HSM_2_PIN` → (`HSM_PIN`, 2): the name with the member number taken out, whether or
+/// not that name is listed.
+pub(crate) fn member_parts(name: &str) -> Option<(String, u32)> {
+    let prefix = MEMBER_PREFIXES.iter().find(|p| name.starts_with(**p))?;
+    let rest = &name[prefix.len()..];
+    let (number, tail) = rest.split_once('_')?;
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) || number.starts_with('0') {
+        return None;
+    }
+    let n: u32 = number.parse().ok().filter(|n| *n >= 2)?;
+    Some((format!("{prefix}{tail}"), n))
+}
+
+/// The variables numbered member `n` (n ≥ 2) reads: every listed variable with a
+/// [`MEMBER_PREFIXES`] prefix, numbered (`HSM_2_PIN`, ...), with its registry entry.
+pub fn member_variables(n: u32) -> impl Iterator<Item = (String, Variable)> {
+    VARIABLES.iter().copied().filter_map(move |v| {
+        let prefix = MEMBER_PREFIXES.iter().find(|p| v.name().starts_with(**p))?;
+        Some((format!("{prefix}{n}_{}", &v.name()[prefix.len()..]), v))
+    })
 }
 
 /// Whether `name` holds a secret: a listed secret, or a name that says it is one
@@ -139,4 +178,41 @@ pub fn check_text(source: &dyn keymgr_core::config::VarSource) -> keymgr_core::R
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_member_variables_stand_for_their_registry_entry() {
+        assert_eq!(variable("HSM_2_PIN"), Some(Variable::Secret("HSM_PIN")));
+        assert_eq!(
+            variable("HSM_12_PKCS11_LIBRARY_PATH"),
+            Some(Variable::Path("HSM_PKCS11_LIBRARY_PATH"))
+        );
+        assert_eq!(
+            member_variable("AWS_3_KMS_EVM_KEY_ID"),
+            Some((Variable::Plain("AWS_KMS_EVM_KEY_ID"), 3))
+        );
+        assert!(is_secret("EVM_2_PRIVATE_KEY"));
+        // Not a member's copy: member 1 has no number, 0 and leading zeros are not
+        // member numbers, unknown or unprefixed names stay unknown.
+        for name in [
+            "HSM_1_PIN",
+            "HSM_0_PIN",
+            "HSM_02_PIN",
+            "HSM_2_PINN",
+            "HSM__PIN",
+            "KEYMGR_2_ACTOR",
+            "HSM_2",
+        ] {
+            assert_eq!(variable(name), None, "{name}");
+        }
+        let second: Vec<String> = member_variables(2).map(|(n, _)| n).collect();
+        assert!(second.contains(&"HSM_2_TOKEN_LABEL".to_owned()));
+        assert!(second.contains(&"EVM_2_PRIVATE_KEY".to_owned()));
+        assert!(!second.iter().any(|n| n.starts_with("KEYMGR_")));
+        assert!(second.iter().all(|n| variable(n).is_some()), "{second:?}");
+    }
 }
