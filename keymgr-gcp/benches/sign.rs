@@ -252,10 +252,14 @@ fn against_stand_in(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
         group.bench_with_input(BenchmarkId::new("keymgr", callers), &callers, |b, &n| {
             b.to_async(rt).iter(|| sign_concurrently(&backend, n));
         });
-        group.bench_with_input(BenchmarkId::new("raw_client", callers), &callers, |b, &n| {
-            b.to_async(rt)
-                .iter(|| raw_concurrently(&client, &version, n));
-        });
+        group.bench_with_input(
+            BenchmarkId::new("raw_client", callers),
+            &callers,
+            |b, &n| {
+                b.to_async(rt)
+                    .iter(|| raw_concurrently(&client, &version, n));
+            },
+        );
     }
     group.finish();
     drop(stand_in);
