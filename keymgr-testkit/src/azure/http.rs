@@ -142,7 +142,14 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>) -> Reply {
                 fault.as_ref(),
             )
         }
-        _ => sign(&mut keys, &vault, name, version, &body, fault.as_ref()),
+        _ => sign(
+            shared,
+            &mut keys,
+            &vault,
+            (name, version),
+            &body,
+            fault.as_ref(),
+        ),
     };
     drop(keys);
     match result {
@@ -347,10 +354,10 @@ fn update_key(
 }
 
 fn sign(
+    shared: &Shared,
     keys: &mut Keys,
     vault: &str,
-    name: &str,
-    version: &str,
+    (name, version): (&str, &str),
     body: &Value,
     fault: Option<&Fault>,
 ) -> Result<Value, Refusal> {
@@ -391,9 +398,17 @@ fn sign(
     if matches!(fault, Some(Fault::WrongSignature)) {
         to_sign[0] ^= 1;
     }
-    let signature: k256::ecdsa::Signature = sk
-        .sign_prehash(&to_sign)
-        .map_err(|e| bad(format!("cannot sign: {e}")))?;
+    let memo_key = (name.to_owned(), v.id.clone(), to_sign.clone());
+    let signature = match shared.precomputed(&memo_key) {
+        Some(signature) => signature,
+        None => {
+            let signature: k256::ecdsa::Signature = sk
+                .sign_prehash(&to_sign)
+                .map_err(|e| bad(format!("cannot sign: {e}")))?;
+            shared.remember(memo_key, signature);
+            signature
+        }
+    };
     let mut raw = signature.to_bytes().to_vec();
     match fault {
         Some(Fault::HighS) => {

@@ -83,7 +83,12 @@ pub(crate) struct Shared {
     authorizations: Mutex<Vec<String>>,
     client: Client,
     vault_url: String,
+    /// (name, version, digest) → signature, when [`StandIn::precompute_signatures`] is on.
+    signatures: Mutex<Option<HashMap<SignedDigest, k256::ecdsa::Signature>>>,
 }
+
+/// Key name, version id, digest.
+pub(crate) type SignedDigest = (String, String, Vec<u8>);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -109,6 +114,17 @@ impl Shared {
     pub(crate) fn request_id(&self) -> String {
         let n = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
         format!("00000000-0000-4000-8000-{n:012}")
+    }
+
+    /// The signature made earlier for this digest, if precomputing is on.
+    pub(crate) fn precomputed(&self, key: &SignedDigest) -> Option<k256::ecdsa::Signature> {
+        lock(&self.signatures).as_ref()?.get(key).copied()
+    }
+
+    pub(crate) fn remember(&self, key: SignedDigest, signature: k256::ecdsa::Signature) {
+        if let Some(memo) = lock(&self.signatures).as_mut() {
+            memo.insert(key, signature);
+        }
     }
 
     pub(crate) fn client(&self) -> &Client {
@@ -218,6 +234,7 @@ impl StandIn {
                 client_secret: client_secret.to_owned(),
             },
             vault_url: format!("https://{addr}"),
+            signatures: Mutex::new(None),
         });
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let server = shared.clone();
@@ -374,6 +391,14 @@ impl StandIn {
             .entry(operation.to_owned())
             .or_default()
             .push_back(fault);
+    }
+
+    /// From now on `sign` answers a digest it signed before (same key version) with that
+    /// signature instead of signing again: a precomputed genuine response, so a benchmark
+    /// measures the client's time, not the stand-in's k256 signing. Faults still apply;
+    /// ES256K with RFC 6979 nonces gives the same signature anyway.
+    pub fn precompute_signatures(&self) {
+        lock(&self.shared.signatures).get_or_insert_with(HashMap::new);
     }
 
     /// How many calls of `operation` (or `token`) arrived.
