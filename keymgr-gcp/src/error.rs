@@ -51,7 +51,7 @@ pub(crate) fn map_gax_error(err: GaxError, operation: &str, key: &str, target: &
             };
         }
         Some(s) if s >= 500 => return Error::unavailable(BACKEND, detail, Some(Box::new(err))),
-        Some(404) => return Error::not_found(key, detail),
+        Some(404) => return Error::not_found(key, detail).with_source(err),
         Some(401 | 403) => {
             return Error::AccessDenied {
                 key: key.to_owned(),
@@ -62,7 +62,7 @@ pub(crate) fn map_gax_error(err: GaxError, operation: &str, key: &str, target: &
         _ => {}
     }
     if err.is_deserialization() {
-        return Error::integrity(key, format!("malformed response: {detail}"));
+        return Error::integrity(key, format!("malformed response: {detail}")).with_source(err);
     }
     if err.is_authentication() {
         let transient = std::error::Error::source(&err)
@@ -82,7 +82,7 @@ pub(crate) fn map_gax_error(err: GaxError, operation: &str, key: &str, target: &
         };
     }
     if err.is_binding() {
-        return Error::invalid_input(format!("key {key}"), detail);
+        return Error::invalid_input(format!("key {key}"), detail).with_source(err);
     }
     if err.is_timeout() || err.is_io() || err.is_connect() || err.is_transport() {
         return Error::unavailable(BACKEND, detail, Some(Box::new(err)));
@@ -92,7 +92,7 @@ pub(crate) fn map_gax_error(err: GaxError, operation: &str, key: &str, target: &
 
 fn status_error(code: Code, detail: String, key: &str, source: keymgr_core::BoxError) -> Error {
     match code {
-        Code::NotFound => Error::not_found(key, detail),
+        Code::NotFound => Error::not_found(key, detail).with_source(source),
         Code::PermissionDenied | Code::Unauthenticated => Error::AccessDenied {
             key: key.to_owned(),
             detail,
@@ -114,9 +114,9 @@ fn status_error(code: Code, detail: String, key: &str, source: keymgr_core::BoxE
             Error::unavailable(BACKEND, format!("{key}: {detail}"), Some(source))
         }
         Code::InvalidArgument | Code::OutOfRange => {
-            Error::invalid_input(format!("key {key}"), detail)
+            Error::invalid_input(format!("key {key}"), detail).with_source(source)
         }
-        Code::DataLoss => Error::integrity(key, detail),
+        Code::DataLoss => Error::integrity(key, detail).with_source(source),
         _ => Error::backend(BACKEND, format!("{key}: {detail}"), Some(source)),
     }
 }
