@@ -6,8 +6,7 @@ use std::sync::Arc;
 use keymgr::ErrorKind;
 use keymgr_rotation::{
     FileStateStore, HSM_KEEP_VERSIONS, KEYMGR_ROTATION_STATE_PATH, MemoryStateStore, Phase,
-    RotationEvent,
-    RotationPolicy, Rotator, StateStore, SystemClock,
+    RotationEvent, RotationPolicy, Rotator, StateStore, SystemClock,
 };
 use serde_json::json;
 
