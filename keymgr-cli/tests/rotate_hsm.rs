@@ -160,6 +160,12 @@ impl Token {
 
     /// Whether `pkcs11-tool -L` lists the test token in this copy.
     fn token_listed(&self) -> bool {
+        self.slot().is_some()
+    }
+
+    /// The slot (`0x..`) holding exactly the test token. `pkcs11-tool --token-label`
+    /// matches a prefix, so `keymgr-test` could select the second token `keymgr-test-2`.
+    fn slot(&self) -> Option<String> {
         let out = Command::new("pkcs11-tool")
             .env("SOFTHSM2_CONF", &self.conf)
             .args([
@@ -170,10 +176,20 @@ impl Token {
             .output()
             .unwrap();
         let label = std::env::var("HSM_TOKEN_LABEL").unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("token label"))
-            .any(|l| l.trim_start_matches([' ', ':']).trim() == label)
+        let mut slot = None;
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some(rest) = line.strip_prefix("Slot ") {
+                slot = rest
+                    .split_once("(")
+                    .and_then(|(_, r)| r.split_once(')'))
+                    .map(|(id, _)| id.to_owned());
+            } else if let Some(l) = line.trim().strip_prefix("token label")
+                && l.trim_start_matches([' ', ':']).trim() == label
+            {
+                return slot;
+            }
+        }
+        None
     }
 
     fn audit(&self) -> Vec<keymgr_audit::Entry> {
@@ -434,7 +450,7 @@ impl Token {
         let out = Command::new("pkcs11-tool")
             .env("SOFTHSM2_CONF", &self.conf)
             .args(["--module", &var("HSM_PKCS11_LIBRARY_PATH")])
-            .args(["--token-label", &var("HSM_TOKEN_LABEL")])
+            .args(["--slot", &self.slot().expect("the test token is listed")])
             .args(["--login", "--pin", &var("HSM_PIN"), "--list-objects"])
             .output()
             .unwrap();

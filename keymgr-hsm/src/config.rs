@@ -183,9 +183,17 @@ impl HsmConfig {
     /// naming its variable.
     pub fn from_source(source: &dyn VarSource) -> Result<Self> {
         let vars = Vars::new(source);
-        let library_path = vars
-            .path(HSM_PKCS11_LIBRARY_PATH)?
-            .ok_or_else(|| Error::config(HSM_PKCS11_LIBRARY_PATH, EXPECTED_LIBRARY, "not set"))?;
+        // Required settings that are missing: all of them are reported (a collecting
+        // source, `keymgr config check`, gets each one), the first is returned.
+        let mut missing: Vec<Error> = Vec::new();
+        let library_path = vars.path(HSM_PKCS11_LIBRARY_PATH)?;
+        if library_path.is_none() {
+            missing.push(Error::config(
+                HSM_PKCS11_LIBRARY_PATH,
+                EXPECTED_LIBRARY,
+                "not set",
+            ));
+        }
         let slot = match vars.get(HSM_SLOT_ID)? {
             None => None,
             Some(s) => Some(parse_slot(&s).ok_or_else(|| {
@@ -203,23 +211,28 @@ impl HsmConfig {
             ));
         }
         let token = match (slot, label) {
-            (Some(s), Some(l)) => TokenSelector::SlotAndLabel(s, l),
-            (Some(s), None) => TokenSelector::SlotId(s),
-            (None, Some(l)) => TokenSelector::Label(l),
+            (Some(s), Some(l)) => Some(TokenSelector::SlotAndLabel(s, l)),
+            (Some(s), None) => Some(TokenSelector::SlotId(s)),
+            (None, Some(l)) => Some(TokenSelector::Label(l)),
             (None, None) => {
-                return Err(Error::config(
+                missing.push(Error::config(
                     format!("{HSM_SLOT_ID} / {HSM_TOKEN_LABEL}"),
                     EXPECTED_TOKEN,
                     "neither is set; the hsm backend does not know which token to use",
                 ));
+                None
             }
         };
         // Not trimmed: a PIN may legitimately contain blanks, only empty is refused.
-        let pin = vars
-            .secret(HSM_PIN)?
-            .map(Pin::new)
-            .ok_or_else(|| Error::config(HSM_PIN, "the token's user PIN", "not set or empty"))?;
-        let mut config = HsmConfig::new(library_path, token, pin);
+        let pin = vars.secret(HSM_PIN)?.map(Pin::new);
+        if pin.is_none() {
+            missing.push(Error::config(
+                HSM_PIN,
+                "the token's user PIN",
+                "not set or empty",
+            ));
+        }
+        let mut keys = BTreeMap::new();
         for (variable, name) in [
             (HSM_EVM_KEY_LABEL, DEFAULT_EVM_KEY),
             (HSM_XRP_KEY_LABEL, DEFAULT_XRP_KEY),
@@ -227,16 +240,24 @@ impl HsmConfig {
             if let Some(label) = vars.get(variable)? {
                 validate_label(&label)
                     .map_err(|reason| Error::config(variable, EXPECTED_LABEL, reason))?;
-                config.keys.insert(name.to_owned(), label);
+                keys.insert(name.to_owned(), label);
             }
         }
-        if config.keys.is_empty() {
-            return Err(Error::config(
+        if keys.is_empty() {
+            missing.push(Error::config(
                 format!("{HSM_EVM_KEY_LABEL} / {HSM_XRP_KEY_LABEL}"),
                 EXPECTED_LABEL,
                 "neither is set; the hsm backend has no keys",
             ));
         }
+        let (Some(library_path), Some(token), Some(pin)) = (library_path, token, pin) else {
+            return Err(first_of(source, missing));
+        };
+        if !missing.is_empty() {
+            return Err(first_of(source, missing));
+        }
+        let mut config = HsmConfig::new(library_path, token, pin);
+        config.keys.extend(keys);
         if let Some(n) = vars.bounded(HSM_POOL_SIZE, 1..=MAX_POOL_SIZE, "sessions")? {
             config.pool_size = n;
         }
@@ -291,6 +312,18 @@ impl HsmConfig {
     }
 }
 
+/// The first of `missing` (not empty) as the error to return; a collecting source
+/// (`keymgr config check`) is also given every other one.
+fn first_of(source: &dyn VarSource, mut missing: Vec<Error>) -> Error {
+    let first = missing.remove(0);
+    if let Some(problems) = source.problems() {
+        for e in missing {
+            problems.record_new(e);
+        }
+    }
+    first
+}
+
 fn default_pool_size() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
@@ -335,6 +368,38 @@ mod tests {
             (HSM_PIN, SECRET_PIN),
             (HSM_EVM_KEY_LABEL, "evm-settlement"),
         ]
+    }
+
+    #[test]
+    fn config_check_hears_of_every_missing_setting_at_once() {
+        let empty = vars(&[]);
+        let problems = keymgr_core::config::Problems::new();
+        let collecting = Vars::collecting(&empty, &problems);
+        let first = HsmConfig::from_source(&collecting).unwrap_err();
+        problems.record_new(first);
+        let mut named: Vec<String> = problems
+            .take()
+            .iter()
+            .filter_map(|e| match e {
+                Error::Config { variable, .. } => Some(variable.clone()),
+                _ => None,
+            })
+            .collect();
+        named.sort();
+        let mut expected = vec![
+            HSM_PKCS11_LIBRARY_PATH.to_owned(),
+            format!("{HSM_SLOT_ID} / {HSM_TOKEN_LABEL}"),
+            HSM_PIN.to_owned(),
+            format!("{HSM_EVM_KEY_LABEL} / {HSM_XRP_KEY_LABEL}"),
+        ];
+        expected.sort();
+        assert_eq!(named, expected);
+        // Without a collecting source: the first problem, as before.
+        let e = HsmConfig::from_vars(vars(&[])).unwrap_err();
+        assert!(
+            matches!(&e, Error::Config { variable, .. } if variable == HSM_PKCS11_LIBRARY_PATH),
+            "{e:?}"
+        );
     }
 
     #[test]
