@@ -46,7 +46,8 @@ pub(crate) fn delete_version(inner: &Inner, s: &Session, key: &KeyRef) -> Result
         return Err(Error::invalid_input(
             "key",
             format!(
-                "{key} is the original key {label:?}, made outside keymgr: keymgr never                  deletes it; use the token's own tools"
+                "{key} is the original key {label:?}, made outside keymgr: keymgr never \
+                 deletes it; use the token's own tools"
             ),
         )
         .into());

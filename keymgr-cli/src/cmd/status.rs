@@ -82,16 +82,32 @@ fn phase(p: &Phase) -> String {
 
 /// What the opt-in deletion (`HSM_KEEP_VERSIONS`, the rotator's `keep_versions`) will
 /// delete: right after the next rotation makes a new version, the rotator deletes the
-/// disabled versions beyond the newest N ([`deletable_versions`] with the new version
-/// counted, i.e. `keep - 1` of today's). `None` when deletion is off.
+/// disabled versions beyond the newest N. `None` when deletion is off.
 fn doomed(status: &KeyStatus, policy: &RotationPolicy) -> Option<(usize, Vec<String>)> {
     let keep = policy.keep_versions?;
     let listed: Vec<KeyVersion> = status.versions.iter().map(|v| v.version.clone()).collect();
-    let versions = deletable_versions(&listed, keep.saturating_sub(1))
+    Some((keep, forecast(&listed, keep)))
+}
+
+/// The versions the next rotation deletes with `keep` versions kept: by then the
+/// version now in its overlap has been disabled (a rotation inside the overlap is
+/// refused unless forced), and the new version counts towards `keep`
+/// ([`deletable_versions`] over today's versions with `keep - 1`).
+fn forecast(listed: &[KeyVersion], keep: usize) -> Vec<String> {
+    let by_then: Vec<KeyVersion> = listed
+        .iter()
+        .cloned()
+        .map(|mut v| {
+            if !v.current && v.state == keymgr::VersionState::Enabled {
+                v.state = keymgr::VersionState::Disabled;
+            }
+            v
+        })
+        .collect();
+    deletable_versions(&by_then, keep.saturating_sub(1))
         .into_iter()
         .filter_map(|v| v.key.version().map(str::to_owned))
-        .collect();
-    Some((keep, versions))
+        .collect()
 }
 
 fn deletion_text(status: &KeyStatus, policy: &RotationPolicy) -> String {
@@ -303,6 +319,39 @@ pub(crate) fn describe(e: &RotationEvent) -> String {
 
 #[cfg(test)]
 mod tests {
+    use keymgr::{KeyAlgorithm, KeyRef, KeyVersion, VersionState};
+
+    fn version(n: u32, state: VersionState, current: bool) -> KeyVersion {
+        KeyVersion {
+            key: KeyRef::versioned("evm", n.to_string()),
+            backend_id: format!("evm.v{n}"),
+            algorithm: KeyAlgorithm::Secp256k1,
+            state,
+            created_at_ms: None,
+            current,
+        }
+    }
+
+    #[test]
+    fn forecast_counts_the_version_in_its_overlap_as_disabled_by_then() {
+        use VersionState::{Disabled, Enabled};
+        // Right after rotating to v3 with a 7-day overlap: v2 is still enabled, but the
+        // next (unforced) rotation comes after its overlap, so v2 is disabled by then.
+        let now = [
+            version(0, Disabled, false),
+            version(1, Disabled, false),
+            version(2, Enabled, false),
+            version(3, Enabled, true),
+        ];
+        // keep 2: after the next rotation v3 and v4 stay; v1 and v2 go, never v0.
+        assert_eq!(super::forecast(&now, 2), ["1", "2"]);
+        assert_eq!(super::forecast(&now, 3), ["1"]);
+        assert!(super::forecast(&now, 4).is_empty());
+        // The current version is never forecast, whatever its state.
+        let only = [version(1, Disabled, false), version(2, Enabled, true)];
+        assert_eq!(super::forecast(&only, 2), ["1"]);
+    }
+
     #[test]
     fn timestamps_are_rfc3339_utc() {
         assert_eq!(super::ts(0), "1970-01-01T00:00:00.000Z");
