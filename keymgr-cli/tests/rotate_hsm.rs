@@ -466,7 +466,8 @@ impl Token {
             .collect()
     }
 
-    /// `(version, actor, keep_versions)` of every KEY_DELETED entry `audit export` shows.
+    /// `(version, actor, keep_versions)` of every KEY_DELETED outcome `audit export`
+    /// shows, after checking that each was preceded by its `pending` intent entry.
     fn deletions(&self) -> Vec<(String, String, String)> {
         let audit = self.dir.path().join("audit");
         let out = self.run(&["audit", "export", audit.to_str().unwrap()], &[]);
@@ -475,10 +476,19 @@ impl Token {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8_lossy(&out.stdout)
+        let entries: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
             .lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
             .filter(|e| e["event"] == "KEY_DELETED")
+            .collect();
+        let (intents, outcomes): (Vec<_>, Vec<_>) =
+            entries.iter().partition(|e| e["outcome"] == "pending");
+        assert_eq!(intents.len(), outcomes.len(), "{entries:?}");
+        for (intent, done) in intents.iter().zip(&outcomes) {
+            assert_eq!(intent["key_version"], done["key_version"]);
+        }
+        outcomes
+            .into_iter()
             .map(|e| {
                 let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
                 (

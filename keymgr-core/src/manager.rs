@@ -410,8 +410,14 @@ impl KeyManager {
     }
 
     /// A deletion asked of the manager directly (not by the rotator, which audits its
-    /// own with the keep count): one `KEY_DELETED` entry, `denied` when refused.
+    /// own with the keep count): a `pending` `KEY_DELETED` entry before the backend is
+    /// asked (nothing is deleted if it cannot be written), then the outcome, `denied`
+    /// when refused.
     async fn delete_audited(&self, key: &KeyRef) -> Result<()> {
+        // The intent first: a destruction the log cannot record does not happen.
+        self.audit
+            .record(self.record(AuditEvent::KeyDeleted, key, Outcome::Pending))
+            .await?;
         let result = self.backend.delete_version(key).await;
         self.audit_change(AuditEvent::KeyDeleted, key, &result)
             .await?;

@@ -176,7 +176,16 @@ async fn the_rotator_deletes_beyond_the_keep_count_and_audits_each_deletion() {
             signs(hsm.as_ref(), &name).await;
         }
         let versions = hsm.list_versions(&name).await.unwrap();
-        let deleted = audit.of(AuditEvent::KeyDeleted);
+        let entries = audit.of(AuditEvent::KeyDeleted);
+        // Each deletion: a `pending` entry before the token is asked, then the outcome.
+        let (pending, deleted): (Vec<_>, Vec<_>) = entries
+            .iter()
+            .cloned()
+            .partition(|r| r.outcome == Outcome::Pending);
+        for (intent, done) in pending.iter().zip(&deleted) {
+            assert_eq!(intent.key_version, done.key_version);
+        }
+        assert_eq!(pending.len(), deleted.len(), "{entries:?}");
         match keep {
             None => {
                 assert_eq!(listed(&versions), ["1", "2", "3", "4"]);

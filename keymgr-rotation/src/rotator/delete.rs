@@ -26,7 +26,9 @@ pub fn deletable_versions(versions: &[KeyVersion], keep: usize) -> Vec<&KeyVersi
 
 impl Rotator {
     /// Deletes what [`deletable_versions`] names for `name` when deletion is opted in.
-    /// Each attempt is one `KEY_DELETED` entry (actor, version, keep count, reason);
+    /// Each attempt is two `KEY_DELETED` entries (actor, version, keep count, reason):
+    /// `pending` before the backend is asked (if it cannot be written, nothing is
+    /// deleted), then the outcome;
     /// a refused or failed deletion is audited (`denied` / `failure`) and logged but does
     /// not fail the rotation, whose new version is already current: the next rotation
     /// tries again.
@@ -53,18 +55,27 @@ impl Rotator {
             let Some(version) = v.key.version().map(str::to_owned) else {
                 continue;
             };
-            let result = self.backend.delete_version(&v.key).await;
-            let outcome = match &result {
-                Ok(()) => Outcome::Success,
-                Err(e) if e.kind() == ErrorKind::InvalidInput => Outcome::Denied,
-                Err(_) => Outcome::Failure,
-            };
             let mut details = vec![
                 ("version", version.clone()),
                 ("backend_id", v.backend_id.clone()),
                 ("keep_versions", keep.to_string()),
                 ("reason", reason.clone()),
             ];
+            // The intent first: a destruction the log cannot record does not happen.
+            self.emit_versioned(
+                AuditEvent::KeyDeleted,
+                name,
+                &version,
+                Outcome::Pending,
+                &details,
+            )
+            .await?;
+            let result = self.backend.delete_version(&v.key).await;
+            let outcome = match &result {
+                Ok(()) => Outcome::Success,
+                Err(e) if e.kind() == ErrorKind::InvalidInput => Outcome::Denied,
+                Err(_) => Outcome::Failure,
+            };
             if let Err(e) = &result {
                 details.push(("error", e.to_string()));
                 details.push(("error_kind", e.kind().as_str().to_owned()));
