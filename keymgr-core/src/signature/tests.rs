@@ -212,6 +212,30 @@ proptest! {
         prop_assert!(local.is_over(&SignPayload::Prehash(h)));
     }
 
+    /// libsecp256k1 recovery and k256's double-scalar verification agree on validity and
+    /// recovery id, for signatures as made and with one bit flipped anywhere.
+    #[test]
+    fn recovery_agrees_with_double_scalar(seed in any::<[u8; 32]>(), h in any::<[u8; 32]>(), bit in 0usize..(96 * 8)) {
+        let Ok(sk) = SigningKey::from_bytes(&seed.into()) else { return Ok(()) };
+        let (sig, rid) = sk.sign_prehash_recoverable(&h).unwrap();
+        let (sig, rid) = match sig.normalize_s() {
+            Some(low) => (low, k256::ecdsa::RecoveryId::new(!rid.is_y_odd(), false)),
+            None => (sig, rid),
+        };
+        let vk = sk.verifying_key();
+        prop_assert_eq!(verify_recoverable(vk, &h, &sig), Some(rid));
+        prop_assert_eq!(crate::verified::verify_double_scalar(vk, &h, &sig), Some(rid));
+        let mut bytes = [&sig.to_bytes()[..], h.as_slice()].concat();
+        bytes[bit / 8] ^= 1 << (bit % 8);
+        let h2: [u8; 32] = bytes[64..].try_into().unwrap();
+        if let Ok(sig2) = k256::ecdsa::Signature::from_slice(&bytes[..64]) {
+            let low = !bool::from(sig2.s().is_high());
+            let fast = verify_recoverable(vk, &h2, &sig2);
+            prop_assert_eq!(fast, crate::verified::verify_double_scalar(vk, &h2, &sig2).filter(|_| low));
+            prop_assert_eq!(fast, None);
+        }
+    }
+
     #[test]
     fn ed25519_sign_verify(seed in any::<[u8; 32]>(), msg in proptest::collection::vec(any::<u8>(), 0..256)) {
         use ed25519_dalek::Signer as _;
