@@ -112,28 +112,16 @@ async fn sign_concurrently(backend: &Arc<AwsKmsBackend>, callers: usize) {
     }
 }
 
-/// A KMS endpoint on loopback that answers `GetPublicKey` and `Sign` at once with
-/// precomputed responses (one fixed key, one fixed prehash): no server time.
-///
-/// Each connection has its own thread that busy-polls its socket for up to
-/// [`SPIN`](stub::SPIN) after each response before it blocks: on a virtual machine, a
-/// thread that has slept wakes tens of microseconds late, more the longer it slept, so a
-/// blocking stub would charge any client that does work between requests (keymgr's
-/// verification) for the stub's wake-up. With the stub spinning, the difference between
-/// two clients is their own work.
+/// A KMS endpoint on loopback (keymgr_testkit::instant) that answers `GetPublicKey` and
+/// `Sign` at once with precomputed responses (one fixed key, one fixed prehash).
 mod stub {
-    use std::io::{ErrorKind, Read as _, Write as _};
-    use std::net::{TcpListener, TcpStream};
-    use std::time::{Duration, Instant};
-
     use k256::ecdsa::signature::hazmat::PrehashSigner as _;
     use k256::pkcs8::EncodePublicKey as _;
+    use keymgr_testkit::instant::{self, Response};
 
     pub const ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/stub-key";
-    /// How long a connection's thread spins for the next request before it blocks.
-    pub const SPIN: Duration = Duration::from_millis(5);
 
-    /// Starts the stub on its own threads; returns its `http://` endpoint.
+    /// Starts the stub; returns its `http://` endpoint.
     pub fn start(prehash: [u8; 32]) -> String {
         let sk = k256::ecdsa::SigningKey::from_bytes(&[9u8; 32].into()).unwrap();
         let sig: k256::ecdsa::Signature = sk.sign_prehash(&prehash).unwrap();
@@ -147,80 +135,17 @@ mod stub {
             r#"{{"KeyId":"{ARN}","Signature":"{}","SigningAlgorithm":"ECDSA_SHA_256"}}"#,
             b64(sig.to_der().as_bytes())
         );
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { return };
-                let (public_key, signed) = (public_key.clone(), signed.clone());
-                std::thread::spawn(move || serve(conn, &public_key, &signed));
-            }
-        });
-        format!("http://{addr}")
-    }
-
-    /// Reads more bytes into `buf`: spins while the last response is younger than
-    /// [`SPIN`], then blocks. `false` at end of stream or on an error.
-    fn fill(conn: &mut TcpStream, buf: &mut Vec<u8>, since: Instant) -> bool {
-        let mut chunk = [0u8; 8192];
-        loop {
-            let spinning = since.elapsed() < SPIN;
-            if conn.set_nonblocking(spinning).is_err() {
-                return false;
-            }
-            match conn.read(&mut chunk) {
-                Ok(0) => return false,
-                Ok(n) => {
-                    buf.extend_from_slice(&chunk[..n]);
-                    return true;
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => std::hint::spin_loop(),
-                Err(_) => return false,
-            }
-        }
-    }
-
-    /// HTTP/1.1 keep-alive: one response per request, by `X-Amz-Target`.
-    fn serve(mut conn: TcpStream, public_key: &str, signed: &str) {
-        let _ = conn.set_nodelay(true);
-        let mut buf = Vec::new();
-        let mut since = Instant::now();
-        loop {
-            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                if !fill(&mut conn, &mut buf, since) {
-                    return;
-                }
-                continue;
+        instant::start(move |request| {
+            let body = match request.header("x-amz-target")? {
+                "TrentService.GetPublicKey" => &public_key,
+                "TrentService.Sign" => &signed,
+                _ => return None,
             };
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let header = |name: &str| {
-                head.lines()
-                    .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
-            };
-            let length: usize = header("content-length:")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            while buf.len() < end + 4 + length {
-                if !fill(&mut conn, &mut buf, since) {
-                    return;
-                }
-            }
-            let body = match header("x-amz-target:").as_deref() {
-                Some("trentservice.getpublickey") => public_key,
-                Some("trentservice.sign") => signed,
-                _ => return,
-            };
-            let response = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.1\r\n\
-                 x-amzn-requestid: stub\r\ncontent-length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            if conn.write_all(response.as_bytes()).is_err() {
-                return;
-            }
-            buf.drain(..end + 4 + length);
-            since = Instant::now();
-        }
+            Some(Response {
+                content_type: "application/x-amz-json-1.1",
+                body: body.clone(),
+            })
+        })
     }
 }
 

@@ -100,12 +100,13 @@ mod stub {
     use base64::Engine as _;
     use k256::ecdsa::signature::hazmat::PrehashSigner as _;
     use k256::pkcs8::{EncodePublicKey as _, LineEnding};
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use keymgr_testkit::instant::{self, Response};
 
     pub const VERSION: &str =
-        "projects/stub/locations/global/keyRings/stub/cryptoKeys/evm/cryptoKeyVersions/1";
+        "projects/keymgr-stub/locations/global/keyRings/stub/cryptoKeys/evm/cryptoKeyVersions/1";
 
-    pub async fn start(prehash: [u8; 32]) -> String {
+    /// Starts the stub (keymgr_testkit::instant); returns its `http://` endpoint.
+    pub fn start(prehash: [u8; 32]) -> String {
         let sk = k256::ecdsa::SigningKey::from_bytes(&[9u8; 32].into()).unwrap();
         let sig: k256::ecdsa::Signature = sk.sign_prehash(&prehash).unwrap();
         let der = sig.to_der().as_bytes().to_vec();
@@ -130,74 +131,29 @@ mod stub {
             "name": VERSION, "protectionLevel": 1,
         })
         .to_string();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            loop {
-                let Ok((conn, _)) = listener.accept().await else {
-                    return;
-                };
-                let bodies = [version.clone(), public_key.clone(), signed.clone()];
-                tokio::spawn(serve(conn, bodies));
-            }
-        });
-        format!("http://{addr}")
-    }
-
-    /// HTTP/1.1 keep-alive: one response per request, by path.
-    async fn serve(mut conn: tokio::net::TcpStream, [version, public_key, signed]: [String; 3]) {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 8192];
-        loop {
-            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                match conn.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-                continue;
-            };
-            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-            let length: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse().ok())?
-                })
-                .unwrap_or(0);
-            while buf.len() < end + 4 + length {
-                match conn.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-            let target = head.split(' ').nth(1).unwrap_or("");
-            let path = target.split('?').next().unwrap_or("");
+        let version_path = format!("/v1/{VERSION}");
+        instant::start(move |request| {
+            let path = request.path;
             let body = if path.ends_with(":asymmetricSign") {
                 &signed
             } else if path.ends_with("/publicKey") {
                 &public_key
-            } else if path == format!("/v1/{VERSION}") {
+            } else if path == version_path {
                 &version
             } else {
-                return;
+                return None;
             };
-            let response = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json; charset=UTF-8\r\n\
-                 content-length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            if conn.write_all(response.as_bytes()).await.is_err() {
-                return;
-            }
-            buf.drain(..end + 4 + length);
-        }
+            Some(Response {
+                content_type: "application/json; charset=UTF-8",
+                body: body.clone(),
+            })
+        })
     }
 }
 
 /// keymgr-gcp vs the bare client call against the instant stub: keymgr's added latency.
 fn against_stub(c: &mut Criterion, rt: &tokio::runtime::Runtime, prehash: [u8; 32]) {
-    let endpoint = rt.block_on(stub::start(prehash));
+    let endpoint = stub::start(prehash);
     let client = rt.block_on(client(&endpoint));
     let keys = BTreeMap::from([("evm".to_owned(), stub::VERSION.to_owned())]);
     let backend = GcpKmsBackend::from_client(client.clone(), keys.clone());
@@ -270,7 +226,12 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    against_stub(c, &rt, [0x42u8; 32]);
+    // The client side of the stub comparison runs on one thread (the stub has its own).
+    let local = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    against_stub(c, &local, [0x42u8; 32]);
     against_stand_in(c, &rt);
 }
 

@@ -29,6 +29,7 @@ pub mod conformance;
 #[cfg(feature = "evm")]
 pub mod evm;
 pub mod fault;
+pub mod instant;
 #[cfg(feature = "gcp")]
 pub mod gcp;
 pub mod memory;
