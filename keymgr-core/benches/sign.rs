@@ -3,12 +3,12 @@
 //!
 //! - floor: one k256 `sign_prehash_recoverable` + one `verify_prehash`, the least a
 //!   verify-after-sign signer can do;
-//! - `EnvBackend::sign`: the same, through `finish_recoverable` (one verification that
-//!   also yields the recovery id);
+//! - `EnvBackend::sign`: k256 signing, then `finish_recoverable` (one libsecp256k1
+//!   recovery checks the signature and the recovery id signing reported);
 //! - `KeyManager::sign`: the recommended stack (rate limit off, cache, retry, breaker,
 //!   timeout), audit records to `tracing`, key and payload checks;
-//! - `verify_recoverable` vs k256's `verify_prehash`: validity and parity in one
-//!   double-scalar multiplication cost what validity alone costs.
+//! - `verify_recoverable` (libsecp256k1 recovery: validity and parity) vs k256's
+//!   `verify_prehash` (validity alone).
 //!
 //! `cargo bench -p keymgr-core --bench sign`
 #![allow(missing_docs, clippy::expect_used)] // criterion_group! generates undocumented items
