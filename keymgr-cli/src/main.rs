@@ -270,7 +270,7 @@ mod tests {
     }
 
     /// Every command accepts `--json`, and each has its output's JSON Schema under
-    /// `schema/` (tests/json_schema.rs validates every command's output against it).
+    /// `schema/` (tests/json_schema/ validates every command's output against it).
     #[test]
     fn every_command_has_a_json_schema() {
         let cli = <super::Cli as clap::CommandFactory>::command();
