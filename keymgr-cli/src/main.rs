@@ -125,15 +125,20 @@ fn main() -> std::process::ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(log_filter())
-        .with_writer(std::io::stderr)
-        // Colour only for a terminal, and never with NO_COLOR (https://no-color.org).
-        .with_ansi(
-            std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
-        )
-        .init();
+    {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            // Colour only for a terminal, and never with NO_COLOR (https://no-color.org).
+            .with_ansi(
+                std::io::IsTerminal::is_terminal(&std::io::stderr())
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            )
+            .finish()
+            .with(log_filter(&std::env::var("RUST_LOG").unwrap_or_default()))
+            .init();
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -191,18 +196,20 @@ const QUIET_DEPENDENCIES: &[&str] = &[
     "h2",
 ];
 
-/// RUST_LOG (default `warn`), with [`QUIET_DEPENDENCIES`] capped at `error` unless named.
-fn log_filter() -> tracing_subscriber::EnvFilter {
-    let spec = std::env::var("RUST_LOG").unwrap_or_default();
-    let mut filter = tracing_subscriber::EnvFilter::try_new(&spec)
-        .ok()
-        .filter(|_| !spec.trim().is_empty())
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn"));
+/// The log filter for `RUST_LOG` (`spec`): comma-separated `level` and `target=level`
+/// directives (`warn,keymgr=debug`), the most specific target prefix winning; empty or
+/// unparsable means `warn`. [`QUIET_DEPENDENCIES`] are capped at `error` unless `spec`
+/// names them. (A target filter, not `EnvFilter`: span and field-value filters would
+/// compile a regex engine into every build of the CLI.)
+fn log_filter(spec: &str) -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    let mut filter = Some(spec.trim())
+        .filter(|s| !s.is_empty())
+        .and_then(|s| s.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::WARN));
     for target in QUIET_DEPENDENCIES {
-        if !spec.contains(target)
-            && let Ok(directive) = format!("{target}=error").parse()
-        {
-            filter = filter.add_directive(directive);
+        if !spec.contains(target) {
+            filter = filter.with_target(*target, LevelFilter::ERROR);
         }
     }
     filter
@@ -248,6 +255,39 @@ fn usage_error(e: &clap::Error) -> std::process::ExitCode {
 
 #[cfg(test)]
 mod tests {
+    use tracing::Level;
+
+    #[test]
+    fn log_filter_defaults_to_warn_and_reads_rust_log_directives() {
+        for spec in ["", "  ", "keymgr=loud"] {
+            let f = super::log_filter(spec);
+            assert!(f.would_enable("keymgr_core", &Level::WARN), "{spec:?}");
+            assert!(!f.would_enable("keymgr_core", &Level::INFO), "{spec:?}");
+        }
+        let f = super::log_filter("info,keymgr_aws=trace");
+        assert!(f.would_enable("keymgr_core::retry", &Level::INFO));
+        assert!(!f.would_enable("keymgr_core::retry", &Level::DEBUG));
+        assert!(f.would_enable("keymgr_aws::client", &Level::TRACE));
+        // Only the named target: everything else is off, as with `EnvFilter`.
+        let f = super::log_filter("keymgr_evm=debug");
+        assert!(f.would_enable("keymgr_evm", &Level::DEBUG));
+        assert!(!f.would_enable("keymgr_core", &Level::ERROR));
+    }
+
+    #[test]
+    fn log_filter_keeps_dependency_chatter_at_error_unless_named() {
+        let f = super::log_filter("trace");
+        assert!(f.would_enable("keymgr_aws", &Level::TRACE));
+        for target in super::QUIET_DEPENDENCIES {
+            let inner = format!("{target}::inner");
+            assert!(f.would_enable(&inner, &Level::ERROR), "{target}");
+            assert!(!f.would_enable(&inner, &Level::WARN), "{target}");
+        }
+        let f = super::log_filter("warn,aws_smithy_runtime=debug");
+        assert!(f.would_enable("aws_smithy_runtime::client", &Level::DEBUG));
+        assert!(!f.would_enable("hyper::proto", &Level::WARN));
+    }
+
     #[test]
     fn command_line_definition_is_consistent() {
         <super::Cli as clap::CommandFactory>::command().debug_assert();
@@ -270,7 +310,7 @@ mod tests {
     }
 
     /// Every command accepts `--json`, and each has its output's JSON Schema under
-    /// `schema/` (tests/json_schema.rs validates every command's output against it).
+    /// `schema/` (tests/json_schema/ validates every command's output against it).
     #[test]
     fn every_command_has_a_json_schema() {
         let cli = <super::Cli as clap::CommandFactory>::command();

@@ -126,53 +126,6 @@ impl MemberSpec {
     }
 }
 
-/// A [`VarSource`](keymgr_core::config::VarSource) read as the `&str -> Option<String>`
-/// closures the member loaders take, remembering the first variable whose value is not
-/// UTF-8 so that [`check`](Self::check) refuses it by name instead of reading it as unset.
-pub struct Utf8Vars<'a> {
-    source: &'a dyn keymgr_core::config::VarSource,
-    not_utf8: std::sync::Mutex<Option<String>>,
-}
-
-impl<'a> Utf8Vars<'a> {
-    /// Reads through `source`.
-    pub fn new(source: &'a dyn keymgr_core::config::VarSource) -> Self {
-        Self {
-            source,
-            not_utf8: std::sync::Mutex::new(None),
-        }
-    }
-
-    /// The value of `name`; `None` when unset or not UTF-8 (recorded for `check`).
-    pub fn get(&self, name: &str) -> Option<String> {
-        match self.source.var_os(name)?.into_string() {
-            Ok(value) => Some(value),
-            Err(_) => {
-                let mut first = self.not_utf8.lock().unwrap_or_else(|p| p.into_inner());
-                first.get_or_insert_with(|| name.to_owned());
-                None
-            }
-        }
-    }
-
-    /// A configuration error naming the first variable read that was not UTF-8.
-    pub fn check(&self) -> Result<()> {
-        match self
-            .not_utf8
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
-            Some(name) => Err(Error::config(
-                &name,
-                "valid UTF-8 text",
-                "the value is not valid UTF-8",
-            )),
-            None => Ok(()),
-        }
-    }
-}
-
 /// A text setting; a value that is not UTF-8 reads as unset here because
 /// [`Settings::from_vars`] (run first by every loader) refuses it by name.
 fn text(vars: &keymgr_core::config::Vars<'_>, name: &str) -> Option<String> {
