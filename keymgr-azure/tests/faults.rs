@@ -84,6 +84,32 @@ async fn keymgr_retries_throttling_once_per_attempt() {
 }
 
 #[tokio::test]
+async fn throttling_beyond_the_retry_budget_surfaces_after_exactly_one_retry() {
+    let (stand_in, b) = fixture().await;
+    let policy = RetryPolicy {
+        max_retries: 1,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(5),
+        jitter: 0.0,
+    };
+    let retrying: Arc<dyn KeyBackend> = Arc::new(Retry::new(b.clone(), policy));
+    retrying.public_key(&KeyRef::new("evm")).await.unwrap();
+    stand_in.inject("sign", Fault::Throttled);
+    stand_in.inject("sign", Fault::Throttled);
+    let e = retrying
+        .sign(&KeyRef::new("evm"), &payload())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Throttled, "{e}");
+    assert_eq!(e.provider_code(), Some("Throttled"));
+    assert_eq!(
+        stand_in.calls("sign"),
+        2,
+        "one attempt and one retry by keymgr, none inside the SDK"
+    );
+}
+
+#[tokio::test]
 async fn service_codes_map_to_kinds() {
     let (stand_in, b) = fixture().await;
     b.public_key(&KeyRef::new("evm")).await.unwrap();
