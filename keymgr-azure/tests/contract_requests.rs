@@ -95,6 +95,19 @@ async fn sdk_requests_follow_the_reference() {
     b.disable_version(&KeyRef::versioned("evm", old.clone()))
         .await
         .unwrap();
+    // Wrap Key / Unwrap Key of a data key with an RSA key (envelope encryption).
+    stand_in.create_rsa("kek");
+    let kek = KeyRef::new("kek");
+    let data_key = [7u8; 32];
+    let wrapped = b
+        .encrypt(&kek, &data_key, &Default::default())
+        .await
+        .unwrap();
+    let unwrapped = b
+        .decrypt(&kek, &wrapped, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(unwrapped.expose(), data_key);
     let requests = stand_in.requests();
 
     // Authentication: an unauthenticated first request, then the token grant.
@@ -201,6 +214,32 @@ async fn sdk_requests_follow_the_reference() {
         serde_json::json!({ "enabled": false })
     );
     assert!(!stand_in.enabled("evm-signer", &old));
+
+    // Wrap Key: `POST /keys/{name}/{version}/wrapkey`, `{"alg":"RSA-OAEP-256","value"}`
+    // (<https://learn.microsoft.com/rest/api/keyvault/keys/wrap-key/wrap-key>); Unwrap
+    // Key names the version that wrapped (Unwrap Key reference, same shape).
+    let kek_version = stand_in.versions("kek")[0].clone();
+    for (op, len) in [("wrapkey", 32), ("unwrapkey", 256)] {
+        let r = key_ops
+            .iter()
+            .find(|r| r.path.ends_with(&format!("/{op}")) && r.authorized)
+            .unwrap_or_else(|| panic!("no {op} request"));
+        assert_eq!(r.method, "POST");
+        assert!(
+            [
+                format!("/keys/kek/{kek_version}/{op}"),
+                format!("/keys/kek//{op}"),
+            ]
+            .contains(&r.path),
+            "{r:?}"
+        );
+        assert_eq!(object_keys(&r.body), ["alg", "value"], "{:?}", r.body);
+        assert_eq!(r.body["alg"], "RSA-OAEP-256");
+        let value = assert_b64url("value", &r.body["value"], len);
+        if op == "wrapkey" {
+            assert_eq!(value, data_key);
+        }
+    }
 }
 
 /// A bare HTTPS client trusting the stand-in's CA (not the SDK: this checks the stand-in).
