@@ -101,9 +101,9 @@ pub(crate) fn algorithm(key: &str, jwk: &JsonWebKey) -> Result<KeyAlgorithm> {
     match jwk.kty.as_ref() {
         Some(KeyType::Ec | KeyType::EcHsm) => match jwk.crv.as_ref() {
             Some(CurveName::P256K) => Ok(KeyAlgorithm::Secp256k1),
-            Some(CurveName::UnknownValue(c)) if c.eq_ignore_ascii_case("Ed25519") => {
-                Err(unsupported(NO_ED25519.into()))
-            }
+            Some(CurveName::UnknownValue(c)) if c.eq_ignore_ascii_case("Ed25519") => Err(
+                unsupported(format!("{key} is an Ed25519 key: {NO_ED25519}")),
+            ),
             Some(other) => Err(unsupported(format!(
                 "{key} is an EC key on curve {other}; keymgr signs with secp256k1 (P-256K) keys only"
             ))),
@@ -112,9 +112,9 @@ pub(crate) fn algorithm(key: &str, jwk: &JsonWebKey) -> Result<KeyAlgorithm> {
                 "Key Vault returned an EC key without crv",
             )),
         },
-        Some(KeyType::UnknownValue(t)) if t == "OKP" || t == "OKP-HSM" => {
-            Err(unsupported(NO_ED25519.into()))
-        }
+        Some(KeyType::UnknownValue(t)) if t == "OKP" || t == "OKP-HSM" => Err(unsupported(
+            format!("{key} is an {t} (Ed25519) key: {NO_ED25519}"),
+        )),
         Some(other) => Err(unsupported(format!(
             "{key} is a {other} key; keymgr signs with EC keys on curve P-256K"
         ))),
@@ -177,13 +177,23 @@ mod tests {
             ..Default::default()
         };
         match algorithm("k", &jwk).unwrap_err() {
-            Error::Unsupported { reason, .. } => assert!(reason.contains("P-256"), "{reason}"),
+            Error::Unsupported { reason, .. } => {
+                assert!(
+                    reason.contains("P-256") && reason.contains("k "),
+                    "{reason}"
+                )
+            }
             other => panic!("{other:?}"),
         }
         jwk.kty = Some(KeyType::UnknownValue("OKP".into()));
         jwk.crv = Some(CurveName::UnknownValue("Ed25519".into()));
         match algorithm("k", &jwk).unwrap_err() {
-            Error::Unsupported { reason, .. } => assert!(reason.contains("Ed25519"), "{reason}"),
+            Error::Unsupported { reason, .. } => {
+                assert!(
+                    reason.starts_with("k is an OKP") && reason.contains("Ed25519"),
+                    "{reason}"
+                )
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -60,16 +60,22 @@ async fn throttling_is_retryable_with_code_request_id_and_retry_after() {
     }
 }
 
-#[tokio::test]
-async fn keymgr_retries_throttling_once_per_attempt() {
-    let (stand_in, b) = fixture().await;
+/// `b` behind keymgr's retry layer with `max_retries` and short fixed delays.
+fn retrying(b: &Arc<keymgr_azure::AzureKvBackend>, max_retries: u32) -> Arc<dyn KeyBackend> {
     let policy = RetryPolicy {
-        max_retries: 3,
-        base_delay: Duration::from_millis(10),
-        max_delay: Duration::from_millis(20),
+        max_retries,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(5),
         jitter: 0.0,
     };
-    let retrying: Arc<dyn KeyBackend> = Arc::new(Retry::new(b.clone(), policy));
+    Arc::new(Retry::new(b.clone(), policy))
+}
+
+#[tokio::test]
+async fn keymgr_retries_throttling_within_its_budget_only() {
+    let (stand_in, b) = fixture().await;
+    let retrying = retrying(&b, 2);
+    retrying.public_key(&KeyRef::new("evm")).await.unwrap();
     stand_in.inject("sign", Fault::Throttled);
     stand_in.inject("sign", Fault::Unavailable);
     let sig = retrying
@@ -81,6 +87,18 @@ async fn keymgr_retries_throttling_once_per_attempt() {
         .verify_prehash(&[0x42; 32], sig.as_secp256k1().unwrap().as_k256())
         .unwrap();
     assert_eq!(stand_in.calls("sign"), 3, "two refusals, then success");
+    // Past the budget: the throttling surfaces after exactly two keymgr retries (three
+    // Sign calls), none inside the SDK.
+    for _ in 0..3 {
+        stand_in.inject("sign", Fault::Throttled);
+    }
+    let e = retrying
+        .sign(&KeyRef::new("evm"), &payload())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Throttled, "{e}");
+    assert_eq!(e.provider_code(), Some("Throttled"));
+    assert_eq!(stand_in.calls("sign"), 6);
 }
 
 #[tokio::test]

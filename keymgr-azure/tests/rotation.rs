@@ -10,7 +10,8 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keymgr_core::{Error, ErrorKind, KeyBackend, KeyRef};
+use k256::ecdsa::signature::hazmat::PrehashVerifier as _;
+use keymgr_core::{Error, ErrorKind, KeyBackend, KeyRef, SignPayload};
 use support::fixture;
 
 /// What the versions contract (`conformance.rs`) leaves to Key Vault: a new version
@@ -133,4 +134,16 @@ async fn scheduled_rotation_through_keymgr_rotation() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AccessDenied);
+    // The name now signs with the new version, checked against the vault's own key.
+    b.invalidate("evm");
+    let digest = [0x37; 32];
+    let sig = b
+        .sign(&KeyRef::new("evm"), &SignPayload::Prehash(digest))
+        .await
+        .unwrap();
+    assert_eq!(sig.key_version(), Some(rotated.new.version()));
+    stand_in
+        .verifying_key("evm-signer", rotated.new.version())
+        .verify_prehash(&digest, sig.as_secp256k1().unwrap().as_k256())
+        .unwrap();
 }

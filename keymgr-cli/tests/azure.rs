@@ -12,6 +12,17 @@ use keymgr_testkit::azure::{CLIENT_ID, StandIn, TENANT_ID};
 const SECRET: &str = "cli-standin-SECRET-91d0";
 
 async fn keymgr(stand_in: &StandIn, args: &[&str]) -> Output {
+    keymgr_with(stand_in, args, &[], &[]).await
+}
+
+/// Runs the binary with the stand-in's variables, `overrides` replacing some and `unset`
+/// removing others.
+async fn keymgr_with(
+    stand_in: &StandIn,
+    args: &[&str],
+    overrides: &[(&str, &str)],
+    unset: &[&str],
+) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_keymgr"));
     cmd.args(args);
     for var in [
@@ -36,6 +47,12 @@ async fn keymgr(stand_in: &StandIn, args: &[&str]) -> Output {
         ("SSL_CERT_FILE", &ca),
     ] {
         cmd.env(k, v);
+    }
+    for (k, v) in overrides {
+        cmd.env(k, v);
+    }
+    for k in unset {
+        cmd.env_remove(k);
     }
     tokio::task::spawn_blocking(move || cmd.output().expect("run keymgr"))
         .await
@@ -93,4 +110,65 @@ async fn cli_signs_with_azure_key_vault() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!all.contains(SECRET));
+
+    // The XRP key is a secp256k1 key too (Key Vault has no Ed25519).
+    let pk = json(&keymgr(&stand_in, &["public-key", "--key", "xrp", "--json"]).await);
+    assert_eq!(pk["algorithm"], "secp256k1");
+    let reported = hex::decode(pk["public_key"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        k256::ecdsa::VerifyingKey::from_sec1_bytes(&reported).unwrap(),
+        stand_in.verifying_key("cli-xrp", "")
+    );
+
+    // Versions: `keys status` names the current Key Vault version.
+    let version = stand_in.versions("cli-evm")[0].clone();
+    let status = json(&keymgr(&stand_in, &["keys", "status", "--key", "evm", "--json"]).await);
+    assert!(status.to_string().contains(&version), "{status}");
+}
+
+/// The error JSON a failed command prints on stdout, after checking it failed and that
+/// no secret appears anywhere in its output.
+fn failure(out: &Output, secrets: &[&str]) -> serde_json::Value {
+    assert!(!out.status.success());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for s in secrets {
+        assert!(!all.contains(s), "secret in the output: {all}");
+    }
+    serde_json::from_slice(&out.stdout).expect("an error JSON object")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_errors_with_azure_key_vault_are_typed_and_clean() {
+    let stand_in = StandIn::start(SECRET).await;
+    stand_in.create_secp256k1("cli-evm");
+    stand_in.create_secp256k1("cli-xrp");
+    let args = ["public-key", "--key", "evm", "--json"];
+    let wrong = "wrong-cli-SECRET-0000";
+    for (overrides, unset, kind, names) in [
+        (
+            vec![("AZURE_CLIENT_SECRET", wrong)],
+            vec![],
+            "access_denied",
+            "evm",
+        ),
+        (
+            vec![("AZURE_EVM_KEY_NAME", "absent-key")],
+            vec![],
+            "not_found",
+            "evm",
+        ),
+        (vec![], vec!["AZURE_VAULT_URL"], "config", "AZURE_VAULT_URL"),
+    ] {
+        let out = keymgr_with(&stand_in, &args, &overrides, &unset).await;
+        let err = failure(&out, &[SECRET, wrong]);
+        assert_eq!(err["error"]["kind"], kind, "{err}");
+        assert!(
+            err["error"]["message"].as_str().unwrap().contains(names),
+            "{err}"
+        );
+    }
 }

@@ -1,7 +1,8 @@
 //! Request handling: the token endpoint, the 401 challenge, and the Key Vault key
 //! operations the keymgr-azure backend calls.
 //!
-//! REST reference (api-version 7.6), <https://learn.microsoft.com/rest/api/keyvault/keys>:
+//! REST reference (api-version 2025-07-01, the SDK's default; `api-version` is a required
+//! query parameter of every operation), <https://learn.microsoft.com/rest/api/keyvault/keys>:
 //! `GET /keys/{name}/{version}` (Get Key), `GET /keys/{name}/versions` (Get Key Versions,
 //! paged with `nextLink`), `POST /keys/{name}/create` (Create Key: a new version when the
 //! name exists), `PATCH /keys/{name}/{version}` (Update Key: `attributes.enabled`, `tags`),
@@ -21,6 +22,7 @@ use hyper::{Method, Request, Response};
 use k256::ecdsa::signature::hazmat::PrehashSigner;
 use serde_json::{Value, json};
 
+use super::form::{pairs, query_param};
 use super::state::{Keys, Material, Version, secp256k1};
 use super::{Fault, Shared};
 
@@ -39,6 +41,7 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>) -> Reply {
     };
     let path = parts.uri.path().to_owned();
     let query = parts.uri.query().unwrap_or("").to_owned();
+    super::recorded::record(shared, &parts, &body);
     if path.ends_with("/oauth2/v2.0/token") {
         return token(shared, &path, &body);
     }
@@ -54,6 +57,15 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>) -> Reply {
     if !shared.token_is_valid(authorization.trim_start_matches("Bearer ")) {
         return challenge(shared);
     }
+    let Some(api_version) = query_param(&query, "api-version") else {
+        return error(
+            shared,
+            400,
+            "BadParameter",
+            "the api-version query parameter is required",
+            None,
+        );
+    };
     let Some(rest) = path.strip_prefix("/keys/") else {
         return error(shared, 404, "NotFound", &format!("no route {path}"), None);
     };
@@ -106,6 +118,20 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>) -> Reply {
             return error(shared, *status, code, message, None);
         }
         Some(Fault::Malformed) => return reply(shared, 200, Bytes::from_static(b"<html>oops")),
+        Some(Fault::Reply {
+            status,
+            body,
+            retry_after,
+        }) => {
+            let mut r = reply(shared, *status, Bytes::from(body.clone()));
+            if let Some(after) = retry_after {
+                r.headers_mut().insert(
+                    hyper::header::RETRY_AFTER,
+                    hyper::header::HeaderValue::from_static(after),
+                );
+            }
+            return r;
+        }
         _ => {}
     }
     let vault = shared.vault_url();
@@ -127,7 +153,7 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>) -> Reply {
     };
     let mut keys = shared.lock_keys();
     let result = match method {
-        "listVersions" => list_versions(&keys, &vault, name, &query),
+        "listVersions" => list_versions(&keys, &vault, name, &query, &api_version),
         "getKey" => get_key(&mut keys, &vault, name, version),
         "updateKey" => update_key(&mut keys, &vault, name, version, &body),
         "createKey" => create_key(&mut keys, &vault, name, &body),
@@ -161,11 +187,8 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>) -> Reply {
 /// Microsoft identity platform client-credentials grant
 /// (<https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow>).
 fn token(shared: &Shared, path: &str, body: &[u8]) -> Reply {
-    let form: BTreeMap<String, String> = String::from_utf8_lossy(body)
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (percent_decode(k), percent_decode(v)))
-        .collect();
+    let form: BTreeMap<String, String> =
+        pairs(&String::from_utf8_lossy(body)).into_iter().collect();
     let tenant = path.trim_start_matches('/').split('/').next().unwrap_or("");
     let client = shared.client();
     let ok = form.get("grant_type").map(String::as_str) == Some("client_credentials")
@@ -256,7 +279,14 @@ fn get_key(keys: &mut Keys, vault: &str, name: &str, version: &str) -> Result<Va
     Ok(bundle(vault, name, v))
 }
 
-fn list_versions(keys: &Keys, vault: &str, name: &str, query: &str) -> Result<Value, Refusal> {
+/// Get Key Versions; `nextLink` repeats the caller's `api-version`, as the service does.
+fn list_versions(
+    keys: &Keys,
+    vault: &str,
+    name: &str,
+    query: &str,
+    api_version: &str,
+) -> Result<Value, Refusal> {
     let versions = keys.versions(name).ok_or_else(|| not_found(name, ""))?;
     let size = query_param(query, "maxresults")
         .and_then(|s| s.parse::<usize>().ok())
@@ -281,7 +311,7 @@ fn list_versions(keys: &Keys, vault: &str, name: &str, query: &str) -> Result<Va
         .collect();
     let next = (skip + size < versions.len()).then(|| {
         format!(
-            "{vault}/keys/{name}/versions?api-version=7.6&maxresults={size}&$skiptoken={}",
+            "{vault}/keys/{name}/versions?api-version={api_version}&maxresults={size}&$skiptoken={}",
             skip + size
         )
     });
@@ -427,38 +457,6 @@ fn sign(
         "kid": format!("{vault}/keys/{name}/{}", v.id),
         "value": B64.encode(raw),
     }))
-}
-
-fn query_param(query: &str, name: &str) -> Option<String> {
-    query
-        .split('&')
-        .filter_map(|p| p.split_once('='))
-        .find(|(k, _)| percent_decode(k) == name)
-        .map(|(_, v)| percent_decode(v))
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-                match u8::from_str_radix(hex, 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn reply(shared: &Shared, status: u16, body: Bytes) -> Reply {

@@ -23,7 +23,9 @@
 //!
 //! [`Fault`]s make the next call of one operation misbehave.
 
+mod form;
 mod http;
+mod recorded;
 mod state;
 mod wrap;
 
@@ -40,6 +42,7 @@ use rand_core::{OsRng, RngCore};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 
+pub use recorded::Recorded;
 pub use state::Material;
 
 use crate::TempDir;
@@ -66,6 +69,17 @@ pub enum Fault {
     HighS,
     /// `sign` signs a different digest (a faulty service).
     WrongSignature,
+    /// A verbatim answer: HTTP status, body (served as `application/json`, with an
+    /// `x-ms-request-id`), and `Retry-After` when given. Contract tests serve the REST
+    /// reference's example responses, and malformed variants of them, this way.
+    Reply {
+        /// HTTP status.
+        status: u16,
+        /// Response body, as sent.
+        body: String,
+        /// `Retry-After` header value, if any.
+        retry_after: Option<&'static str>,
+    },
 }
 
 pub(crate) struct Client {
@@ -81,6 +95,7 @@ pub(crate) struct Shared {
     requests: AtomicU64,
     tokens: Mutex<HashSet<String>>,
     authorizations: Mutex<Vec<String>>,
+    recorded: Mutex<Vec<Recorded>>,
     client: Client,
     vault_url: String,
     /// (name, version, digest) → signature, when [`StandIn::precompute_signatures`] is on.
@@ -146,6 +161,10 @@ impl Shared {
 
     pub(crate) fn token_is_valid(&self, token: &str) -> bool {
         lock(&self.tokens).contains(token)
+    }
+
+    pub(crate) fn record(&self, request: Recorded) {
+        lock(&self.recorded).push(request);
     }
 
     pub(crate) fn saw_authorization(&self, value: &str) {
@@ -228,6 +247,7 @@ impl StandIn {
             requests: AtomicU64::new(0),
             tokens: Mutex::default(),
             authorizations: Mutex::default(),
+            recorded: Mutex::default(),
             client: Client {
                 tenant_id: TENANT_ID.to_owned(),
                 client_id: CLIENT_ID.to_owned(),
@@ -407,6 +427,11 @@ impl StandIn {
             .get(operation)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Every request received so far, in arrival order (token requests included).
+    pub fn requests(&self) -> Vec<Recorded> {
+        lock(&self.shared.recorded).clone()
     }
 
     /// Every distinct `Authorization` header received, so tests can check that no token

@@ -1,6 +1,6 @@
 //! RSA keys: their JWK, Wrap Key and Unwrap Key with `RSA-OAEP-256`.
 //!
-//! REST reference (api-version 7.6):
+//! REST reference (api-version 2025-07-01):
 //! <https://learn.microsoft.com/rest/api/keyvault/keys/wrap-key/wrap-key>
 //! (`POST /keys/{name}/{version}/wrapkey`, body `{"alg","value"}` with `value`
 //! base64url, answer `{"kid","value"}`) and
