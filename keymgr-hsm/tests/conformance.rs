@@ -58,7 +58,9 @@ async fn versions_contract() {
     ] {
         let name = common::unique(prefix);
         hsm.create_key(&name, algorithm).await.unwrap();
-        conformance::versions(&hsm, &name).await;
+        // A second session pool and cache over the same token, as another process.
+        let fresh = common::backend().await.expect("provisioned token");
+        conformance::versions(&hsm, &fresh, &name).await;
         remove(&hsm, &name).await;
     }
 }
