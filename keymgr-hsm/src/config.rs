@@ -215,23 +215,15 @@ impl HsmConfig {
             .map(Pin::new)
             .ok_or_else(|| Error::config(HSM_PIN, "the token's user PIN", "not set or empty"))?;
         let mut config = HsmConfig::new(library_path, token, pin);
-        for (variable, name) in [
-            (HSM_EVM_KEY_LABEL, DEFAULT_EVM_KEY),
-            (HSM_XRP_KEY_LABEL, DEFAULT_XRP_KEY),
-        ] {
-            if let Some(label) = vars.get(variable)? {
-                validate_label(&label)
-                    .map_err(|reason| Error::config(variable, EXPECTED_LABEL, reason))?;
-                config.keys.insert(name.to_owned(), label);
-            }
-        }
-        if config.keys.is_empty() {
-            return Err(Error::config(
-                format!("{HSM_EVM_KEY_LABEL} / {HSM_XRP_KEY_LABEL}"),
-                EXPECTED_LABEL,
-                "neither is set; the hsm backend has no keys",
-            ));
-        }
+        config.keys = vars.keys(
+            &[
+                (HSM_EVM_KEY_LABEL, DEFAULT_EVM_KEY),
+                (HSM_XRP_KEY_LABEL, DEFAULT_XRP_KEY),
+            ],
+            EXPECTED_LABEL,
+            "hsm",
+            |label| validate_label(label).map(|()| label.to_owned()),
+        )?;
         if let Some(n) = vars.bounded(HSM_POOL_SIZE, 1..=MAX_POOL_SIZE, "sessions")? {
             config.pool_size = n;
         }
