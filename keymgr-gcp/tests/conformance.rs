@@ -69,10 +69,13 @@ async fn conformance_with_pinned_versions() {
 #[tokio::test]
 async fn versions_contract() {
     let (_stand_in, b, _, _) = evm_and_xrp().await;
-    conformance::versions(&*b, "evm").await;
-    conformance::versions(&*b, "xrp").await;
+    // Checked from the same instance only: a new instance cannot read a disabled
+    // version's public key yet (Cloud KMS answers FAILED_PRECONDITION to GetPublicKey
+    // on a DISABLED version, and keymgr-gcp does not record it elsewhere yet).
+    conformance::versions(&*b, &*b, "evm").await;
+    conformance::versions(&*b, &*b, "xrp").await;
     // From a later version on too (the current-version label already set).
-    conformance::versions(&*b, "evm").await;
+    conformance::versions(&*b, &*b, "evm").await;
 }
 
 #[tokio::test]

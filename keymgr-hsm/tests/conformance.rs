@@ -56,7 +56,7 @@ async fn versions_contract() {
     ] {
         let name = common::unique(prefix);
         hsm.create_key(&name, algorithm).await.unwrap();
-        conformance::versions(&hsm, &name).await;
+        conformance::versions(&hsm, &hsm, &name).await;
         remove(&name);
     }
 }
