@@ -16,6 +16,9 @@ use serde_json::{Value, json};
 
 const KEY: &str = "evm-settlement";
 
+/// A change to the state file's JSON.
+type Edit = Box<dyn FnOnce(&mut Value)>;
+
 fn valid() -> KeyState {
     KeyState {
         name: KEY.into(),
@@ -64,7 +67,7 @@ fn assert_names(e: &Error, path: &Path, field: &str) {
 #[tokio::test]
 async fn malformed_versions_and_names_are_refused_naming_file_and_field() {
     let root = keymgr_testkit::TempDir::new("rotation-state-file");
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut Value)>)> = vec![
+    let cases: Vec<(&str, Edit)> = vec![
         ("active", Box::new(|v| v["active"] = json!(""))),
         ("active", Box::new(|v| v["active"] = json!("2@3"))),
         ("phase.old", Box::new(|v| v["phase"]["old"] = json!("1@x"))),
