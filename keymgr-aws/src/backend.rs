@@ -1,18 +1,16 @@
-//! The [`KeyBackend`] implementation over AWS KMS.
+//! The [`KeyBackend`](keymgr_core::KeyBackend) implementation over AWS KMS.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use aws_sdk_kms::Client;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeyState, MessageType, SigningAlgorithmSpec};
 use keymgr_core::{
-    DataKey, EncryptionContext, Error, HealthReport, IntegrityReason, KeyAlgorithm, KeyBackend,
-    KeyRef, KeyVersion, PublicKey, RawSignature, Result, SecretBytes, SignPayload,
-    VerifiedSignature, finish_signature,
+    Error, HealthReport, IntegrityReason, KeyAlgorithm, KeyRef, PublicKey, RawSignature, Result,
+    SignPayload, VerifiedSignature, finish_signature,
 };
 
 use crate::AwsKmsConfig;
@@ -33,7 +31,7 @@ pub const MAX_MESSAGE_BYTES: usize = 4096;
 /// - Ed25519 (`ECC_NIST_EDWARDS25519`): `Sign` with `ED25519_SHA_512` on the raw message
 ///   (at most 4096 bytes, AWS's limit).
 /// - Every signature is verified against the key's public key before it is returned.
-/// - Rotation ([`create_version`](KeyBackend::create_version)) creates a new key with the
+/// - Rotation ([`create_version`](keymgr_core::KeyBackend::create_version)) creates a new key with the
 ///   same spec, usage and tags, tags it with its version history and moves the alias;
 ///   old versions are disabled with `DisableKey`, never scheduled for deletion.
 /// - Symmetric keys encrypt, decrypt and generate AES-256 data keys with an encryption
@@ -202,7 +200,7 @@ impl AwsKmsBackend {
     }
 }
 
-#[async_trait]
+keymgr_core::provider_backend! {
 impl KeyBackend for AwsKmsBackend {
     fn name(&self) -> &str {
         BACKEND
@@ -266,46 +264,6 @@ impl KeyBackend for AwsKmsBackend {
         }
     }
 
-    async fn list_versions(&self, name: &str) -> Result<Vec<KeyVersion>> {
-        KeyRef::check_name(name)?;
-        self.list_versions_inner(name).await
-    }
-
-    async fn create_version(&self, name: &str) -> Result<KeyVersion> {
-        KeyRef::check_name(name)?;
-        self.create_version_inner(name).await
-    }
-
-    async fn disable_version(&self, key: &KeyRef) -> Result<()> {
-        self.disable_version_inner(key).await
-    }
-
-    async fn encrypt(
-        &self,
-        key: &KeyRef,
-        plaintext: &[u8],
-        context: &EncryptionContext,
-    ) -> Result<Vec<u8>> {
-        self.encrypt_inner(key, plaintext, context).await
-    }
-
-    async fn decrypt(
-        &self,
-        key: &KeyRef,
-        ciphertext: &[u8],
-        context: &EncryptionContext,
-    ) -> Result<SecretBytes> {
-        self.decrypt_inner(key, ciphertext, context).await
-    }
-
-    async fn generate_data_key(
-        &self,
-        key: &KeyRef,
-        context: &EncryptionContext,
-    ) -> Result<DataKey> {
-        self.generate_data_key_inner(key, context).await
-    }
-
     fn invalidate(&self, name: &str) {
         let target = self.identifier(name).to_owned();
         let prefix = format!("{name}@");
@@ -314,4 +272,5 @@ impl KeyBackend for AwsKmsBackend {
             .unwrap_or_else(|p| p.into_inner())
             .retain(|k, _| *k != target && !k.starts_with(&prefix));
     }
+}
 }

@@ -61,41 +61,25 @@ impl AwsKmsConfig {
     pub fn from_source(source: &dyn VarSource) -> Result<Self> {
         let vars = Vars::new(source);
         let mut config = AwsKmsConfig {
-            region: vars.get(AWS_REGION)?,
-            endpoint_url: vars.get(AWS_ENDPOINT_URL)?,
+            region: vars.checked(AWS_REGION, "a region such as us-east-1", |r| {
+                validate_region(r).map(|()| r.to_owned())
+            })?,
+            endpoint_url: vars.checked(
+                AWS_ENDPOINT_URL,
+                "an http:// or https:// URL such as https://kms.us-east-1.amazonaws.com",
+                |url| validate_endpoint(url).map(|()| url.to_owned()),
+            )?,
             keys: BTreeMap::new(),
         };
-        if let Some(region) = &config.region {
-            validate_region(region).map_err(|reason| {
-                Error::config(AWS_REGION, "a region such as us-east-1", reason)
-            })?;
-        }
-        if let Some(url) = &config.endpoint_url {
-            validate_endpoint(url).map_err(|reason| {
-                Error::config(
-                    AWS_ENDPOINT_URL,
-                    "an http:// or https:// URL such as https://kms.us-east-1.amazonaws.com",
-                    reason,
-                )
-            })?;
-        }
-        for (variable, name) in [
-            (AWS_KMS_EVM_KEY_ID, DEFAULT_EVM_KEY),
-            (AWS_KMS_XRP_KEY_ID, DEFAULT_XRP_KEY),
-        ] {
-            if let Some(id) = vars.get(variable)? {
-                validate_key_id(&id)
-                    .map_err(|reason| Error::config(variable, EXPECTED_KEY_ID, reason))?;
-                config.keys.insert(name.to_owned(), id);
-            }
-        }
-        if config.keys.is_empty() {
-            return Err(Error::config(
-                format!("{AWS_KMS_EVM_KEY_ID} / {AWS_KMS_XRP_KEY_ID}"),
-                EXPECTED_KEY_ID,
-                "neither is set; the aws-kms backend has no keys",
-            ));
-        }
+        config.keys = vars.keys(
+            &[
+                (AWS_KMS_EVM_KEY_ID, DEFAULT_EVM_KEY),
+                (AWS_KMS_XRP_KEY_ID, DEFAULT_XRP_KEY),
+            ],
+            EXPECTED_KEY_ID,
+            "aws-kms",
+            |id| validate_key_id(id).map(|()| id.to_owned()),
+        )?;
         Ok(config)
     }
 

@@ -12,7 +12,9 @@ pub use config::{
     AWS_ENDPOINT_URL, AWS_KMS_EVM_KEY_ID, AWS_KMS_XRP_KEY_ID, AWS_REGION, AwsKmsConfig,
     DEFAULT_EVM_KEY, DEFAULT_XRP_KEY,
 };
-pub use rotation::{TAG_CREATED, TAG_LOGICAL_KEY, TAG_PREVIOUS, TAG_ROTATING, TAG_VERSION};
+pub use rotation::{
+    TAG_CREATED, TAG_LOGICAL_KEY, TAG_PREVIOUS, TAG_PUBLIC_KEY, TAG_ROTATING, TAG_VERSION,
+};
 /// The AWS SDK crates this backend is built on, for callers that build their own client.
 pub mod deps {
     pub use aws_config;

@@ -18,11 +18,22 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aws_sdk_kms::types::{KeyMetadata, KeySpec, KeyState, KeyUsageType};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use keymgr_core::{Error, IntegrityReason, KeyAlgorithm, KeyRef, PublicKey, Result};
 
 use crate::AwsKmsBackend;
 use crate::error::map_sdk_error;
-use crate::rotation::TAG_LOGICAL_KEY;
+use crate::rotation::{TAG_LOGICAL_KEY, TAG_PUBLIC_KEY};
+
+/// A KMS key found to be a version of a logical key.
+pub(crate) struct VersionOf {
+    pub(crate) meta: KeyMetadata,
+    /// Whether the alias names it.
+    pub(crate) current: bool,
+    /// Its tags (read only for a non-current version; empty for the current one).
+    pub(crate) tags: HashMap<String, String>,
+}
 
 /// What keymgr needs to know about one KMS signing key; immutable for a key id.
 #[derive(Debug)]
@@ -158,13 +169,8 @@ impl AwsKmsBackend {
         }
     }
 
-    /// Checks that the KMS key `key_id` is a version of `key`'s logical key; returns its
-    /// metadata and whether it is the current version.
-    pub(crate) async fn check_version(
-        &self,
-        key: &KeyRef,
-        key_id: &str,
-    ) -> Result<(KeyMetadata, bool)> {
+    /// Checks that the KMS key `key_id` is a version of `key`'s logical key.
+    pub(crate) async fn check_version(&self, key: &KeyRef, key_id: &str) -> Result<VersionOf> {
         self.version_status(key, key_id)
             .await?
             .ok_or_else(|| Error::not_found(key.to_string(), self.not_a_version(key, key_id)))
@@ -176,18 +182,26 @@ impl AwsKmsBackend {
         &self,
         key: &KeyRef,
         key_id: &str,
-    ) -> Result<Option<(KeyMetadata, bool)>> {
+    ) -> Result<Option<VersionOf>> {
         let label = key.to_string();
         let target = self.identifier(key.name());
-        let version = self.describe(&label, key_id).await?;
+        let meta = self.describe(&label, key_id).await?;
         let current = self.describe(&label, target).await?;
-        if version.key_id() == current.key_id() {
-            return Ok(Some((version, true)));
+        if meta.key_id() == current.key_id() {
+            return Ok(Some(VersionOf {
+                meta,
+                current: true,
+                tags: HashMap::new(),
+            }));
         }
         if let Some(alias) = alias_of(target) {
-            let tags = self.tags(&label, version.key_id()).await?;
+            let tags = self.tags(&label, meta.key_id()).await?;
             if tags.get(TAG_LOGICAL_KEY).map(String::as_str) == Some(alias.as_str()) {
-                return Ok(Some((version, false)));
+                return Ok(Some(VersionOf {
+                    meta,
+                    current: false,
+                    tags,
+                }));
             }
         }
         Ok(None)
@@ -218,8 +232,14 @@ impl AwsKmsBackend {
                 if let Some(info) = self.cached(&cache_key) {
                     return Ok((info.arn.clone(), info));
                 }
-                let (meta, _) = self.check_version(key, version).await?;
-                let info = self.fetch_info(key, meta.key_id()).await?;
+                let version = self.check_version(key, version).await?;
+                let info = if version.meta.key_state() == Some(&KeyState::Enabled) {
+                    self.fetch_info(key, version.meta.key_id()).await?
+                } else {
+                    // KMS refuses GetPublicKey on a disabled key: read what keymgr
+                    // recorded before disabling it.
+                    recorded_info(key, &version)?
+                };
                 self.remember(cache_key, info.clone());
                 Ok((info.arn.clone(), info))
             }
@@ -262,6 +282,75 @@ impl AwsKmsBackend {
             .insert(label, Instant::now());
         Ok(())
     }
+}
+
+/// The [`TAG_PUBLIC_KEY`] value for the KMS key `key_id`: `KEY_ID:BASE64(SPKI DER)`
+/// (at most 37 + 120 characters, within KMS's 256-character tag values).
+pub(crate) fn public_key_record(key_id: &str, public_key: &PublicKey) -> Result<String> {
+    Ok(format!(
+        "{key_id}:{}",
+        STANDARD.encode(public_key.to_spki_der()?)
+    ))
+}
+
+/// A non-enabled version's public key from its [`TAG_PUBLIC_KEY`] tag, checked: the
+/// record names this key id and holds an SPKI of the algorithm its `KeySpec` names.
+/// Without the tag (a key disabled outside keymgr) the public key cannot be read while
+/// the key is disabled: `AccessDenied`, as KMS's own `DisabledException` would be.
+pub(crate) fn recorded_info(key: &KeyRef, version: &VersionOf) -> Result<Arc<KeyInfo>> {
+    let label = key.to_string();
+    let meta = &version.meta;
+    let key_id = meta.key_id();
+    let arn = meta.arn().unwrap_or(key_id).to_owned();
+    let state = meta
+        .key_state()
+        .map_or("in an unknown state", KeyState::as_str);
+    let Some(record) = version.tags.get(TAG_PUBLIC_KEY) else {
+        return Err(Error::access_denied(
+            label,
+            format!(
+                "KMS key {arn} is {state} and has no {TAG_PUBLIC_KEY} tag (it was not disabled \
+                 by keymgr); KMS refuses GetPublicKey on it until it is enabled again"
+            ),
+        ));
+    };
+    let malformed = |why: String| {
+        Error::integrity_failure(
+            &label,
+            IntegrityReason::MalformedResponse,
+            format!("the {TAG_PUBLIC_KEY} tag of KMS key {arn} {why}"),
+        )
+    };
+    let encoded = match record.split_once(':') {
+        Some((id, encoded)) if id == key_id => encoded,
+        _ => {
+            return Err(malformed(format!(
+                "does not start with the key's own id {key_id}:"
+            )));
+        }
+    };
+    let der = STANDARD
+        .decode(encoded)
+        .map_err(|e| malformed(format!("is not base64: {e}")))?;
+    let public_key = PublicKey::from_spki_der(&der)
+        .map_err(|e| malformed("is not a supported SubjectPublicKeyInfo".into()).with_source(e))?;
+    let algorithm = algorithm_of(meta.key_spec(), &label, &arn)?;
+    if public_key.algorithm() != algorithm {
+        return Err(Error::integrity_failure(
+            &label,
+            IntegrityReason::AlgorithmMismatch,
+            format!(
+                "KMS key {arn} has a {algorithm} KeySpec but its {TAG_PUBLIC_KEY} tag holds a {} key",
+                public_key.algorithm()
+            ),
+        ));
+    }
+    Ok(Arc::new(KeyInfo {
+        key_id: key_id.to_owned(),
+        arn,
+        algorithm,
+        public_key,
+    }))
 }
 
 /// The algorithm a KMS `KeySpec` names; anything else is an error naming the key.

@@ -23,7 +23,7 @@ use keymgr_core::{
 
 use crate::AwsKmsBackend;
 use crate::error::{BACKEND, map_sdk_error};
-use crate::resolve::{algorithm_of, alias_of};
+use crate::resolve::{VersionOf, algorithm_of, alias_of, public_key_record};
 
 /// Tag naming the logical key (its alias, `alias/NAME`) a KMS key is a version of.
 pub const TAG_LOGICAL_KEY: &str = "keymgr:logical-key";
@@ -33,6 +33,10 @@ pub const TAG_VERSION: &str = "keymgr:version";
 pub const TAG_CREATED: &str = "keymgr:created";
 /// Tag with the key id of the version this one replaced.
 pub const TAG_PREVIOUS: &str = "keymgr:previous";
+/// Tag recording a version's public key before keymgr disables it, as
+/// `KEY_ID:BASE64(SPKI DER)`: KMS refuses `GetPublicKey` on a disabled key, and old
+/// signatures must stay verifiable from any process.
+pub const TAG_PUBLIC_KEY: &str = "keymgr:public-key";
 /// Tag on the current key while a rotation creates its successor (the intent; cleared
 /// once the alias moved). Found on a later rotation, it means "look for the key an
 /// interrupted rotation made before creating another".
@@ -368,7 +372,11 @@ impl AwsKmsBackend {
                 ),
             ));
         };
-        let (meta, current) = self.check_version(key, version).await?;
+        let VersionOf {
+            meta,
+            current,
+            tags,
+        } = self.check_version(key, version).await?;
         if current {
             return Err(Error::invalid_input(
                 "key",
@@ -377,6 +385,19 @@ impl AwsKmsBackend {
                     key.name()
                 ),
             ));
+        }
+        if meta.key_state() == Some(&KeyState::Enabled) && !tags.contains_key(TAG_PUBLIC_KEY) {
+            // Last chance to read it: recorded on the key, so every process can still
+            // verify old signatures (keymgr-aws answers `public_key` from this tag).
+            let info = self.fetch_info(key, meta.key_id()).await?;
+            let record = public_key_record(meta.key_id(), &info.public_key)?;
+            self.client
+                .tag_resource()
+                .key_id(meta.key_id())
+                .tags(tag(TAG_PUBLIC_KEY, &record)?)
+                .send()
+                .await
+                .map_err(|e| map_sdk_error(e, "TagResource", &key.to_string(), meta.key_id()))?;
         }
         self.client
             .disable_key()

@@ -26,7 +26,7 @@ impl AwsKmsBackend {
         match key.version() {
             None => Ok(self.identifier(key.name()).to_owned()),
             Some(version) => {
-                let (meta, _) = self.check_version(key, version).await?;
+                let meta = self.check_version(key, version).await?.meta;
                 Ok(meta.arn().unwrap_or(meta.key_id()).to_owned())
             }
         }

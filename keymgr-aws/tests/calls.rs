@@ -269,7 +269,23 @@ async fn rotation_calls() {
     );
 
     // Disabling a non-current version: prove it belongs (DescribeKey ×2,
-    // ListResourceTags), then DisableKey.
+    // ListResourceTags), record its public key on it (GetPublicKey, TagResource), then
+    // DisableKey.
+    let v2_pk = backend.public_key(&v2.key).await.unwrap();
+    recorder.take();
+    backend.disable_version(&v2.key).await.unwrap();
+    assert_eq!(
+        recorder.take(),
+        calls(&[
+            "DescribeKey",
+            "DescribeKey",
+            "ListResourceTags",
+            "GetPublicKey",
+            "TagResource",
+            "DisableKey"
+        ])
+    );
+    // Disabling it again: already disabled, nothing recorded, DisableKey is a no-op.
     backend.disable_version(&v2.key).await.unwrap();
     assert_eq!(
         recorder.take(),
@@ -279,6 +295,19 @@ async fn rotation_calls() {
             "ListResourceTags",
             "DisableKey"
         ])
+    );
+    // Another process reads the disabled version's public key from the tag: no
+    // GetPublicKey (KMS refuses it on a disabled key).
+    let fresh = AwsKmsBackend::from_client(
+        client(&endpoint, Some(recorder.clone())),
+        [("evm".to_owned(), format!("alias/keymgr-calls-{v1}"))]
+            .into_iter()
+            .collect(),
+    );
+    assert_eq!(fresh.public_key(&v2.key).await.unwrap(), v2_pk);
+    assert_eq!(
+        recorder.take(),
+        calls(&["DescribeKey", "DescribeKey", "ListResourceTags"])
     );
     backend
         .disable_version(&KeyRef::versioned("evm", v1.as_str()))

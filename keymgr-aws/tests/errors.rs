@@ -226,3 +226,72 @@ async fn plain_moto_wrong_digest_signature_is_an_integrity_error() {
     let e = finish_signature("evm", &pk, &payload, RawSignature::EcdsaDer(&der)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
 }
+
+/// A version disabled outside keymgr has no recorded public key: `AccessDenied` naming
+/// the tag (KMS refuses GetPublicKey on it). A record that is not this key's, not
+/// base64, or of another algorithm is an integrity error, never a key.
+#[tokio::test]
+async fn disabled_version_without_a_valid_public_key_record() {
+    use keymgr_core::IntegrityReason;
+    let Some(endpoint) = moto() else { return };
+    let client = client(&endpoint);
+    let v1 = secp256k1_key(&client, "record").await;
+    backend(&client, &[("evm", &v1.alias)])
+        .create_version("evm")
+        .await
+        .unwrap();
+    client
+        .disable_key()
+        .key_id(&v1.key_id)
+        .send()
+        .await
+        .unwrap();
+    let old = KeyRef::versioned("evm", v1.key_id.as_str());
+    let fresh = || backend(&client, &[("evm", &v1.alias)]);
+    let e = fresh().public_key(&old).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AccessDenied, "{e}");
+    assert!(e.to_string().contains(keymgr_aws::TAG_PUBLIC_KEY), "{e}");
+
+    let ed = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
+    let ed_spki = keymgr_core::PublicKey::Ed25519(ed).to_spki_der().unwrap();
+    let b64 = |der: &[u8]| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(der)
+    };
+    let other_id = "1234abcd-12ab-34cd-56ef-1234567890ab";
+    for (record, reason) in [
+        (
+            format!("{other_id}:{}", b64(&ed_spki)),
+            IntegrityReason::MalformedResponse,
+        ),
+        (
+            format!("{}:not_base64", v1.key_id),
+            IntegrityReason::MalformedResponse,
+        ),
+        (
+            format!("{}:{}", v1.key_id, b64(b"not a SPKI")),
+            IntegrityReason::MalformedResponse,
+        ),
+        (
+            format!("{}:{}", v1.key_id, b64(&ed_spki)),
+            IntegrityReason::AlgorithmMismatch,
+        ),
+    ] {
+        client
+            .tag_resource()
+            .key_id(&v1.key_id)
+            .tags(
+                aws_sdk_kms::types::Tag::builder()
+                    .tag_key(keymgr_aws::TAG_PUBLIC_KEY)
+                    .tag_value(&record)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let e = fresh().public_key(&old).await.unwrap_err();
+        assert_eq!(e.integrity_reason(), Some(reason), "{record}: {e}");
+        assert!(e.to_string().contains(&v1.key_id), "{e}");
+    }
+}

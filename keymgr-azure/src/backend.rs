@@ -15,10 +15,9 @@ use azure_security_keyvault_keys::models::{
     KeyClientGetKeyOptions, KeyClientSignOptions, SignParameters, SignatureAlgorithm,
 };
 use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
-use keymgr_core::deps::async_trait;
 use keymgr_core::{
-    DataKey, EncryptionContext, Error, HealthReport, KeyBackend, KeyRef, KeyVersion, PublicKey,
-    RawSignature, Result, SecretBytes, SignPayload, VerifiedSignature, finish_signature,
+    Error, HealthReport, KeyBackend, KeyRef, PublicKey, RawSignature, Result, SignPayload,
+    VerifiedSignature, finish_signature,
 };
 
 use crate::config::{AzureKvConfig, Credential, SSL_CERT_FILE, VaultKey};
@@ -241,7 +240,7 @@ impl AzureKvBackend {
     }
 }
 
-#[async_trait]
+keymgr_core::provider_backend! {
 impl KeyBackend for AzureKvBackend {
     fn name(&self) -> &str {
         BACKEND
@@ -341,49 +340,10 @@ impl KeyBackend for AzureKvBackend {
         }
     }
 
-    async fn encrypt(
-        &self,
-        key: &KeyRef,
-        plaintext: &[u8],
-        context: &EncryptionContext,
-    ) -> Result<Vec<u8>> {
-        self.wrap_inner(key, plaintext, context).await
-    }
-
-    async fn decrypt(
-        &self,
-        key: &KeyRef,
-        ciphertext: &[u8],
-        context: &EncryptionContext,
-    ) -> Result<SecretBytes> {
-        self.unwrap_inner(key, ciphertext, context).await
-    }
-
-    async fn generate_data_key(
-        &self,
-        key: &KeyRef,
-        context: &EncryptionContext,
-    ) -> Result<DataKey> {
-        self.generate_data_key_inner(key, context).await
-    }
-
-    async fn list_versions(&self, name: &str) -> Result<Vec<KeyVersion>> {
-        KeyRef::check_name(name)?;
-        self.versions(name).await
-    }
-
-    async fn create_version(&self, name: &str) -> Result<KeyVersion> {
-        KeyRef::check_name(name)?;
-        self.new_version(name).await
-    }
-
-    async fn disable_version(&self, key: &KeyRef) -> Result<()> {
-        self.disable(key).await
-    }
-
     fn invalidate(&self, name: &str) {
         if let Ok(target) = self.config.vault_key(&KeyRef::new(name)) {
             self.cache.invalidate(&target.name);
         }
     }
+}
 }

@@ -197,23 +197,15 @@ impl AzureKvConfig {
         if let Some(verify) = vars.flag(AZURE_KEYVAULT_VERIFY_CHALLENGE_RESOURCE)? {
             config.verify_challenge_resource = verify;
         }
-        for (variable, name) in [
-            (AZURE_EVM_KEY_NAME, DEFAULT_EVM_KEY),
-            (AZURE_XRP_KEY_NAME, DEFAULT_XRP_KEY),
-        ] {
-            if let Some(value) = vars.get(variable)? {
-                let key = VaultKey::parse(&value)
-                    .map_err(|reason| Error::config(variable, EXPECTED_KEY, reason))?;
-                config.keys.insert(name.to_owned(), key);
-            }
-        }
-        if config.keys.is_empty() {
-            return Err(Error::config(
-                format!("{AZURE_EVM_KEY_NAME} / {AZURE_XRP_KEY_NAME}"),
-                EXPECTED_KEY,
-                "neither is set; the azure-kv backend has no keys",
-            ));
-        }
+        config.keys = vars.keys(
+            &[
+                (AZURE_EVM_KEY_NAME, DEFAULT_EVM_KEY),
+                (AZURE_XRP_KEY_NAME, DEFAULT_XRP_KEY),
+            ],
+            EXPECTED_KEY,
+            "azure-kv",
+            VaultKey::parse,
+        )?;
         config.validate()?;
         Ok(config)
     }

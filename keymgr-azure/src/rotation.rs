@@ -25,7 +25,7 @@ use crate::resolve::version_of_kid;
 pub const TAG_CREATED_BY: &str = "created-by";
 
 impl AzureKvBackend {
-    pub(crate) async fn versions(&self, name: &str) -> Result<Vec<KeyVersion>> {
+    pub(crate) async fn list_versions_inner(&self, name: &str) -> Result<Vec<KeyVersion>> {
         let target = self.config.vault_key(&KeyRef::new(name))?;
         let mut pager = self
             .client
@@ -86,7 +86,7 @@ impl AzureKvBackend {
             .collect())
     }
 
-    pub(crate) async fn new_version(&self, name: &str) -> Result<KeyVersion> {
+    pub(crate) async fn create_version_inner(&self, name: &str) -> Result<KeyVersion> {
         let key = KeyRef::new(name);
         let target = self.config.vault_key(&key)?;
         if target.version.is_some() {
@@ -145,7 +145,7 @@ impl AzureKvBackend {
         })
     }
 
-    pub(crate) async fn disable(&self, key: &KeyRef) -> Result<()> {
+    pub(crate) async fn disable_version_inner(&self, key: &KeyRef) -> Result<()> {
         let Some(version) = key.version() else {
             return Err(Error::invalid_input(
                 "key",

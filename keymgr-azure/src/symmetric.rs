@@ -142,7 +142,7 @@ fn answered_version(
 
 impl AzureKvBackend {
     /// Wrap Key with the key's pinned version, or the newest.
-    pub(crate) async fn wrap_inner(
+    pub(crate) async fn encrypt_inner(
         &self,
         key: &KeyRef,
         plaintext: &[u8],
@@ -184,7 +184,7 @@ impl AzureKvBackend {
     }
 
     /// Unwrap Key with the version recorded in `wrapped`.
-    pub(crate) async fn unwrap_inner(
+    pub(crate) async fn decrypt_inner(
         &self,
         key: &KeyRef,
         wrapped: &[u8],
@@ -231,7 +231,7 @@ impl AzureKvBackend {
         let mut bytes = vec![0u8; 32];
         rand_core::OsRng.fill_bytes(&mut bytes);
         let plaintext = SecretBytes::new(bytes);
-        let ciphertext = self.wrap_inner(key, plaintext.expose(), context).await?;
+        let ciphertext = self.encrypt_inner(key, plaintext.expose(), context).await?;
         Ok(DataKey {
             plaintext,
             ciphertext,

@@ -54,8 +54,9 @@ pub type EncryptionContext = BTreeMap<String, String>;
 ///   [`Error::AccessDenied`] (not retryable); its `public_key` still answers, so old
 ///   signatures keep verifying; `list_versions` reports it
 ///   [`VersionState::Disabled`](crate::VersionState::Disabled). AWS KMS itself refuses
-///   `GetPublicKey` on a disabled key: keymgr-aws answers from what it read while the
-///   version was enabled, and a process that never read it gets `AccessDenied`.
+///   `GetPublicKey` on a disabled key: keymgr-aws records the public key on the key
+///   (tag `keymgr:public-key`) before disabling it, so any process can read it; a
+///   version disabled outside keymgr has no record and answers `AccessDenied`.
 /// - **Disabling twice is a no-op** — `Ok(())`, the version stays disabled.
 ///
 /// A backend without rotation (keys configured outside keymgr) returns

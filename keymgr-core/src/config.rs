@@ -8,6 +8,7 @@
 
 mod source;
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt::Display;
 use std::ops::RangeInclusive;
@@ -303,6 +304,45 @@ impl<'a> Vars<'a> {
         }))
     }
 
+    /// The value checked by `check`, which returns it converted or the reason it is
+    /// wrong (a config error naming `name`, with `expected`). Providers read key ids,
+    /// labels, regions and endpoints this way.
+    pub fn checked<T>(
+        &self,
+        name: &str,
+        expected: &str,
+        check: impl FnOnce(&str) -> std::result::Result<T, String>,
+    ) -> Result<Option<T>> {
+        match self.get(name)? {
+            None => Ok(None),
+            Some(v) => check(&v)
+                .map(Some)
+                .map_err(|reason| Error::config(name, expected, reason)),
+        }
+    }
+
+    /// A provider's per-key settings: for each `(variable, logical key name)` that is
+    /// set, the value [`checked`](Self::checked) by `check`, keyed by the logical name.
+    /// None of them set is a config error naming them all: `backend` would have no keys.
+    pub fn keys<T>(
+        &self,
+        variables: &[(&str, &str)],
+        expected: &str,
+        backend: &str,
+        check: impl Fn(&str) -> std::result::Result<T, String>,
+    ) -> Result<BTreeMap<String, T>> {
+        let mut keys = BTreeMap::new();
+        for (variable, name) in variables {
+            if let Some(value) = self.checked(variable, expected, &check)? {
+                keys.insert((*name).to_owned(), value);
+            }
+        }
+        if keys.is_empty() {
+            return Err(no_keys(variables, expected, backend));
+        }
+        Ok(keys)
+    }
+
     /// A key reference (`NAME` or `NAME@VERSION`, [`KeyRef::parse`]).
     pub fn key_ref(&self, name: &str) -> Result<Option<KeyRef>> {
         match self.get(name)? {
@@ -323,6 +363,17 @@ impl<'a> Vars<'a> {
             },
         }
     }
+}
+
+/// The error for a provider none of whose key variables is set (see [`Vars::keys`]).
+pub fn no_keys(variables: &[(&str, &str)], expected: &str, backend: &str) -> Error {
+    let names: Vec<&str> = variables.iter().map(|(v, _)| *v).collect();
+    let reason = match names.len() {
+        1 => format!("not set; the {backend} backend has no keys"),
+        2 => format!("neither is set; the {backend} backend has no keys"),
+        _ => format!("none is set; the {backend} backend has no keys"),
+    };
+    Error::config(names.join(" / "), expected, reason)
 }
 
 fn is_blank(v: &OsString) -> bool {

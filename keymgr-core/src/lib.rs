@@ -24,6 +24,7 @@ mod key;
 pub mod layer;
 mod manager;
 pub mod metrics;
+mod provider;
 mod public_key;
 mod sign_context;
 mod signature;

@@ -122,6 +122,19 @@ impl PublicKey {
             .map_err(|_| Error::invalid_input("public key", "not a valid Ed25519 point"))
     }
 
+    /// DER `SubjectPublicKeyInfo` (RFC 5480 for secp256k1: 88 bytes; RFC 8410 for
+    /// Ed25519: 44 bytes), the form [`from_spki_der`](Self::from_spki_der) reads.
+    pub fn to_spki_der(&self) -> Result<Vec<u8>> {
+        use k256::pkcs8::EncodePublicKey as _;
+        let der = match self {
+            PublicKey::Secp256k1(k) => k.to_public_key_der(),
+            PublicKey::Ed25519(k) => k.to_public_key_der(),
+        };
+        der.map(|d| d.into_vec()).map_err(|e| {
+            Error::invalid_input("public key", format!("cannot encode as SPKI DER: {e}"))
+        })
+    }
+
     /// Compressed SEC1 (33 bytes) for secp256k1, the 32 raw bytes for Ed25519.
     pub fn to_bytes(&self) -> Vec<u8> {
         match self {

@@ -1,4 +1,4 @@
-//! The [`KeyBackend`] implementation over Google Cloud KMS: public key, sign, health.
+//! The [`KeyBackend`](keymgr_core::KeyBackend) implementation over Google Cloud KMS: public key, sign, health.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -6,14 +6,13 @@ use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use google_cloud_gax::retry_policy::NeverRetry;
 use google_cloud_kms_v1::client::KeyManagementService;
 use google_cloud_kms_v1::model::Digest;
 use keymgr_core::{
-    DataKey, EncryptionContext, Error, HealthReport, KeyAlgorithm, KeyBackend, KeyRef, KeyVersion,
-    PublicKey, RawSignature, Result, SecretBytes, SignPayload, VerifiedSignature, finish_signature,
+    Error, HealthReport, KeyAlgorithm, KeyRef, PublicKey, RawSignature, Result, SignPayload,
+    VerifiedSignature, finish_signature,
 };
 
 use crate::GcpKmsConfig;
@@ -192,7 +191,7 @@ impl GcpKmsBackend {
     }
 }
 
-#[async_trait]
+keymgr_core::provider_backend! {
 impl KeyBackend for GcpKmsBackend {
     fn name(&self) -> &str {
         BACKEND
@@ -265,49 +264,10 @@ impl KeyBackend for GcpKmsBackend {
         }
     }
 
-    async fn list_versions(&self, name: &str) -> Result<Vec<KeyVersion>> {
-        KeyRef::check_name(name)?;
-        self.list_versions_inner(name).await
-    }
-
-    async fn create_version(&self, name: &str) -> Result<KeyVersion> {
-        KeyRef::check_name(name)?;
-        self.create_version_inner(name).await
-    }
-
-    async fn disable_version(&self, key: &KeyRef) -> Result<()> {
-        self.disable_version_inner(key).await
-    }
-
-    async fn encrypt(
-        &self,
-        key: &KeyRef,
-        plaintext: &[u8],
-        context: &EncryptionContext,
-    ) -> Result<Vec<u8>> {
-        self.encrypt_inner(key, plaintext, context).await
-    }
-
-    async fn decrypt(
-        &self,
-        key: &KeyRef,
-        ciphertext: &[u8],
-        context: &EncryptionContext,
-    ) -> Result<SecretBytes> {
-        self.decrypt_inner(key, ciphertext, context).await
-    }
-
-    async fn generate_data_key(
-        &self,
-        key: &KeyRef,
-        context: &EncryptionContext,
-    ) -> Result<DataKey> {
-        self.generate_data_key_inner(key, context).await
-    }
-
     fn invalidate(&self, name: &str) {
         self.forget_current(name);
     }
+}
 }
 
 /// A failed attempt: a checksum mismatch (retried once) or anything else.

@@ -63,18 +63,13 @@ impl GcpKmsConfig {
         let vars = Vars::new(source);
         let get = |name: &str| vars.get(name);
         let mut config = GcpKmsConfig {
-            endpoint: get(GCP_KMS_ENDPOINT)?,
+            endpoint: vars.checked(
+                GCP_KMS_ENDPOINT,
+                "an http:// or https:// URL such as https://cloudkms.googleapis.com",
+                |url| validate_endpoint(url).map(|()| url.to_owned()),
+            )?,
             keys: BTreeMap::new(),
         };
-        if let Some(url) = &config.endpoint {
-            validate_endpoint(url).map_err(|reason| {
-                Error::config(
-                    GCP_KMS_ENDPOINT,
-                    "an http:// or https:// URL such as https://cloudkms.googleapis.com",
-                    reason,
-                )
-            })?;
-        }
         let project = get(GCP_PROJECT_ID)?;
         let location = get(GCP_LOCATION_ID)?;
         let ring = get(GCP_KEY_RING_ID)?;
@@ -132,10 +127,13 @@ impl GcpKmsConfig {
             config.keys.insert(name.to_owned(), full);
         }
         if config.keys.is_empty() {
-            return Err(Error::config(
-                format!("{GCP_KMS_EVM_KEY_ID} / {GCP_KMS_XRP_KEY_ID}"),
+            return Err(keymgr_core::config::no_keys(
+                &[
+                    (GCP_KMS_EVM_KEY_ID, DEFAULT_EVM_KEY),
+                    (GCP_KMS_XRP_KEY_ID, DEFAULT_XRP_KEY),
+                ],
                 EXPECTED_KEY_ID,
-                "neither is set; the gcp-kms backend has no keys",
+                "gcp-kms",
             ));
         }
         Ok(config)

@@ -4,7 +4,9 @@
 //!   ([`CryptoKeyVersion.algorithm`](https://cloud.google.com/kms/docs/reference/rest/v1/projects.locations.keyRings.cryptoKeys.cryptoKeyVersions#CryptoKeyVersion)),
 //!   never from a name; its public key from
 //!   [`getPublicKey`](https://cloud.google.com/kms/docs/reference/rest/v1/projects.locations.keyRings.cryptoKeys.cryptoKeyVersions/getPublicKey)
-//!   (PEM, checked against `pemCrc32c`). Both never change for a version: cached forever.
+//!   (PEM, checked against `pemCrc32c`), or, when it refuses a disabled version, from
+//!   the label keymgr recorded before disabling it ([`crate::recorded`]). Both never
+//!   change for a version: cached forever.
 //! - The current version of an unversioned name is the crypto key's
 //!   [`LABEL_CURRENT_VERSION`] label (written by rotation, readable by every process),
 //!   else its primary version (symmetric keys), else its newest `ENABLED` version;
@@ -18,12 +20,13 @@ use google_cloud_kms_v1::model::crypto_key_version::{
     CryptoKeyVersionAlgorithm, CryptoKeyVersionState,
 };
 use google_cloud_kms_v1::model::{CryptoKey, CryptoKeyVersion};
-use keymgr_core::{Error, KeyAlgorithm, KeyRef, PublicKey, Result};
+use keymgr_core::{Error, ErrorKind, KeyAlgorithm, KeyRef, PublicKey, Result};
 
 use crate::GcpKmsBackend;
 use crate::backend::{Failure, crc32c_i64, with_crc_retry};
 use crate::config::{ResourceName, validate_version_id};
 use crate::error::{BACKEND, map_gax_error};
+use crate::recorded;
 
 /// Label on a crypto key naming its current version (`keymgr-current-version=3`):
 /// Cloud KMS has a primary version only for symmetric keys.
@@ -180,8 +183,18 @@ impl GcpKmsBackend {
         }
         let meta = self.get_version(label, version).await?;
         let algorithm = signing_algorithm(&meta.algorithm, label, version)?;
-        let public_key =
-            with_crc_retry(|| self.fetch_public_key(label, version, algorithm)).await?;
+        let public_key = match with_crc_retry(|| self.fetch_public_key(label, version, algorithm))
+            .await
+        {
+            // Cloud KMS refuses getPublicKey on a disabled version (FAILED_PRECONDITION):
+            // what keymgr recorded before disabling it (see `recorded`).
+            Err(e)
+                if e.kind() == ErrorKind::AccessDenied && recorded::needs_record(&meta.state) =>
+            {
+                self.recorded_public_key(label, &meta, algorithm).await?
+            }
+            other => other?,
+        };
         let info = Arc::new(VersionInfo {
             name: version.to_owned(),
             algorithm,

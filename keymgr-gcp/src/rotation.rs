@@ -4,7 +4,9 @@
 //! ([`cryptoKeyVersions`](https://cloud.google.com/kms/docs/reference/rest/v1/projects.locations.keyRings.cryptoKeys.cryptoKeyVersions));
 //! asymmetric keys have no primary version, so the current one is recorded in the
 //! [`LABEL_CURRENT_VERSION`] label of the crypto key, which every process reads.
-//! Old versions are disabled (`state: DISABLED`), never destroyed.
+//! Old versions are disabled (`state: DISABLED`), never destroyed; their public key is
+//! recorded on the crypto key first ([`crate::recorded`]), as Cloud KMS refuses
+//! `getPublicKey` on a disabled version.
 //!
 //! A rotation survives a crash at any step: it first records the current version and
 //! its intent ([`LABEL_ROTATING_FROM`]) in one label update, then creates the version,
@@ -24,6 +26,7 @@ use keymgr_core::{Error, KeyRef, KeyVersion, Result, VersionState};
 use crate::GcpKmsBackend;
 use crate::config::validate_version_id;
 use crate::error::{BACKEND, map_gax_error};
+use crate::recorded;
 use crate::resolve::{
     LABEL_CURRENT_VERSION, algorithm_name, signing_algorithm, version_id, version_number,
 };
@@ -268,6 +271,7 @@ impl GcpKmsBackend {
             ));
         }
         let label = key.to_string();
+        self.record_public_key(&label, &crypto_key, &target).await?;
         let update = CryptoKeyVersion::new()
             .set_name(&target)
             .set_state(CryptoKeyVersionState::Disabled);
@@ -289,6 +293,37 @@ impl GcpKmsBackend {
             ));
         }
         tracing::info!(key = %key, version = %target, "disabled Cloud KMS crypto key version");
+        Ok(())
+    }
+}
+
+impl GcpKmsBackend {
+    /// Records the public key of the `ENABLED` version `target` on `crypto_key`
+    /// ([`crate::recorded`]) unless recorded already: the last moment Cloud KMS answers
+    /// `getPublicKey` for it. A version not `ENABLED` is left as it is.
+    async fn record_public_key(&self, label: &str, crypto_key: &str, target: &str) -> Result<()> {
+        let meta = self.get_version(label, target).await?;
+        if meta.state != CryptoKeyVersionState::Enabled {
+            return Ok(());
+        }
+        let public_key = self.info(label, target).await?.public_key.clone();
+        let record_label = recorded::label_for(target);
+        let value = recorded::encode(&public_key);
+        let key = self.get_crypto_key(label, crypto_key).await?;
+        if key.labels.get(&record_label) == Some(&value) {
+            return Ok(());
+        }
+        let updated = self
+            .update_labels(label, &key, |labels| {
+                labels.insert(record_label.clone(), value.clone());
+            })
+            .await?;
+        if updated.labels.get(&record_label) != Some(&value) {
+            return Err(Error::integrity(
+                label,
+                format!("UpdateCryptoKey on {crypto_key} did not record {record_label}"),
+            ));
+        }
         Ok(())
     }
 }

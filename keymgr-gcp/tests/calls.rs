@@ -171,12 +171,29 @@ async fn periodic_current_version_check_and_rotation_calls() {
         calls(&[("getCryptoKey", 1), ("asymmetricSign", 1)])
     );
 
-    // Disabling the old version: the current version afresh, then the update.
+    // Disabling the old version: the current version afresh, the version's state, its
+    // public key recorded on the crypto key (the key is read for its labels, the public
+    // key comes from this instance's cache), then the update.
     let old = KeyRef::versioned("evm", "1");
     assert_ne!(old, v2.key);
     backend.disable_version(&old).await.unwrap();
     assert_eq!(
         count.take(),
-        calls(&[("getCryptoKey", 1), ("updateCryptoKeyVersion", 1)])
+        calls(&[
+            ("getCryptoKey", 2),
+            ("getCryptoKeyVersion", 1),
+            ("updateCryptoKey", 1),
+            ("updateCryptoKeyVersion", 1)
+        ])
+    );
+    // Disabling it again: already DISABLED, nothing is recorded.
+    backend.disable_version(&old).await.unwrap();
+    assert_eq!(
+        count.take(),
+        calls(&[
+            ("getCryptoKey", 1),
+            ("getCryptoKeyVersion", 1),
+            ("updateCryptoKeyVersion", 1)
+        ])
     );
 }

@@ -1,18 +1,17 @@
-//! [`HsmBackend`]: the [`KeyBackend`] over a PKCS#11 token.
+//! [`HsmBackend`]: the [`KeyBackend`](keymgr_core::KeyBackend) over a PKCS#11 token.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::session::Session;
 use keymgr_core::{
-    DataKey, EncryptionContext, Error, HealthReport, KeyAlgorithm, KeyBackend, KeyRef, KeyVersion,
-    PublicKey, RawSignature, Result, SecretBytes, SignPayload, VerifiedSignature, finish_signature,
+    Error, HealthReport, KeyAlgorithm, KeyRef, KeyVersion, PublicKey, RawSignature, Result,
+    SignPayload, VerifiedSignature, finish_signature,
 };
 use rand_core::RngCore as _;
 
@@ -33,7 +32,7 @@ use crate::token::Token;
 ///   other name is used as the label itself.
 /// - Versions: the label itself is version `0` (a key made outside keymgr), and
 ///   rotation creates `<label>.v1`, `<label>.v2`, ...; the unversioned name resolves to
-///   the highest version whose key pair is complete. See [`create_version`](KeyBackend::create_version).
+///   the highest version whose key pair is complete. See [`create_version`](keymgr_core::KeyBackend::create_version).
 /// - Calls run on tokio's blocking thread pool with a session from a bounded pool.
 ///
 /// `Debug` shows the module, token and key labels, never the PIN.
@@ -361,7 +360,51 @@ impl Inner {
     }
 }
 
-#[async_trait]
+impl HsmBackend {
+    pub(crate) async fn list_versions_inner(&self, name: &str) -> Result<Vec<KeyVersion>> {
+        let inner = self.inner.clone();
+        let owned = name.to_owned();
+        self.inner
+            .pool
+            .run(move |s, _| rotation::list_versions(&inner, s, &owned))
+            .await
+            .map_err(|f| self.inner.map_failure(f, &KeyRef::new(name)))
+    }
+
+    /// Generates `<label>.v<N+1>` (`C_GenerateKeyPair`, private key sensitive and
+    /// non-extractable, same curve as the current version), `N` being the highest version
+    /// any object on the token carries, and makes it current. Old versions stay (disable
+    /// them with [`disable_version`](keymgr_core::KeyBackend::disable_version)); nothing is
+    /// deleted. The creation time is recorded on the token: a `CKO_DATA` object labelled
+    /// `keymgr.created:<label>` holding milliseconds since the epoch.
+    pub(crate) async fn create_version_inner(&self, name: &str) -> Result<KeyVersion> {
+        let inner = self.inner.clone();
+        let owned = name.to_owned();
+        let result = self
+            .inner
+            .pool
+            .change_once(move |s, epoch| rotation::create_version(&inner, s, epoch, &owned))
+            .await;
+        self.inner.forget_name(name);
+        result.map_err(|f| self.inner.map_failure(f, &KeyRef::new(name)))
+    }
+
+    /// Sets `CKA_SIGN=false` on the version's private key; where the token refuses,
+    /// stores keymgr's disabled-marker object instead, which this backend honours.
+    pub(crate) async fn disable_version_inner(&self, key: &KeyRef) -> Result<()> {
+        let inner = self.inner.clone();
+        let owned = key.clone();
+        let result = self
+            .inner
+            .pool
+            .change(move |s, _| rotation::disable_version(&inner, s, &owned))
+            .await;
+        self.inner.forget_name(key.name());
+        result.map_err(|f| self.inner.map_failure(f, key))
+    }
+}
+
+keymgr_core::provider_backend! {
 impl KeyBackend for HsmBackend {
     fn name(&self) -> &str {
         BACKEND
@@ -454,50 +497,6 @@ impl KeyBackend for HsmBackend {
         }
     }
 
-    async fn list_versions(&self, name: &str) -> Result<Vec<KeyVersion>> {
-        KeyRef::check_name(name)?;
-        let inner = self.inner.clone();
-        let owned = name.to_owned();
-        self.inner
-            .pool
-            .run(move |s, _| rotation::list_versions(&inner, s, &owned))
-            .await
-            .map_err(|f| self.inner.map_failure(f, &KeyRef::new(name)))
-    }
-
-    /// Generates `<label>.v<N+1>` (`C_GenerateKeyPair`, private key sensitive and
-    /// non-extractable, same curve as the current version), `N` being the highest version
-    /// any object on the token carries, and makes it current. Old versions stay (disable
-    /// them with [`disable_version`](KeyBackend::disable_version)); nothing is deleted.
-    /// The creation time is recorded on the token: a `CKO_DATA` object labelled
-    /// `keymgr.created:<label>` holding milliseconds since the epoch.
-    async fn create_version(&self, name: &str) -> Result<KeyVersion> {
-        KeyRef::check_name(name)?;
-        let inner = self.inner.clone();
-        let owned = name.to_owned();
-        let result = self
-            .inner
-            .pool
-            .change_once(move |s, epoch| rotation::create_version(&inner, s, epoch, &owned))
-            .await;
-        self.inner.forget_name(name);
-        result.map_err(|f| self.inner.map_failure(f, &KeyRef::new(name)))
-    }
-
-    /// Sets `CKA_SIGN=false` on the version's private key; where the token refuses,
-    /// stores keymgr's disabled-marker object instead, which this backend honours.
-    async fn disable_version(&self, key: &KeyRef) -> Result<()> {
-        let inner = self.inner.clone();
-        let owned = key.clone();
-        let result = self
-            .inner
-            .pool
-            .change(move |s, _| rotation::disable_version(&inner, s, &owned))
-            .await;
-        self.inner.forget_name(key.name());
-        result.map_err(|f| self.inner.map_failure(f, key))
-    }
-
     /// Destroys a disabled, non-current version (`C_DestroyObject` on its private key,
     /// public key, disabled marker and creation record). `InvalidInput` (field `key`)
     /// for an unversioned key, version `0`, the current version or an enabled one;
@@ -515,34 +514,8 @@ impl KeyBackend for HsmBackend {
         result.map_err(|f| self.inner.map_failure(f, key))
     }
 
-    /// AES-GCM in the token (`CKM_AES_GCM`): see [`crate::symmetric`].
-    async fn encrypt(
-        &self,
-        key: &KeyRef,
-        plaintext: &[u8],
-        context: &EncryptionContext,
-    ) -> Result<Vec<u8>> {
-        self.aes_gcm_encrypt(key, plaintext, context).await
-    }
-
-    async fn decrypt(
-        &self,
-        key: &KeyRef,
-        ciphertext: &[u8],
-        context: &EncryptionContext,
-    ) -> Result<SecretBytes> {
-        self.aes_gcm_decrypt(key, ciphertext, context).await
-    }
-
-    async fn generate_data_key(
-        &self,
-        key: &KeyRef,
-        context: &EncryptionContext,
-    ) -> Result<DataKey> {
-        self.aes_gcm_data_key(key, context).await
-    }
-
     fn invalidate(&self, name: &str) {
         self.inner.forget_name(name);
     }
+}
 }

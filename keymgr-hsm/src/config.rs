@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use keymgr_core::config::{ProcessEnv, VarSource, Vars};
+use keymgr_core::config::{ProcessEnv, VarSource, Vars, no_keys};
 use keymgr_core::{Error, Result};
 use zeroize::Zeroizing;
 
@@ -232,23 +232,21 @@ impl HsmConfig {
                 "not set or empty",
             ));
         }
-        let mut keys = BTreeMap::new();
-        for (variable, name) in [
+        let key_variables = [
             (HSM_EVM_KEY_LABEL, DEFAULT_EVM_KEY),
             (HSM_XRP_KEY_LABEL, DEFAULT_XRP_KEY),
-        ] {
-            if let Some(label) = vars.get(variable)? {
-                validate_label(&label)
-                    .map_err(|reason| Error::config(variable, EXPECTED_LABEL, reason))?;
+        ];
+        let mut keys = BTreeMap::new();
+        for (variable, name) in key_variables {
+            let label = vars.checked(variable, EXPECTED_LABEL, |label| {
+                validate_label(label).map(|()| label.to_owned())
+            })?;
+            if let Some(label) = label {
                 keys.insert(name.to_owned(), label);
             }
         }
         if keys.is_empty() {
-            missing.push(Error::config(
-                format!("{HSM_EVM_KEY_LABEL} / {HSM_XRP_KEY_LABEL}"),
-                EXPECTED_LABEL,
-                "neither is set; the hsm backend has no keys",
-            ));
+            missing.push(no_keys(&key_variables, EXPECTED_LABEL, "hsm"));
         }
         let (Some(library_path), Some(token), Some(pin)) = (library_path, token, pin) else {
             return Err(first_of(source, missing));

@@ -254,7 +254,7 @@ fn is_tag_mismatch(e: &CkError) -> bool {
 }
 
 impl HsmBackend {
-    pub(crate) async fn aes_gcm_encrypt(
+    pub(crate) async fn encrypt_inner(
         &self,
         key: &KeyRef,
         plaintext: &[u8],
@@ -270,7 +270,7 @@ impl HsmBackend {
             .map_err(|f| self.inner.map_failure(f, key))
     }
 
-    pub(crate) async fn aes_gcm_decrypt(
+    pub(crate) async fn decrypt_inner(
         &self,
         key: &KeyRef,
         ciphertext: &[u8],
@@ -296,7 +296,7 @@ impl HsmBackend {
             .map_err(|f| self.inner.map_failure(f, key))
     }
 
-    pub(crate) async fn aes_gcm_data_key(
+    pub(crate) async fn generate_data_key_inner(
         &self,
         key: &KeyRef,
         context: &EncryptionContext,

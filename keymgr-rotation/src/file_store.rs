@@ -223,8 +223,24 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
 }
 
 impl StateStore for FileStateStore {
+    /// The saved state, checked ([`KeyState::check`]): a hand-edited file with a
+    /// malformed key name or version is an `Integrity` error naming the file (`key`)
+    /// and the field, not a panic later on.
     fn load(&self, name: &str) -> Result<Option<KeyState>> {
-        self.read(&self.path(name, "json")?)
+        let path = self.path(name, "json")?;
+        let state: Option<KeyState> = self.read(&path)?;
+        if let Some(s) = &state {
+            s.check(name).map_err(|(field, reason)| {
+                Error::integrity(
+                    path.display().to_string(),
+                    format!(
+                        "rotation state file {}: field `{field}`: {reason}",
+                        path.display()
+                    ),
+                )
+            })?;
+        }
+        Ok(state)
     }
 
     fn save(&self, state: &mut KeyState) -> Result<bool> {

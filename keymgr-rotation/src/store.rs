@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use keymgr_core::{ErrorKind, Result};
+use keymgr_core::{ErrorKind, KeyRef, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::process::ProcessId;
@@ -156,6 +156,64 @@ pub struct KeyState {
     /// Bumped on every save; saves are compare-and-swap on it.
     #[serde(default)]
     pub revision: u64,
+}
+
+impl KeyState {
+    /// Checks what a hand-edited state file can get wrong that serde does not: `name`
+    /// is `expected` (the key the file is for), and every version string (`active`,
+    /// the phase's `old`/`new`/`version`, each `disabled` entry) is one that
+    /// [`KeyRef`](keymgr_core::KeyRef) accepts as `NAME@VERSION` (non-empty, no `@`).
+    ///
+    /// # Errors
+    ///
+    /// `(field, reason)`: the JSON field (`name`, `active`, `phase.old`, `phase.new`,
+    /// `phase.version`, `disabled[i]`) and what is wrong with it.
+    pub fn check(&self, expected: &str) -> std::result::Result<(), (String, String)> {
+        if self.name != expected {
+            return Err((
+                "name".to_owned(),
+                format!(
+                    "{:?} is not the key this file is for ({expected:?})",
+                    self.name
+                ),
+            ));
+        }
+        KeyRef::check_name(&self.name).map_err(|e| ("name".to_owned(), reason_of(e)))?;
+        let phase: Vec<(&str, &String)> = match &self.phase {
+            Phase::Idle | Phase::AwaitingApproval => Vec::new(),
+            Phase::Creating { old } => old.iter().map(|v| ("phase.old", v)).collect(),
+            Phase::Overlapping { old, new, .. } => vec![("phase.old", old), ("phase.new", new)],
+            Phase::Disabling { old } => vec![("phase.old", old)],
+            Phase::Failed { version, .. } => version.iter().map(|v| ("phase.version", v)).collect(),
+        };
+        let fields = self
+            .active
+            .iter()
+            .map(|v| ("active".to_owned(), v))
+            .chain(phase.into_iter().map(|(f, v)| (f.to_owned(), v)))
+            .chain(
+                self.disabled
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (format!("disabled[{i}]"), v)),
+            );
+        for (field, version) in fields {
+            KeyRef::parse(&format!("{}@{version}", self.name)).map_err(|_| {
+                (
+                    field,
+                    format!("{version:?} is not a key version (non-empty, no '@')"),
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn reason_of(e: keymgr_core::Error) -> String {
+    match e {
+        keymgr_core::Error::InvalidInput { reason, .. } => reason,
+        other => other.to_string(),
+    }
 }
 
 /// Who holds (or held) a key's rotation lease.

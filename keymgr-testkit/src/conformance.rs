@@ -18,7 +18,8 @@ use rand_core::RngCore as _;
 mod versions;
 
 pub use versions::{
-    closed_endpoint, disabled_refuses_to_sign, manual_rotation, unreachable, versions,
+    closed_endpoint, disabled_answers_public_key, disabled_refuses_to_sign, manual_rotation,
+    unreachable, versions,
 };
 
 /// Which keys of the backend under test the suite uses.

@@ -19,10 +19,11 @@ async fn memory_backend_signs_and_keeps_the_versions_contract() {
     let ed = Arc::new(MemoryBackend::with_key("xrp", KeyAlgorithm::Ed25519));
     conformance::run(secp.clone(), &SuiteKeys::new(Some("evm"), None)).await;
     conformance::run(ed.clone(), &SuiteKeys::new(None, Some("xrp"))).await;
-    conformance::versions(&*secp, "evm").await;
-    conformance::versions(&*ed, "xrp").await;
+    // The memory backend keeps no per-instance cache: it is its own fresh instance.
+    conformance::versions(&*secp, &*secp, "evm").await;
+    conformance::versions(&*ed, &*ed, "xrp").await;
     // Twice more: the contract holds from any version on, not only the first.
-    conformance::versions(&*secp, "evm").await;
+    conformance::versions(&*secp, &*secp, "evm").await;
     assert_eq!(
         secp.versions("evm"),
         [("1", false), ("2", false), ("3", true)].map(|(v, e)| (v.to_owned(), e))
@@ -66,7 +67,49 @@ impl KeyBackend for AcceptsDisablingCurrent {
 #[should_panic(expected = "disabling the current version must be refused")]
 async fn versions_fails_a_backend_that_accepts_disabling_the_current_version() {
     let b = AcceptsDisablingCurrent(MemoryBackend::with_key("evm", KeyAlgorithm::Secp256k1));
-    conformance::versions(&b, "evm").await;
+    conformance::versions(&b, &b, "evm").await;
+}
+
+/// A second instance over the same keys that cannot read a disabled version's public
+/// key (as a cache-only answer would leave a new process).
+#[derive(Debug)]
+struct ForgetsDisabledPublicKeys(Arc<MemoryBackend>);
+
+#[async_trait]
+impl KeyBackend for ForgetsDisabledPublicKeys {
+    fn name(&self) -> &str {
+        "forgets-disabled-public-keys"
+    }
+    async fn public_key(&self, key: &KeyRef) -> Result<PublicKey> {
+        let disabled = self
+            .0
+            .versions(key.name())
+            .into_iter()
+            .any(|(v, enabled)| Some(v.as_str()) == key.version() && !enabled);
+        if disabled {
+            return Err(keymgr_core::Error::access_denied(
+                key.to_string(),
+                "disabled; public key not readable",
+            ));
+        }
+        self.0.public_key(key).await
+    }
+    async fn sign(&self, key: &KeyRef, payload: &SignPayload) -> Result<VerifiedSignature> {
+        self.0.sign(key, payload).await
+    }
+    async fn health(&self) -> HealthReport {
+        self.0.health().await
+    }
+    async fn list_versions(&self, name: &str) -> Result<Vec<KeyVersion>> {
+        self.0.list_versions(name).await
+    }
+}
+
+#[tokio::test]
+#[should_panic(expected = "of a disabled version")]
+async fn versions_fails_a_fresh_instance_that_cannot_read_a_disabled_public_key() {
+    let b = Arc::new(MemoryBackend::with_key("evm", KeyAlgorithm::Secp256k1));
+    conformance::versions(&*b, &ForgetsDisabledPublicKeys(b.clone()), "evm").await;
 }
 
 #[tokio::test]

@@ -186,14 +186,26 @@ pub(crate) fn default_keys() -> Vec<KeyRef> {
     vec![KeyRef::new("evm"), KeyRef::new("xrp")]
 }
 
-fn key_list(var: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<Vec<KeyRef>> {
-    var(name).filter(|v| !v.trim().is_empty()).map(|v| {
-        v.split(',')
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .map(KeyRef::new)
-            .collect()
-    })
+/// A comma-separated list of key references; a malformed one (`a@`, `@1`) is a config
+/// error naming the variable.
+fn key_list(var: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<Option<Vec<KeyRef>>> {
+    let Some(v) = var(name).filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    v.split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(|k| {
+            KeyRef::parse(k).map_err(|e| {
+                Error::config(
+                    name,
+                    "comma-separated keys, NAME or NAME@VERSION",
+                    e.to_string(),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
 }
 
 fn number(var: &dyn Fn(&str) -> Option<String>, name: &str, expected: &str) -> Result<Option<u64>> {
@@ -212,12 +224,12 @@ pub(crate) fn canary_from_vars(
     var: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(CanaryPolicy, bool)> {
     let defaults = CanaryPolicy::default();
-    let given = key_list(var, KEYMGR_HEALTH_KEYS);
+    let given = key_list(var, KEYMGR_HEALTH_KEYS)?;
     let keys_given = given.is_some();
     Ok((
         CanaryPolicy {
             sign_keys: given.unwrap_or_else(default_keys),
-            symmetric_keys: key_list(var, KEYMGR_HEALTH_SYMMETRIC_KEYS).unwrap_or_default(),
+            symmetric_keys: key_list(var, KEYMGR_HEALTH_SYMMETRIC_KEYS)?.unwrap_or_default(),
             cache_for: number(var, KEYMGR_HEALTH_CACHE_SECS, "seconds, e.g. 5")?
                 .map_or(defaults.cache_for, Duration::from_secs),
             deadline: number(var, KEYMGR_HEALTH_DEADLINE_MS, "milliseconds, e.g. 5000")?

@@ -208,3 +208,61 @@ fn collecting_records_every_problem_and_reads_it_as_unset() {
     assert_eq!(names, ["A", "B", "C"]);
     assert!(problems.take().is_empty());
 }
+
+fn short_id(v: &str) -> std::result::Result<String, String> {
+    if v.len() <= 4 {
+        Ok(v.to_uppercase())
+    } else {
+        Err(format!("{v:?} is longer than 4 characters"))
+    }
+}
+
+#[test]
+fn checked_converts_or_names_the_variable_with_the_reason() {
+    let map = MapSource::new().with("OK", " ab ").with("BAD", "abcdef");
+    let vars = Vars::new(&map);
+    assert_eq!(
+        vars.checked("OK", "an id", short_id).unwrap().as_deref(),
+        Some("AB")
+    );
+    assert_eq!(vars.checked("UNSET", "an id", short_id).unwrap(), None);
+    let e = vars.checked("BAD", "an id", short_id).unwrap_err();
+    let Error::Config {
+        variable,
+        expected,
+        reason,
+        ..
+    } = &e
+    else {
+        panic!("{e:?}")
+    };
+    assert_eq!((variable.as_str(), expected.as_str()), ("BAD", "an id"));
+    assert!(reason.contains("longer than 4"), "{reason}");
+}
+
+#[test]
+fn keys_reads_each_set_variable_and_refuses_none_set() {
+    let pairs = [("P_EVM_ID", "evm"), ("P_XRP_ID", "xrp")];
+    let map = MapSource::new().with("P_XRP_ID", "x1");
+    let keys = Vars::new(&map)
+        .keys(&pairs, "an id", "p", short_id)
+        .unwrap();
+    assert_eq!(
+        keys.into_iter().collect::<Vec<_>>(),
+        [("xrp".to_owned(), "X1".to_owned())]
+    );
+
+    let bad = MapSource::new()
+        .with("P_EVM_ID", "e1")
+        .with("P_XRP_ID", "toolong");
+    let e = Vars::new(&bad)
+        .keys(&pairs, "an id", "p", short_id)
+        .unwrap_err();
+    assert_eq!(variable(&e), "P_XRP_ID");
+
+    let e = Vars::new(&MapSource::new())
+        .keys(&pairs, "an id", "p", short_id)
+        .unwrap_err();
+    assert_eq!(variable(&e), "P_EVM_ID / P_XRP_ID");
+    assert_eq!(e.kind(), ErrorKind::Config);
+}

@@ -51,6 +51,7 @@ fn spki_round_trip_and_wrong_curve() {
     let der = sk.verifying_key().to_public_key_der().unwrap();
     let pk = PublicKey::from_spki_der(der.as_bytes()).unwrap();
     assert_eq!(pk.as_secp256k1(), Some(sk.verifying_key()));
+    assert_eq!(pk.to_spki_der().unwrap(), der.as_bytes());
     let pem = sk
         .verifying_key()
         .to_public_key_pem(Default::default())
@@ -61,6 +62,11 @@ fn spki_round_trip_and_wrong_curve() {
     let der = ed.verifying_key().to_public_key_der().unwrap();
     let pk = PublicKey::from_spki_der(der.as_bytes()).unwrap();
     assert_eq!(pk.algorithm(), KeyAlgorithm::Ed25519);
+    assert_eq!(pk.to_spki_der().unwrap(), der.as_bytes());
+    assert_eq!(
+        (der.as_bytes().len(), pk.to_spki_der().unwrap().len()),
+        (44, 44)
+    );
 
     // A P-256 SPKI (RFC 5480 structure, prime256v1 OID).
     let p256 = hex::decode(concat!(

@@ -48,7 +48,9 @@ impl AwsKmsKeyring {
             && parts[2] == "kms"
             && parts[5]
                 .strip_prefix("key/")
-                .is_some_and(|id| !id.is_empty());
+                .is_some_and(|id| !id.is_empty())
+            // The ARN is the key name the backend is asked for (no `@VERSION` part).
+            && KeyRef::check_name(&key_arn).is_ok();
         if !valid {
             return Err(Error::invalid_input(
                 "AWS KMS keyring key",

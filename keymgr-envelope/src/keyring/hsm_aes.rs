@@ -49,6 +49,8 @@ impl HsmAesKeyring {
         let namespace = namespace.into();
         let key_name = key_name.into();
         validate_names(&namespace, &key_name)?;
+        // The key name is what the backend is asked for: a key name, never `NAME@VERSION`.
+        KeyRef::check_name(&key_name)?;
         Ok(Self {
             backend,
             namespace,

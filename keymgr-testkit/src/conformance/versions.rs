@@ -22,7 +22,13 @@ use super::random;
 /// (named or unversioned) is `InvalidInput`; disabling the old one makes `sign` refuse
 /// with `AccessDenied` (not retryable) while `public_key` still answers; disabling it
 /// again is a no-op. Panics with a description on the first failure.
-pub async fn versions(backend: &dyn KeyBackend, name: &str) {
+///
+/// `fresh` is a second instance over the same keys (a new process, in effect) that has
+/// not read `name`'s current version: once that version is disabled, `fresh` must still
+/// answer its `public_key` (from the service, not a cache filled while it was enabled),
+/// list it disabled and refuse to sign with it. Pass `backend` again only for a backend
+/// that keeps no per-instance state.
+pub async fn versions(backend: &dyn KeyBackend, fresh: &dyn KeyBackend, name: &str) {
     let b = backend.name().to_owned();
     let unversioned = KeyRef::new(name);
     let before = listing(backend, name).await;
@@ -126,8 +132,32 @@ pub async fn versions(backend: &dyn KeyBackend, name: &str) {
         let state = listed.iter().find(|v| v.key == old.key).map(|v| v.state);
         assert_eq!(state, Some(VersionState::Disabled), "{b}: after {attempt}");
         assert_eq!(current_of(&b, &listed).key, created.key);
+        disabled_answers_public_key(fresh, &old.key, &old_pk).await;
     }
     sign_and_verify(backend, &unversioned, &new_pk).await;
+}
+
+/// The disabled version `key` still answers `public_key` with `expected` (old
+/// signatures stay verifiable), is listed disabled, and refuses to sign.
+pub async fn disabled_answers_public_key(
+    backend: &dyn KeyBackend,
+    key: &KeyRef,
+    expected: &PublicKey,
+) {
+    let b = backend.name().to_owned();
+    let pk = backend
+        .public_key(key)
+        .await
+        .unwrap_or_else(|e| panic!("{b}: public_key({key}) of a disabled version: {e:?}"));
+    assert_eq!(&pk, expected, "{b}: the disabled version's public key");
+    let listed = listing(backend, key.name()).await;
+    let state = listed.iter().find(|v| &v.key == key).map(|v| v.state);
+    assert_eq!(
+        state,
+        Some(VersionState::Disabled),
+        "{b}: {key} is listed disabled"
+    );
+    disabled_refuses_to_sign(backend, key).await;
 }
 
 /// A disabled version refuses `sign` with `AccessDenied` naming it, not retryable.

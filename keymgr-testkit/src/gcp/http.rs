@@ -5,6 +5,8 @@
 //! <https://cloud.google.com/kms/docs/reference/rest/v1/projects.locations.keyRings.cryptoKeys.cryptoKeyVersions>
 //! (`get`, `list`, `create`, `patch`, `getPublicKey`, `asymmetricSign`).
 
+use std::collections::BTreeMap;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
@@ -419,13 +421,46 @@ fn update_key(
             "the stand-in updates labels only.".to_owned(),
         ));
     }
-    let labels = body["labels"].as_object().cloned().unwrap_or_default();
-    let key = keys.key_mut(name)?;
-    key.labels = labels
+    let labels: BTreeMap<String, String> = body["labels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
         .into_iter()
         .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_owned()))
         .collect();
+    check_labels(&labels)?;
+    keys.key_mut(name)?.labels = labels;
     crypto_key_json(keys, name, ctx)
+}
+
+/// Cloud KMS's label rules (<https://cloud.google.com/kms/docs/creating-managing-labels#requirements>),
+/// ASCII part: at most 64 labels; keys of 1-63 characters starting with a lowercase
+/// letter, values of 0-63; both only lowercase letters, digits, `_` and `-`.
+fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), Refusal> {
+    let allowed = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    };
+    if labels.len() > 64 {
+        return Err(invalid(format!(
+            "{} labels; at most 64 are allowed",
+            labels.len()
+        )));
+    }
+    for (k, v) in labels {
+        let key_ok =
+            (1..=63).contains(&k.len()) && k.as_bytes()[0].is_ascii_lowercase() && allowed(k);
+        if !key_ok || v.len() > 63 || !allowed(v) {
+            return Err(invalid(format!(
+                "label {k:?}={v:?} breaks the label requirements"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn invalid(message: String) -> Refusal {
+    (400, "INVALID_ARGUMENT", message)
 }
 
 /// Corrupts a successful response as `fault` says.

@@ -206,6 +206,17 @@ impl StandIn {
             .collect()
     }
 
+    /// Sets one label of a crypto key directly (as an operator in the console would;
+    /// not checked against Cloud KMS's label rules, which `UpdateCryptoKey` enforces).
+    pub fn set_label(&self, crypto_key: &str, key: &str, value: &str) {
+        self.shared
+            .lock_keys()
+            .key_mut(crypto_key)
+            .expect("crypto key exists")
+            .labels
+            .insert(key.to_owned(), value.to_owned());
+    }
+
     /// New versions stay `PENDING_GENERATION` for this many `GET`s (asymmetric keys are
     /// generated asynchronously by the real service).
     pub fn set_pending_generation_gets(&self, gets: u32) {
