@@ -29,9 +29,9 @@ pub mod conformance;
 #[cfg(feature = "evm")]
 pub mod evm;
 pub mod fault;
-pub mod instant;
 #[cfg(feature = "gcp")]
 pub mod gcp;
+pub mod instant;
 pub mod memory;
 #[cfg(feature = "proxy")]
 pub mod proxy;
