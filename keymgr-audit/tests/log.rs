@@ -245,6 +245,36 @@ async fn group_commit_shares_fsyncs() {
     assert_eq!(verify_ok(dir.path()).entries, 400);
 }
 
+/// A request whose outcome never comes (its caller went away) stalls nothing: every
+/// later signature returns after its entries (and the abandoned request, which rides in
+/// the next commit) are on disk, with one fsync each.
+#[tokio::test]
+async fn an_abandoned_request_does_not_stall_later_signatures() {
+    let dir = TestDir::new("abandoned");
+    let log = AuditLog::open_with(&dir.config(), ChainKey::sha256()).unwrap();
+    let manager = KeyManager::builder(Arc::new(EnvBackend::generate()))
+        .audit(Arc::new(log.clone()))
+        .build();
+    let key = KeyRef::new("evm");
+    manager
+        .sign(&key, &SignPayload::Prehash([0; 32]))
+        .await
+        .unwrap();
+    log.record_request(rec(1)).await.unwrap();
+    let before = log.status();
+    for i in 1..=5u8 {
+        manager
+            .sign(&key, &SignPayload::Prehash([i; 32]))
+            .await
+            .unwrap();
+        // The abandoned request, then both entries of every signature so far.
+        assert_eq!(log.status().written, 3 + 2 * u64::from(i));
+    }
+    let s = log.status();
+    assert!(s.fsyncs - before.fsyncs <= 5, "{before:?} -> {s:?}");
+    assert_eq!(verify_ok(dir.path()).entries, 13);
+}
+
 /// One durable write per signature: the request rides in the outcome's commit.
 #[tokio::test]
 async fn sequential_durable_signing_takes_one_fsync_per_signature() {

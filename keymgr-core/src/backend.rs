@@ -106,6 +106,26 @@ pub trait KeyBackend: Send + Sync + fmt::Debug {
         self.sign_with_context(key, payload, context).await
     }
 
+    /// Records that an adapter refused, before asking for any signature, to sign
+    /// `payload` with `key` as `context` describes, and returns `error` (why it refused)
+    /// for the adapter to return. Nothing is signed.
+    ///
+    /// [`KeyManager`](crate::KeyManager) writes it as a `SIGN_FAILURE` entry with outcome
+    /// `denied`, the error's kind and text, `context` and the payload's SHA-256, durable
+    /// on return; if that entry cannot be written, the alarm is the audit log's and the
+    /// refusal is still `error`. The default (providers, layers below the manager)
+    /// returns `error` unrecorded.
+    async fn refuse_sign(
+        &self,
+        key: &KeyRef,
+        payload: &SignPayload,
+        context: &SignContext,
+        error: Error,
+    ) -> Error {
+        let _ = (key, payload, context);
+        error
+    }
+
     /// Cheap reachability and usability check.
     async fn health(&self) -> HealthReport;
 
@@ -247,6 +267,15 @@ macro_rules! forward_backend {
                 (**self)
                     .sign_with_outcome_context(key, payload, context, outcome)
                     .await
+            }
+            async fn refuse_sign(
+                &self,
+                key: &KeyRef,
+                payload: &SignPayload,
+                context: &SignContext,
+                error: Error,
+            ) -> Error {
+                (**self).refuse_sign(key, payload, context, error).await
             }
             async fn health(&self) -> HealthReport {
                 (**self).health().await

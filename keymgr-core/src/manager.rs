@@ -292,6 +292,28 @@ impl KeyManager {
         result
     }
 
+    /// What [`KeyBackend::refuse_sign`] on a manager runs: a `SIGN_FAILURE` entry with
+    /// outcome `denied` for a signature an adapter refused before asking for it; returns
+    /// `error`.
+    pub async fn audit_refusal(
+        &self,
+        key: &KeyRef,
+        payload: &SignPayload,
+        context: &SignContext,
+        error: Error,
+    ) -> Error {
+        let mut r = self
+            .record(AuditEvent::SignFailure, key, Outcome::Denied)
+            .detail("error", error.to_string());
+        r.error_kind = Some(error.kind());
+        r.context = Some(context.clone());
+        r.payload_sha256 = Some(hex::encode(Sha256::digest(payload.as_bytes())));
+        if let Err(e) = self.commit(r).await {
+            tracing::warn!(key = %key, error = %e, "could not audit a refused signature");
+        }
+        error
+    }
+
     /// Writes an outcome record (durable on return), timing the commit.
     async fn commit(&self, record: AuditRecord) -> Result<()> {
         let event = record.event.as_str();

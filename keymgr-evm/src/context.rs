@@ -2,6 +2,7 @@
 //! needs to know what a signature authorized, without the payload itself.
 
 use alloy_consensus::{SignableTransaction, TypedTransaction};
+use alloy_eips::Typed2718 as _;
 use alloy_primitives::{B256, Signature, TxKind};
 use alloy_sol_types::Eip712Domain;
 use keymgr_core::{Eip712DomainContext, Error, OutcomeContext, SignContext, VerifiedSignature};
@@ -35,8 +36,9 @@ impl SignedTxHash {
     /// Reads `tx` back from its signing encoding as one of Ethereum's transaction types
     /// (alloy's `TypedTransaction::decode_unsigned`), so that its signed envelope can be
     /// hashed once the signature exists. Refused (nothing is signed) when that is not
-    /// possible: a type other than 0 to 4, or an encoding alloy does not read back to
-    /// the same bytes; the audit entry could not name the transaction hash.
+    /// possible: a type other than 0 to 4, an encoding alloy does not read back to the
+    /// same bytes (the audit entry could not name the transaction hash), or an encoding
+    /// of another type than the transaction's own.
     pub(crate) fn new(
         tx: &dyn SignableTransaction<Signature>,
         context: SignContext,
@@ -59,6 +61,14 @@ impl SignedTxHash {
             return Err(refused(
                 "its signing encoding does not read back to the same transaction".into(),
             ));
+        }
+        // A transaction that names one type and encodes as another would be signed as
+        // something other than what it (and its audit entry) says it is.
+        if decoded.ty() != tx.ty() {
+            return Err(refused(format!(
+                "its signing encoding is a type {} transaction",
+                decoded.ty()
+            )));
         }
         Ok(Self {
             tx: decoded,

@@ -426,12 +426,14 @@ impl<B: KeyBackend> TxSigner<Signature> for EvmSigner<B> {
     ) -> alloy_signer::Result<Signature> {
         sign_transaction_with_chain_id!(self, tx, {
             let context = crate::context::transaction(tx);
+            let hash = tx.signature_hash();
             match crate::context::SignedTxHash::new(tx, context.clone()) {
-                Ok(outcome) => {
-                    self.sign_audited(&tx.signature_hash(), &context, Some(&outcome))
-                        .await
-                }
-                Err(e) => Err(e),
+                Ok(outcome) => self.sign_audited(&hash, &context, Some(&outcome)).await,
+                // Refused before any signature is asked for; the audit log records it.
+                Err(e) => Err(self
+                    .backend
+                    .refuse_sign(&self.key, &SignPayload::Prehash(hash.0), &context, e)
+                    .await),
             }
         })
     }

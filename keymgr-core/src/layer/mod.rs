@@ -162,10 +162,11 @@ impl<P: Policy, B: KeyBackend> Layered<P, B> {
 
 /// Implements [`KeyBackend`] for a type with inherent `backend_name`, `dispatch`,
 /// `dispatch_health` and `dispatch_invalidate`: every method becomes one [`Operation`].
-/// With `, sign_with_context` the type also has inherent `sign_in_context` and
-/// `sign_audited` that [`KeyBackend::sign_with_context`] and
-/// [`KeyBackend::sign_with_outcome_context`] call (the auditing manager); otherwise the
-/// trait's defaults apply (layers below the manager sign and ignore the context).
+/// With `, sign_with_context` the type also has inherent `sign_in_context`,
+/// `sign_audited` and `audit_refusal` that [`KeyBackend::sign_with_context`],
+/// [`KeyBackend::sign_with_outcome_context`] and [`KeyBackend::refuse_sign`] call (the
+/// auditing manager); otherwise the trait's defaults apply (layers below the manager
+/// sign and ignore the context).
 macro_rules! dispatch_backend {
     ([$($generics:tt)*] $ty:ty) => {
         $crate::layer::dispatch_backend!(@impl [$($generics)*] $ty {});
@@ -188,6 +189,15 @@ macro_rules! dispatch_backend {
                 outcome: &dyn $crate::OutcomeContext,
             ) -> $crate::Result<$crate::VerifiedSignature> {
                 self.sign_audited(key, payload, Some(context), Some(outcome)).await
+            }
+            async fn refuse_sign(
+                &self,
+                key: &$crate::KeyRef,
+                payload: &$crate::SignPayload,
+                context: &$crate::SignContext,
+                error: $crate::Error,
+            ) -> $crate::Error {
+                self.audit_refusal(key, payload, context, error).await
             }
         });
     };
