@@ -6,7 +6,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
 use std::sync::Arc;
 
 use alloy_consensus::transaction::SignerRecoverable as _;
@@ -16,11 +15,14 @@ use alloy_consensus::{
 use alloy_network::TxSigner as _;
 use alloy_primitives::{Address, B256, Bytes, Signature, TxKind, U256, address};
 use alloy_signer::Signer as _;
-use keymgr_audit::{AuditLog, ChainKey, TimeRange, Verifier};
+use keymgr_audit::{AuditLog, ChainKey};
 use keymgr_core::{KeyBackend, KeyManager};
 use keymgr_env::EnvBackend;
 use keymgr_evm::{EvmSigner, TransactionRequest};
 use keymgr_testkit::{TempDir, verifiers};
+#[path = "support/audit.rs"]
+mod audit_support;
+use audit_support::exported;
 use serde_json::{Value, json};
 
 /// web3.js documentation key (public test vector) and its address.
@@ -55,24 +57,6 @@ async fn logged(tag: &str, chain_id: Option<u64>) -> Logged {
         _log: log,
         signer,
     }
-}
-
-/// Every entry, through `keymgr_audit::export` (which verifies the chain as it reads).
-fn exported(dir: &Path) -> Vec<Value> {
-    let mut out = Vec::new();
-    let report = keymgr_audit::export(
-        &[dir],
-        TimeRange::parse(None, None).unwrap(),
-        &Verifier::new(ChainKey::sha256()),
-        &mut out,
-    )
-    .unwrap();
-    assert!(report.broken.is_none(), "{report:?}");
-    String::from_utf8(out)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 fn events<'a>(entries: &'a [Value], event: &str) -> Vec<&'a Value> {

@@ -6,7 +6,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
 use std::sync::Arc;
 
 use alloy_consensus::transaction::SignerRecoverable as _;
@@ -16,11 +15,14 @@ use alloy_eips::eip2930::AccessList;
 use alloy_eips::eip7702::SignedAuthorization;
 use alloy_network::TxSigner as _;
 use alloy_primitives::{Address, B256, Bytes, ChainId, Signature, TxKind, U256, address};
-use keymgr_audit::{AuditLog, ChainKey, TimeRange, Verifier};
+use keymgr_audit::{AuditLog, ChainKey};
 use keymgr_core::{ErrorKind, KeyBackend, KeyManager, Outcome, SignContext};
 use keymgr_env::EnvBackend;
 use keymgr_evm::{EvmSigner, keymgr_error};
 use keymgr_testkit::TempDir;
+#[path = "support/audit.rs"]
+mod audit_support;
+use audit_support::exported;
 use serde_json::Value;
 
 /// web3.js documentation key (public test vector) and its address.
@@ -127,24 +129,6 @@ fn claimed(ty: u8, prefix: u8) -> Claimed {
         ty,
         prefix,
     }
-}
-
-/// Every entry, through `keymgr_audit::export` (which verifies the chain as it reads).
-fn exported(dir: &Path) -> Vec<Value> {
-    let mut out = Vec::new();
-    let report = keymgr_audit::export(
-        &[dir],
-        TimeRange::parse(None, None).unwrap(),
-        &Verifier::new(ChainKey::sha256()),
-        &mut out,
-    )
-    .unwrap();
-    assert!(report.broken.is_none(), "{report:?}");
-    String::from_utf8(out)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 fn signing_events(entries: &[Value]) -> Vec<&Value> {
