@@ -84,15 +84,11 @@ async fn paced(manager: Arc<KeyManager>, rate: u64, seconds: u64) -> Latencies {
     Latencies(out)
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-async fn latency_at_rate() {
-    let rate: u64 = env_or("KEYMGR_LOAD_RATE", 1000);
-    let seconds: u64 = env_or("KEYMGR_LOAD_SECONDS", 10);
+/// One env key behind two managers: audit off, and a durable log in a fresh directory
+/// (kept alive by the returned `TempDir`).
+fn audit_off_and_durable(name: &str) -> (TempDir, AuditLog, Arc<KeyManager>, Arc<KeyManager>) {
     let backend = Arc::new(EnvBackend::generate());
-    let dir = TempDir::new("audit-load-rate");
+    let dir = TempDir::new(name);
     let log = open_log(dir.path(), Durability::Durable);
     let off = Arc::new(KeyManager::new(backend.clone()));
     let on = Arc::new(
@@ -100,6 +96,17 @@ async fn latency_at_rate() {
             .audit(Arc::new(log.clone()))
             .build(),
     );
+    (dir, log, off, on)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+async fn latency_at_rate() {
+    let rate: u64 = env_or("KEYMGR_LOAD_RATE", 1000);
+    let seconds: u64 = env_or("KEYMGR_LOAD_SECONDS", 10);
+    let (_dir, log, off, on) = audit_off_and_durable("audit-load-rate");
     // Warm up both paths (segment creation, page cache, allocator).
     paced(off.clone(), rate, 1).await;
     paced(on.clone(), rate, 1).await;
@@ -164,15 +171,7 @@ async fn verify_throughput() {
 async fn speed_goals() {
     let rounds: u32 = env_or("KEYMGR_GOALS_ROUNDS", 3);
     let ms: u64 = env_or("KEYMGR_GOALS_MS", 3000);
-    let backend = Arc::new(EnvBackend::generate());
-    let dir = TempDir::new("audit-load-goals");
-    let log = open_log(dir.path(), Durability::Durable);
-    let off = Arc::new(KeyManager::new(backend.clone()));
-    let on = Arc::new(
-        KeyManager::recommended(backend)
-            .audit(Arc::new(log.clone()))
-            .build(),
-    );
+    let (_dir, log, off, on) = audit_off_and_durable("audit-load-goals");
     goals::run(off, on, &log, rounds, ms).await;
     drop(log);
 }
