@@ -40,6 +40,9 @@ pub const KEYMGR_PROFILE: &str = "KEYMGR_PROFILE";
 pub const KEYMGR_AUDIT_CHECKPOINT_SECS: &str = "KEYMGR_AUDIT_CHECKPOINT_SECS";
 /// Seconds a second writer waits for the log's writer lock before failing (default 0).
 pub const KEYMGR_AUDIT_LOCK_WAIT_SECS: &str = "KEYMGR_AUDIT_LOCK_WAIT_SECS";
+/// Microseconds a durable commit waits for the outcomes of other operations in flight
+/// (default 1000; 0 never waits). See [`AuditConfig::commit_delay`].
+pub const KEYMGR_AUDIT_COMMIT_DELAY_US: &str = "KEYMGR_AUDIT_COMMIT_DELAY_US";
 /// Node id written into every entry (default: the host name).
 pub const KEYMGR_NODE_ID: &str = "KEYMGR_NODE_ID";
 
@@ -100,6 +103,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         KEYMGR_AUDIT_LOCK_WAIT_SECS,
         "seconds to wait for another writer of the same log directory to exit (default 0: fail at once; one directory, one writer)",
+    ),
+    (
+        KEYMGR_AUDIT_COMMIT_DELAY_US,
+        "microseconds a durable commit waits for the outcomes of other operations in flight, so one fsync covers them (default 1000; 0: never wait; a lone operation never waits)",
     ),
     (
         KEYMGR_NODE_ID,
@@ -271,12 +278,18 @@ pub struct AuditConfig {
     pub checkpoint_file: Option<PathBuf>,
     /// How long open waits for another writer of `dir` to exit (zero: fail at once).
     pub lock_wait: Duration,
+    /// Durable mode: longest time a commit waits for the outcomes of other operations in
+    /// flight, so that one fsync covers them (PostgreSQL's `commit_delay`). A lone
+    /// operation is never held; zero never holds.
+    pub commit_delay: Duration,
 }
 
 /// Default retention: 365 days.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(365 * 86_400);
 /// Default segment size limit: 64 MiB.
 pub const DEFAULT_SEGMENT_MAX_BYTES: u64 = 64 << 20;
+/// Default commit delay: 1 ms (see [`AuditConfig::commit_delay`]).
+pub const DEFAULT_COMMIT_DELAY: Duration = Duration::from_millis(1);
 /// Default time between signed checkpoints: one hour.
 pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -297,6 +310,7 @@ impl AuditConfig {
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
             checkpoint_file: None,
             lock_wait: Duration::ZERO,
+            commit_delay: DEFAULT_COMMIT_DELAY,
         }
     }
 
@@ -381,6 +395,13 @@ impl AuditConfig {
         )? {
             c.lock_wait = wait;
         }
+        if let Some(us) = vars.bounded(
+            KEYMGR_AUDIT_COMMIT_DELAY_US,
+            0..=MAX_COMMIT_DELAY_US,
+            "microseconds",
+        )? {
+            c.commit_delay = Duration::from_micros(us);
+        }
         if dir.is_none() {
             // Keys and key material configured for a log that is not kept: refuse
             // rather than silently sign nothing.
@@ -411,6 +432,8 @@ pub const MAX_RETENTION_DAYS: u64 = 36_500;
 pub const MAX_SEGMENT_BYTES: u64 = 16 << 30;
 /// Upper bound of `KEYMGR_AUDIT_CHECKPOINT_SECS` (7 days).
 pub const MAX_CHECKPOINT_SECS: u64 = 7 * 86_400;
+/// Upper bound of `KEYMGR_AUDIT_COMMIT_DELAY_US` (100 ms).
+pub const MAX_COMMIT_DELAY_US: u64 = 100_000;
 /// Upper bound of `KEYMGR_AUDIT_LOCK_WAIT_SECS` (1 hour).
 pub const MAX_LOCK_WAIT_SECS: u64 = 3600;
 
@@ -469,6 +492,7 @@ mod tests {
         assert_eq!(c.retention, Some(DEFAULT_RETENTION));
         assert!(c.hmac_key.is_none() && c.checkpoint_key.is_none());
         assert!(!c.node_id.is_empty());
+        assert_eq!(c.commit_delay, DEFAULT_COMMIT_DELAY);
 
         let c = AuditConfig::from_vars(vars(&[
             (KEYMGR_AUDIT_PATH, "/tmp/a"),
@@ -481,6 +505,7 @@ mod tests {
             (KEYMGR_AUDIT_HMAC_KEY, &"ab".repeat(32)),
             (KEYMGR_AUDIT_CHECKPOINT_KEY, "audit@2"),
             (KEYMGR_AUDIT_CHECKPOINT_SECS, "60"),
+            (KEYMGR_AUDIT_COMMIT_DELAY_US, "250"),
         ]))
         .unwrap()
         .unwrap();
@@ -492,6 +517,7 @@ mod tests {
         assert!(!c.segment_daily);
         assert_eq!(c.checkpoint_key, Some(KeyRef::versioned("audit", "2")));
         assert_eq!(c.checkpoint_interval, Duration::from_secs(60));
+        assert_eq!(c.commit_delay, Duration::from_micros(250));
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("abab") && dbg.contains("REDACTED"), "{dbg}");
     }
@@ -507,6 +533,8 @@ mod tests {
             (KEYMGR_AUDIT_SEGMENT_DAILY, "often"),
             (KEYMGR_AUDIT_CHECKPOINT_KEY, "@1"),
             (KEYMGR_AUDIT_CHECKPOINT_SECS, "0"),
+            (KEYMGR_AUDIT_COMMIT_DELAY_US, "100001"),
+            (KEYMGR_AUDIT_COMMIT_DELAY_US, "1ms"),
             (KEYMGR_AUDIT_HMAC_KEY, secret.as_str()),
             (KEYMGR_AUDIT_HMAC_KEY, "abcd"),
             (KEYMGR_AUDIT_HMAC_KEY_WRAPPED, "abcd"),
@@ -541,6 +569,7 @@ mod tests {
             KEYMGR_AUDIT_CHECKPOINT_KEY,
             KEYMGR_AUDIT_CHECKPOINT_SECS,
             KEYMGR_AUDIT_LOCK_WAIT_SECS,
+            KEYMGR_AUDIT_COMMIT_DELAY_US,
             KEYMGR_AUDIT_CHECKPOINT_FILE,
             KEYMGR_PROFILE,
             KEYMGR_NODE_ID,

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -27,7 +26,7 @@ use crate::publish::Publisher;
 use crate::recovery;
 use crate::redact::redact_record;
 pub use crate::writer::Head;
-use crate::writer::{Msg, Pending, Shared, Writer, WriterConfig};
+use crate::writer::{Inbox, Msg, Pending, Shared, Urgency, Writer, WriterConfig};
 use crate::{ChainKey, Checkpoint, Verifier, files, time};
 
 /// Counters and state of a running log.
@@ -59,7 +58,7 @@ struct Signer {
 }
 
 struct Inner {
-    tx: Mutex<Option<Sender<Msg>>>,
+    inbox: Arc<Inbox>,
     thread: Mutex<Option<JoinHandle<()>>>,
     shared: Arc<Shared>,
     dir: PathBuf,
@@ -78,8 +77,8 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Closing the channel lets the writer commit what is queued, fsync and exit.
-        drop(self.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
+        // Closing the inbox lets the writer commit what is queued, fsync and exit.
+        self.inbox.close();
         if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
         }
@@ -265,14 +264,16 @@ impl AuditLog {
                 retention: config.retention,
                 segment_max_bytes: config.segment_max_bytes,
                 segment_daily: config.segment_daily,
+                commit_delay: config.commit_delay,
             },
             shared.clone(),
             rec,
         )?;
-        let (tx, rx) = mpsc::channel();
+        let inbox = Arc::new(Inbox::default());
+        let writer_inbox = inbox.clone();
         let thread = std::thread::Builder::new()
             .name("keymgr-audit-writer".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || writer.run(writer_inbox))
             .map_err(|e| {
                 Error::backend(
                     "audit-log",
@@ -291,7 +292,7 @@ impl AuditLog {
         );
         Ok(Self {
             inner: Arc::new(Inner {
-                tx: Mutex::new(Some(tx)),
+                inbox,
                 thread: Mutex::new(Some(thread)),
                 shared,
                 dir: config.dir.clone(),
@@ -339,34 +340,55 @@ impl AuditLog {
         Ok(())
     }
 
-    fn send(&self, msg: Msg) -> Result<()> {
-        let guard = self.inner.tx.lock().unwrap_or_else(|p| p.into_inner());
-        match guard.as_ref() {
-            Some(tx) => tx.send(msg).map_err(|_| writer_gone()),
-            None => Err(writer_gone()),
+    fn send(&self, msg: Msg, urgency: Urgency) -> Result<()> {
+        if self.inner.inbox.send(msg, urgency) {
+            Ok(())
+        } else {
+            Err(writer_gone())
         }
     }
 
+    /// Queues `entry`; with `wait`, returns once it is committed. A deferred request
+    /// opens an operation in flight and the next entry somebody waits for closes one
+    /// (see [`Shared::close_operation`]), so that the writer can hold a commit for the
+    /// outcomes still to come.
     async fn append(&self, entry: Pending, wait: bool) -> Result<Option<Head>> {
+        let shared = &self.inner.shared;
         if !wait {
-            self.send(Msg::Append {
-                entry: Box::new(entry),
-                ack: None,
-            })?;
+            let deferred = entry.deferred;
+            let urgency = if deferred {
+                Urgency::Deferred
+            } else {
+                Urgency::Waited
+            };
+            let entry = Box::new(entry);
+            self.send(Msg::Append { entry, ack: None }, urgency)?;
+            if deferred && self.inner.durability == Durability::Durable {
+                shared.open_operation();
+            }
             return Ok(None);
         }
         let (tx, rx) = oneshot::channel();
-        self.send(Msg::Append {
-            entry: Box::new(entry),
-            ack: Some(tx),
-        })?;
+        let urgency = if entry.refers_to.is_some() {
+            Urgency::Now
+        } else {
+            shared.close_operation()
+        };
+        let entry = Box::new(entry);
+        self.send(
+            Msg::Append {
+                entry,
+                ack: Some(tx),
+            },
+            urgency,
+        )?;
         rx.await.map_err(|_| writer_gone())?.map(Some)
     }
 
     /// Waits until everything queued is on disk; returns the chain head.
     pub async fn flush(&self) -> Result<Head> {
         let (tx, rx) = oneshot::channel();
-        self.send(Msg::Flush { ack: tx })?;
+        self.send(Msg::Flush { ack: tx }, Urgency::Now)?;
         rx.await.map_err(|_| writer_gone())?
     }
 
@@ -414,7 +436,7 @@ impl AuditLog {
     /// automatic: at open and whenever a new segment starts). Returns how many.
     pub async fn apply_retention(&self, now_ms: u64) -> Result<usize> {
         let (tx, rx) = oneshot::channel();
-        self.send(Msg::Retention { now_ms, ack: tx })?;
+        self.send(Msg::Retention { now_ms, ack: tx }, Urgency::Now)?;
         rx.await.map_err(|_| writer_gone())?
     }
 
@@ -447,7 +469,7 @@ impl AuditLog {
     /// (half the batch is written, then `StorageFull`).
     #[doc(hidden)]
     pub fn inject_io_errors(&self, n: u32) {
-        let _ = self.send(Msg::InjectFailures(n));
+        let _ = self.send(Msg::InjectFailures(n), Urgency::Now);
     }
 
     fn on_error(&self, e: Error) -> Result<()> {

@@ -121,6 +121,7 @@ async fn absurd_numbers_are_configuration_errors() {
         "KEYMGR_AUDIT_SEGMENT_MAX_BYTES",
         "KEYMGR_AUDIT_CHECKPOINT_SECS",
         "KEYMGR_AUDIT_LOCK_WAIT_SECS",
+        "KEYMGR_AUDIT_COMMIT_DELAY_US",
     ] {
         for value in huge {
             let dir = temp("numbers");

@@ -45,6 +45,11 @@ fn open_log(dir: &Path, durability: Durability) -> AuditLog {
     let mut config = AuditConfig::new(dir);
     config.node_id = "load".into();
     config.durability = durability;
+    // The library default unless the variable is set (to compare delays in one build).
+    config.commit_delay = Duration::from_micros(env_or(
+        "KEYMGR_AUDIT_COMMIT_DELAY_US",
+        config.commit_delay.as_micros() as u64,
+    ));
     AuditLog::open_with(&config, ChainKey::sha256()).unwrap()
 }
 

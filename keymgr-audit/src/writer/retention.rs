@@ -52,7 +52,7 @@ impl Writer {
         ]);
         let p = Pending::internal(events::RETENTION, "success", details);
         let ts = p.ts_ms.max(self.next.ts_ms);
-        let (e, line) = self.seal(&p, ts);
+        let (e, line) = self.seal(p, ts);
         let (tx, mut rx) = oneshot::channel();
         self.push(e, line, Some(tx), false, false);
         self.commit();

@@ -95,6 +95,7 @@ pub const VARIABLES: &[Variable] = &[
     Path("KEYMGR_AUDIT_CHECKPOINT_FILE"),
     Plain("KEYMGR_AUDIT_CHECKPOINT_SECS"),
     Plain("KEYMGR_AUDIT_LOCK_WAIT_SECS"),
+    Plain("KEYMGR_AUDIT_COMMIT_DELAY_US"),
     Plain("KEYMGR_NODE_ID"),
     // rotation
     Plain("KEYMGR_ROTATION_ENABLED"),
