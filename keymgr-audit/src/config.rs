@@ -41,7 +41,7 @@ pub const KEYMGR_AUDIT_CHECKPOINT_SECS: &str = "KEYMGR_AUDIT_CHECKPOINT_SECS";
 /// Seconds a second writer waits for the log's writer lock before failing (default 0).
 pub const KEYMGR_AUDIT_LOCK_WAIT_SECS: &str = "KEYMGR_AUDIT_LOCK_WAIT_SECS";
 /// Microseconds a durable commit waits for the outcomes of other operations in flight
-/// (default 1000; 0 never waits). See [`AuditConfig::commit_delay`].
+/// (default 2000; 0 never waits). See [`AuditConfig::commit_delay`].
 pub const KEYMGR_AUDIT_COMMIT_DELAY_US: &str = "KEYMGR_AUDIT_COMMIT_DELAY_US";
 /// Node id written into every entry (default: the host name).
 pub const KEYMGR_NODE_ID: &str = "KEYMGR_NODE_ID";
@@ -106,7 +106,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ),
     (
         KEYMGR_AUDIT_COMMIT_DELAY_US,
-        "microseconds a durable commit waits for the outcomes of other operations in flight, so one fsync covers them (default 1000; 0: never wait; a lone operation never waits)",
+        "microseconds a durable commit waits for the outcomes of other operations in flight, so one fsync covers them (default 2000; 0: never wait; a lone operation never waits)",
     ),
     (
         KEYMGR_NODE_ID,
@@ -288,8 +288,8 @@ pub struct AuditConfig {
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(365 * 86_400);
 /// Default segment size limit: 64 MiB.
 pub const DEFAULT_SEGMENT_MAX_BYTES: u64 = 64 << 20;
-/// Default commit delay: 1 ms (see [`AuditConfig::commit_delay`]).
-pub const DEFAULT_COMMIT_DELAY: Duration = Duration::from_millis(1);
+/// Default commit delay: 2 ms (see [`AuditConfig::commit_delay`]).
+pub const DEFAULT_COMMIT_DELAY: Duration = Duration::from_millis(2);
 /// Default time between signed checkpoints: one hour.
 pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(3600);
 
