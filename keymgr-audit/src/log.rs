@@ -48,6 +48,10 @@ pub struct AuditStatus {
     pub fsyncs: u64,
     /// The current error, while the log cannot be written.
     pub failing: Option<String>,
+    /// Durable mode: operations whose request is queued and whose outcome is not yet (an
+    /// estimate the writer uses to hold a commit for them; see
+    /// [`AuditConfig::commit_delay`](crate::AuditConfig::commit_delay)).
+    pub in_flight: u64,
     /// Bytes of a torn final line removed at open (a crash during a write).
     pub torn_bytes_recovered: u64,
 }
@@ -451,6 +455,7 @@ impl AuditLog {
             commits: s.commits.load(Ordering::Relaxed),
             fsyncs: s.fsyncs.load(Ordering::Relaxed),
             failing: s.failing(),
+            in_flight: s.in_flight.load(Ordering::Relaxed),
             torn_bytes_recovered: self.inner.torn_bytes,
         }
     }
@@ -534,7 +539,8 @@ impl AuditSink for AuditLog {
     }
 
     /// Durable mode: queued without waiting; the writer keeps it for the commit that
-    /// carries its outcome (or commits it within 100 ms anyway). Refused, so the
+    /// carries its outcome (or commits it within 100 ms anyway, plus the commit delay if
+    /// a commit is being held then). Refused, so the
     /// operation does not start, while the log is failing under fail-closed.
     async fn record_request(&self, record: AuditRecord) -> Result<()> {
         self.record_with(record, true).await

@@ -120,6 +120,11 @@ pub fn redact_value(value: &str) -> String {
     {
         return value.to_owned();
     }
+    redact_words(value)
+}
+
+/// The word-by-word redaction of [`redact_value`].
+fn redact_words(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     let mut redact_next = false;
     for piece in value.split_inclusive(char::is_whitespace) {
@@ -229,6 +234,35 @@ mod tests {
             "checkpoint_hash",
         ] {
             assert!(!is_secret_name(n), "{n}");
+        }
+    }
+
+    /// The single-word fast path of `redact_value` gives what the word loop gives.
+    #[test]
+    fn single_word_fast_path_matches_the_loop() {
+        let long = "x".repeat(MAX_VALUE_CHARS + 1);
+        let words = [
+            "",
+            "secp256k1-ecdsa",
+            "prehash",
+            "--",
+            "(s)",
+            SEED_ED,
+            SEED_K1,
+            &format!("({SEED_ED}),"),
+            &format!("s{}", &SEED_ED[1..]),
+            "sEdSKaCy2JT7JaM7v95H9SxkhP9wS2X",
+            "pin",
+            "PIN",
+            "token",
+            "Bearer",
+            "ÄÖÜ-ß",
+            "日本語",
+            &long,
+            &"é".repeat(MAX_VALUE_CHARS / 2 + 1),
+        ];
+        for w in words {
+            assert_eq!(redact_value(w), redact_words(w), "{w:?}");
         }
     }
 

@@ -199,6 +199,8 @@ pub(crate) struct Writer {
     /// Durable mode: since when a commit is held for the outcomes of the operations in
     /// flight ([`Shared::in_flight`]).
     hold: Option<Instant>,
+    /// When the last commit reached the disk.
+    last_commit: Option<Instant>,
     inject: u32,
 }
 
@@ -222,6 +224,7 @@ impl Writer {
             dirty_since: None,
             deferred_since: None,
             hold: None,
+            last_commit: None,
             inject: 0,
         };
         if let Some((path, len)) = rec.active {
@@ -235,6 +238,15 @@ impl Writer {
     }
 
     pub(crate) fn run(mut self, inbox: Arc<Inbox>) {
+        /// Shuts the inbox however `run` ends, a panic included.
+        struct Shut(Arc<Inbox>);
+        impl Drop for Shut {
+            fn drop(&mut self) {
+                self.0.shut();
+            }
+        }
+        let inbox = Shut(inbox);
+        let inbox = &inbox.0;
         if let Err(e) = self.retention(time::now_ms()) {
             tracing::warn!(target: "keymgr::audit", error = %e, "audit log retention failed");
         }
@@ -243,14 +255,19 @@ impl Writer {
             let Some(taken) = inbox.take(wake_on, deadline) else {
                 break;
             };
-            let arrived = !taken.msgs.is_empty();
-            if arrived {
+            let outcome_arrived = taken
+                .msgs
+                .iter()
+                .any(|m| matches!(m, Msg::Append { ack: Some(_), .. }));
+            let held = self.hold.is_some();
+            if !taken.msgs.is_empty() {
                 self.process(taken.msgs);
             }
             if taken.timed_out {
-                if !arrived && self.hold.is_some() {
-                    // A hold that saw nothing arrive: whatever `in_flight` counts is not
-                    // coming soon (a slow backend, or a future dropped mid-operation).
+                if held && !outcome_arrived {
+                    // A hold that saw no outcome arrive: whatever `in_flight` counts is
+                    // not coming soon (a slow backend, or a future dropped between its
+                    // request and its outcome). Forget it.
                     self.shared.in_flight.store(0, Ordering::Relaxed);
                 }
                 self.idle();
@@ -264,7 +281,8 @@ impl Writer {
     /// in flight; staged requests for an entry somebody waits for; else anything.
     fn sleep_plan(&self) -> (WakeOn, Option<Instant>) {
         if let Some(since) = self.hold {
-            return (WakeOn::Now, Some(since + self.cfg.commit_delay));
+            // No deadline if it does not fit in an `Instant`: the last outcome ends it.
+            return (WakeOn::Now, since.checked_add(self.cfg.commit_delay));
         }
         let deadline = [
             self.deferred_since.map(|t| t + DEFERRED_MAX),
@@ -331,11 +349,14 @@ impl Writer {
     }
 
     /// Group commit across concurrent callers (PostgreSQL's `commit_delay`): while other
-    /// operations are in flight, their outcomes are moments away, so the commit waits for
-    /// them up to `commit_delay` and one fsync covers them all. A lone caller is never
-    /// held: its outcome closes the last operation in flight. On a virtual disk every
-    /// fsync costs host CPU (steal) and kernel writeback; with 64 concurrent signers this
-    /// turns about 8 entries per fsync into about 55 (2 ms).
+    /// operations are in flight and commits are already frequent (the last one ended less
+    /// than `commit_delay` ago), their outcomes are moments away, so the commit waits for
+    /// them up to `commit_delay` and one fsync covers them all. Not held: a lone caller
+    /// (its outcome closes the last operation in flight), and outcomes that come slower
+    /// than `commit_delay` apart (slow backends: holding would add latency and save
+    /// nothing). On a virtual disk every fsync costs host CPU (steal) and kernel
+    /// writeback; with 64 concurrent signers this turns about 8 entries per fsync into
+    /// about 55 (2 ms).
     fn holds_for_in_flight(&mut self) -> bool {
         if self.cfg.durability != Durability::Durable
             || self.shared.in_flight.load(Ordering::Relaxed) == 0
@@ -343,7 +364,16 @@ impl Writer {
         {
             return false;
         }
-        let since = *self.hold.get_or_insert_with(Instant::now);
+        let since = match self.hold {
+            Some(since) => since,
+            None if self
+                .last_commit
+                .is_some_and(|t| t.elapsed() < self.cfg.commit_delay) =>
+            {
+                *self.hold.insert(Instant::now())
+            }
+            None => return false,
+        };
         since.elapsed() < self.cfg.commit_delay
     }
 

@@ -11,6 +11,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{TestDir, entries};
@@ -49,26 +50,41 @@ async fn concurrent_outcomes_share_one_commit() {
     let log = open(&dir, LONG);
     operation(&log, 0).await; // creates the segment (file and directory syncs)
     let before = log.status();
-    let started = Instant::now();
-    let barrier = Arc::new(Barrier::new(OPS));
-    let tasks: Vec<_> = (1..=OPS)
+    // Every request is in flight before the first outcome; the test holds back the last.
+    let requested = Arc::new(Barrier::new(OPS)); // OPS - 1 tasks and this one
+    let acknowledged = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (1..OPS)
         .map(|op| {
-            let (log, barrier) = (log.clone(), barrier.clone());
+            let (log, requested) = (log.clone(), requested.clone());
+            let acknowledged = acknowledged.clone();
             tokio::spawn(async move {
                 log.record_request(request(op)).await.unwrap();
-                // Every request is in flight before the first outcome.
-                barrier.wait().await;
+                requested.wait().await;
                 log.record(outcome(op)).await.unwrap();
+                acknowledged.fetch_add(1, Ordering::SeqCst);
             })
         })
         .collect();
+    log.record_request(request(OPS)).await.unwrap();
+    requested.wait().await;
+    // The other outcomes wait for the last one in flight (or the 6 s deadline).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        acknowledged.load(Ordering::SeqCst),
+        0,
+        "a held outcome was acknowledged"
+    );
+    assert_eq!(log.status().in_flight, 1);
+    let started = Instant::now();
+    log.record(outcome(OPS)).await.unwrap();
     for t in tasks {
         t.await.unwrap();
     }
+    // The last outcome ended the hold, not the deadline.
+    assert!(started.elapsed() < LONG / 2, "held {:?}", started.elapsed());
     let s = log.status();
     assert_eq!(s.written - before.written, 2 * OPS as u64);
-    // The last outcome ends the hold, not the deadline.
-    assert!(started.elapsed() < LONG / 2, "held {:?}", started.elapsed());
+    assert_eq!(s.in_flight, 0);
     // One commit for the outcomes (plus one if the requests' 100 ms deferral ran out
     // while the barrier filled).
     assert!(s.fsyncs - before.fsyncs <= 2, "{before:?} -> {s:?}");
@@ -87,7 +103,8 @@ async fn a_lone_operation_is_never_held() {
     }
     assert!(started.elapsed() < LONG / 2, "held {:?}", started.elapsed());
     let s = log.status();
-    assert_eq!(s.fsyncs - before.fsyncs, 5, "{before:?} -> {s:?}");
+    assert_eq!(s.written - before.written, 10);
+    assert_eq!(s.in_flight, 0);
 }
 
 /// An operation whose outcome never comes (its future was dropped after the request)

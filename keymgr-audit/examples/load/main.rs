@@ -174,7 +174,7 @@ async fn verify_throughput() {
 }
 
 async fn speed_goals() {
-    let rounds: u32 = env_or("KEYMGR_GOALS_ROUNDS", 3);
+    let rounds: u32 = env_or("KEYMGR_GOALS_ROUNDS", 5);
     let ms: u64 = env_or("KEYMGR_GOALS_MS", 3000);
     let (_dir, log, off, on) = audit_off_and_durable("audit-load-goals");
     goals::run(off, on, &log, rounds, ms).await;

@@ -126,6 +126,7 @@ impl Writer {
         let acks = std::mem::take(&mut self.acks);
         match result {
             Ok(()) => {
+                self.last_commit = Some(Instant::now());
                 self.durable_len += self.buf.len() as u64;
                 self.durable = self.next.clone();
                 self.shared

@@ -99,6 +99,18 @@ impl Inbox {
         self.wake.notify_one();
     }
 
+    /// The writer is gone (it returned, or panicked): refuses further messages and drops
+    /// the queued ones, so that everybody waiting for an acknowledgement hears that the
+    /// writer stopped instead of waiting forever.
+    pub(crate) fn shut(&self) {
+        let queued = {
+            let mut st = self.lock();
+            st.closed = true;
+            std::mem::take(&mut st.msgs)
+        };
+        drop(queued);
+    }
+
     /// Every queued message, as soon as one of them satisfies `wake_on`, or at
     /// `deadline` (with whatever is queued, possibly nothing). `None` once closed and
     /// empty.
@@ -170,6 +182,48 @@ mod tests {
         inbox.send(msg(), Urgency::Now);
         let taken = inbox.take(WakeOn::Now, Some(Instant::now() + Duration::from_secs(5)));
         assert!(!taken.unwrap().timed_out);
+    }
+
+    /// A writer asleep on `WakeOn::Now` (a held commit) is not woken by outcomes that
+    /// leave others in flight, only by the last one.
+    #[test]
+    fn a_held_commit_is_woken_by_now_only() {
+        let inbox = Arc::new(Inbox::default());
+        let taker = {
+            let inbox = inbox.clone();
+            std::thread::spawn(move || inbox.take(WakeOn::Now, None).unwrap())
+        };
+        inbox.send(msg(), Urgency::Deferred);
+        inbox.send(msg(), Urgency::Waited);
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!taker.is_finished(), "a Waited message ended the hold");
+        inbox.send(msg(), Urgency::Now);
+        let taken = taker.join().unwrap();
+        assert_eq!(taken.msgs.len(), 3);
+        assert!(!taken.timed_out);
+    }
+
+    #[test]
+    fn close_wakes_a_writer_asleep_without_deadline() {
+        let inbox = Arc::new(Inbox::default());
+        let taker = {
+            let inbox = inbox.clone();
+            std::thread::spawn(move || inbox.take(WakeOn::Now, None).is_none())
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        inbox.close();
+        assert!(taker.join().unwrap(), "closed and empty is None");
+    }
+
+    #[test]
+    fn shut_drops_what_is_queued() {
+        let inbox = Inbox::default();
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        inbox.send(Msg::Flush { ack: tx }, Urgency::Now);
+        inbox.shut();
+        assert!(rx.try_recv().is_err(), "the acknowledgement was dropped");
+        assert!(!inbox.send(msg(), Urgency::Now));
+        assert!(inbox.take(WakeOn::Any, None).is_none());
     }
 
     #[test]
