@@ -24,8 +24,8 @@ pub use signer::{AddressChange, EvmSigner};
 
 /// The [`RequestError`] inside an alloy signer error, if the request was refused.
 ///
-/// [`EvmSigner::sign_request`] and [`EvmSigner::sign_checked`] return alloy's error type
-/// (they serve alloy's `NetworkWallet`); this finds the typed reason again.
+/// `EvmSigner::sign_request` and `EvmSigner::sign_checked` (feature `tx`) return alloy's
+/// error type (they serve alloy's `NetworkWallet`); this finds the typed reason again.
 pub fn request_error(error: &alloy_signer::Error) -> Option<&RequestError> {
     find_in_chain(error)
 }

@@ -19,8 +19,8 @@ use keymgr_core::{
 };
 
 /// An Ethereum signer whose key never leaves a keymgr backend (KMS, HSM, or the dev
-/// `env` backend), usable wherever alloy takes a [`Signer`] or a [`TxSigner`]
-/// (`EthereumWallet::from(signer)`, `ProviderBuilder::wallet(signer)`).
+/// `env` backend), usable wherever alloy takes a [`Signer`] or (with the `tx` feature) a
+/// `TxSigner` (`EthereumWallet::from(signer)`, `ProviderBuilder::wallet(signer)`).
 ///
 /// # Bound to one key version
 ///
