@@ -61,6 +61,12 @@ pub(crate) enum EvmCommand {
         file: Option<PathBuf>,
     },
     /// Sign EIP-712 typed data (the JSON eth_signTypedData_v4 takes).
+    #[cfg_attr(
+        not(feature = "evm-eip712"),
+        command(
+            about = "Sign EIP-712 typed data: not in this build (keymgr-cli feature `evm-eip712`)"
+        )
+    )]
     SignTypedData {
         /// Key name, optionally NAME@VERSION.
         #[arg(long, default_value = "evm")]
@@ -71,6 +77,12 @@ pub(crate) enum EvmCommand {
     },
     /// Sign a JSON transaction request; prints what was signed (type, chain, from, to or
     /// create, value, nonce, fees, calldata, hash) and the EIP-2718 encoded transaction.
+    #[cfg_attr(
+        not(feature = "evm-tx"),
+        command(
+            about = "Sign a JSON transaction request: not in this build (keymgr-cli feature `evm-tx`)"
+        )
+    )]
     SignTx {
         /// Key name, optionally NAME@VERSION.
         #[arg(long, default_value = "evm")]
@@ -89,6 +101,12 @@ pub(crate) enum EvmCommand {
     /// Sign an EIP-7702 authorization (chain id, delegate address, nonce); prints the
     /// signed tuple with y parity, r and s.
     #[command(group(clap::ArgGroup::new("chain").required(true)))]
+    #[cfg_attr(
+        not(feature = "evm-tx"),
+        command(
+            about = "Sign an EIP-7702 authorization: not in this build (keymgr-cli feature `evm-tx`)"
+        )
+    )]
     SignAuthorization {
         /// Key name, optionally NAME@VERSION.
         #[arg(long, default_value = "evm")]
