@@ -79,6 +79,9 @@ enum Command {
     #[cfg(feature = "envelope")]
     /// Envelope-encrypt a file or stdin (AWS Encryption SDK message format).
     Encrypt(cmd::envelope::EncryptArgs),
+    #[cfg(not(feature = "envelope"))]
+    /// Envelope-encrypt a file or stdin: not in this build (keymgr-cli feature `envelope`).
+    Encrypt(cmd::features::NotBuiltArgs),
     /// Configuration: `config check` validates everything and tries every key.
     #[command(subcommand)]
     Config(cmd::config::ConfigCommand),
@@ -87,6 +90,10 @@ enum Command {
     /// message verified; with `--out -`, frames are written as they verify, so discard
     /// the output if the command fails.
     Decrypt(cmd::envelope::EnvelopeArgs),
+    #[cfg(not(feature = "envelope"))]
+    /// Decrypt an envelope-encrypted message: not in this build (keymgr-cli feature
+    /// `envelope`).
+    Decrypt(cmd::features::NotBuiltArgs),
     /// Print a shell completion script on stdout, e.g. `keymgr completions bash >
     /// /etc/bash_completion.d/keymgr`.
     Completions {
@@ -95,6 +102,20 @@ enum Command {
     },
     /// Print the man page (roff) on stdout, e.g. `keymgr man > /usr/local/share/man/man1/keymgr.1`.
     Man,
+}
+
+impl Command {
+    /// The keymgr-cli cargo feature that builds this command, if it needs one, and the
+    /// command's name as typed.
+    fn feature(&self) -> Option<(cmd::features::Feature, String)> {
+        use cmd::features::Feature;
+        match self {
+            Command::Evm(c) => c.feature().map(|f| (f, format!("evm {}", c.name()))),
+            Command::Encrypt(_) => Some((Feature::Envelope, "encrypt".into())),
+            Command::Decrypt(_) => Some((Feature::Envelope, "decrypt".into())),
+            _ => None,
+        }
+    }
 }
 
 async fn dispatch(command: Command, ctx: &Context, json: bool) -> anyhow::Result<Output> {
@@ -115,6 +136,10 @@ async fn dispatch(command: Command, ctx: &Context, json: bool) -> anyhow::Result
         Command::Encrypt(args) => cmd::envelope::encrypt(args, ctx, json).await,
         #[cfg(feature = "envelope")]
         Command::Decrypt(args) => cmd::envelope::decrypt(args, ctx, json).await,
+        #[cfg(not(feature = "envelope"))]
+        Command::Encrypt(_) | Command::Decrypt(_) => {
+            unreachable!("main refuses the commands this build lacks before reading anything")
+        }
         // Handled in `main`: it prints its own report.
         Command::Config(_) => unreachable!("config commands run before dispatch"),
     }
@@ -146,6 +171,13 @@ fn main() -> std::process::ExitCode {
             return context::Exit::Unexpected.code();
         }
     };
+    // A command this build lacks is refused before anything is read, naming the feature
+    // that builds it. (A compiled-out command takes its arguments as given, `--json`
+    // included.)
+    if let Some((feature, name)) = cli.command.feature().filter(|(f, _)| !f.built()) {
+        let json = cli.json || std::env::args_os().any(|a| a == "--json");
+        return context::print(Err(feature.not_built(&name).into()), json);
+    }
     // Commands that need no configuration never read it: a broken configuration file or
     // `--env-file` must not stop the demo, the completions or the man page.
     match cli.command {
@@ -286,6 +318,58 @@ mod tests {
         let f = super::log_filter("warn,aws_smithy_runtime=debug");
         assert!(f.would_enable("aws_smithy_runtime::client", &Level::DEBUG));
         assert!(!f.would_enable("hyper::proto", &Level::WARN));
+    }
+
+    /// Each command built by a cargo feature names it, in every build (a build without
+    /// the feature refuses the command with [`Feature::not_built`](crate::cmd::features::Feature::not_built)).
+    #[test]
+    fn feature_gated_commands_name_their_feature() {
+        use crate::cmd::features::Feature;
+        use clap::Parser as _;
+        type Case<'a> = (&'a [&'a str], Option<(Feature, &'a str)>);
+        let cases: [Case<'_>; 7] = [
+            (
+                &["evm", "sign-tx", "--file", "tx.json"],
+                Some((Feature::EvmTx, "evm sign-tx")),
+            ),
+            (
+                &[
+                    "evm",
+                    "sign-authorization",
+                    "--any-chain",
+                    "--address",
+                    "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+                    "--nonce",
+                    "0",
+                ],
+                Some((Feature::EvmTx, "evm sign-authorization")),
+            ),
+            (
+                &["evm", "sign-typed-data", "--file", "-"],
+                Some((Feature::EvmEip712, "evm sign-typed-data")),
+            ),
+            (
+                &["encrypt", "--in", "-", "--out", "-", "--kek", "env:K"],
+                Some((Feature::Envelope, "encrypt")),
+            ),
+            (
+                &["decrypt", "--in", "-", "--out", "-", "--kek", "env:K"],
+                Some((Feature::Envelope, "decrypt")),
+            ),
+            (&["evm", "sign-message", "hello"], None),
+            (&["demo"], None),
+        ];
+        for (args, expected) in cases {
+            let cli =
+                super::Cli::try_parse_from(std::iter::once("keymgr").chain(args.iter().copied()))
+                    .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let got = cli.command.feature();
+            assert_eq!(
+                got.as_ref().map(|(f, n)| (*f, n.as_str())),
+                expected,
+                "{args:?}"
+            );
+        }
     }
 
     #[test]

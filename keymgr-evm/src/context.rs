@@ -1,14 +1,23 @@
 //! The audit context of each kind of EVM signature ([`SignContext`]): what an auditor
 //! needs to know what a signature authorized, without the payload itself.
 
+#[cfg(feature = "tx")]
 use alloy_consensus::{SignableTransaction, TypedTransaction};
+#[cfg(feature = "tx")]
 use alloy_eips::Typed2718 as _;
+#[cfg(feature = "tx")]
 use alloy_primitives::{B256, Signature, TxKind};
+#[cfg(feature = "eip712")]
 use alloy_sol_types::Eip712Domain;
-use keymgr_core::{Eip712DomainContext, Error, OutcomeContext, SignContext, VerifiedSignature};
+#[cfg(feature = "eip712")]
+use keymgr_core::Eip712DomainContext;
+use keymgr_core::SignContext;
+#[cfg(feature = "tx")]
+use keymgr_core::{Error, OutcomeContext, VerifiedSignature};
 
 /// A transaction's chain id, type, recipient, value, nonce and signing hash (the
 /// transaction hash is added once the signature exists, by [`SignedTxHash`]).
+#[cfg(feature = "tx")]
 pub(crate) fn transaction(tx: &dyn SignableTransaction<Signature>) -> SignContext {
     SignContext::EvmTransaction {
         chain_id: tx.chain_id(),
@@ -27,11 +36,13 @@ pub(crate) fn transaction(tx: &dyn SignableTransaction<Signature>) -> SignContex
 /// Completes a transaction's context with the hash of the signed EIP-2718 envelope
 /// (keccak-256 of what `eth_sendRawTransaction` takes), computed by alloy from the
 /// signature the backend returned.
+#[cfg(feature = "tx")]
 pub(crate) struct SignedTxHash {
     tx: TypedTransaction,
     context: SignContext,
 }
 
+#[cfg(feature = "tx")]
 impl SignedTxHash {
     /// Reads `tx` back from its signing encoding as one of Ethereum's transaction types
     /// (alloy's `TypedTransaction::decode_unsigned`), so that its signed envelope can be
@@ -82,6 +93,7 @@ impl SignedTxHash {
     }
 }
 
+#[cfg(feature = "tx")]
 impl OutcomeContext for SignedTxHash {
     fn outcome_context(&self, signature: &VerifiedSignature) -> SignContext {
         let mut context = self.context.clone();
@@ -99,6 +111,7 @@ impl OutcomeContext for SignedTxHash {
 }
 
 /// An EIP-712 signature's primary type and domain.
+#[cfg(feature = "eip712")]
 pub(crate) fn typed_data(primary_type: &str, domain: &Eip712Domain) -> SignContext {
     SignContext::EvmTypedData {
         primary_type: primary_type.to_owned(),
@@ -115,11 +128,13 @@ pub(crate) fn typed_data(primary_type: &str, domain: &Eip712Domain) -> SignConte
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloy_consensus::TxEip1559;
-    use alloy_primitives::{Address, U256, address};
 
+    #[cfg(feature = "tx")]
     #[test]
     fn transaction_fields() {
+        use alloy_consensus::TxEip1559;
+        use alloy_primitives::{U256, address};
+
         let to = address!("0x000000000000000000000000000000000000dEaD");
         let tx = TxEip1559 {
             chain_id: 8453,
@@ -157,8 +172,11 @@ mod tests {
         ));
     }
 
+    #[cfg(feature = "eip712")]
     #[test]
     fn typed_data_domain() {
+        use alloy_primitives::Address;
+
         let domain = crate::payment_channel::domain(8453, Address::repeat_byte(0x11));
         let SignContext::EvmTypedData {
             primary_type,

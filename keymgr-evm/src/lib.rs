@@ -1,24 +1,31 @@
 #![doc = include_str!("../README.md")]
 
+#[cfg(feature = "tx")]
 mod authorization;
+#[cfg(any(feature = "tx", feature = "eip712"))]
 mod context;
+#[cfg(feature = "tx")]
 mod json_object;
 mod message;
+#[cfg(feature = "eip712")]
 pub mod payment_channel;
+#[cfg(feature = "tx")]
 mod request;
 mod request_error;
 mod signer;
 
 pub use message::{MessageReading, looks_like_hex, message_bytes};
-pub use request::{
-    CheckedRequest, MAX_REQUEST_JSON_BYTES, REQUEST_FIELDS, RequestError, type_name,
-};
-pub use signer::{AddressChange, EvmSigner, TransactionRequest};
+#[cfg(feature = "tx")]
+pub use request::{CheckedRequest, MAX_REQUEST_JSON_BYTES, REQUEST_FIELDS, type_name};
+pub use request_error::RequestError;
+#[cfg(feature = "tx")]
+pub use signer::TransactionRequest;
+pub use signer::{AddressChange, EvmSigner};
 
 /// The [`RequestError`] inside an alloy signer error, if the request was refused.
 ///
-/// [`EvmSigner::sign_request`] and [`EvmSigner::sign_checked`] return alloy's error type
-/// (they serve alloy's `NetworkWallet`); this finds the typed reason again.
+/// `EvmSigner::sign_request` and `EvmSigner::sign_checked` (feature `tx`) return alloy's
+/// error type (they serve alloy's `NetworkWallet`); this finds the typed reason again.
 pub fn request_error(error: &alloy_signer::Error) -> Option<&RequestError> {
     find_in_chain(error)
 }

@@ -3,10 +3,14 @@
 use std::fmt;
 use std::sync::Arc;
 
+#[cfg(feature = "tx")]
 use alloy_consensus::{SignableTransaction, TxEnvelope};
+#[cfg(feature = "tx")]
 use alloy_network::{Ethereum, Network, TxSigner, impl_into_wallet};
 use alloy_primitives::{Address, B256, ChainId, Signature};
-use alloy_signer::{Signer, sign_transaction_with_chain_id};
+use alloy_signer::Signer;
+#[cfg(feature = "tx")]
+use alloy_signer::sign_transaction_with_chain_id;
 use async_trait::async_trait;
 use k256::ecdsa::VerifyingKey;
 use keymgr_core::{
@@ -15,8 +19,8 @@ use keymgr_core::{
 };
 
 /// An Ethereum signer whose key never leaves a keymgr backend (KMS, HSM, or the dev
-/// `env` backend), usable wherever alloy takes a [`Signer`] or a [`TxSigner`]
-/// (`EthereumWallet::from(signer)`, `ProviderBuilder::wallet(signer)`).
+/// `env` backend), usable wherever alloy takes a [`Signer`] or (with the `tx` feature) a
+/// `TxSigner` (`EthereumWallet::from(signer)`, `ProviderBuilder::wallet(signer)`).
 ///
 /// # Bound to one key version
 ///
@@ -72,6 +76,7 @@ pub struct EvmSigner<B = Arc<dyn KeyBackend>> {
 }
 
 /// alloy's JSON-RPC transaction request for Ethereum (`eth_sendTransaction` form).
+#[cfg(feature = "tx")]
 pub type TransactionRequest = <Ethereum as Network>::TransactionRequest;
 
 /// What [`EvmSigner::check_rotation`] found: the logical key now resolves to another key
@@ -253,6 +258,7 @@ impl<B: KeyBackend> EvmSigner<B> {
     /// takes the signer's chain id. A `from` other than [`address`](Self::address) is
     /// refused. Parse JSON with [`CheckedRequest::from_json`](crate::CheckedRequest::from_json)
     /// to also refuse unknown and repeated fields.
+    #[cfg(feature = "tx")]
     pub async fn sign_request(
         &self,
         request: TransactionRequest,
@@ -377,6 +383,7 @@ impl<B: KeyBackend> Signer for EvmSigner<B> {
             .map_err(alloy_signer::Error::other)
     }
 
+    #[cfg(feature = "eip712")]
     async fn sign_typed_data<T: alloy_sol_types::SolStruct + Send + Sync>(
         &self,
         payload: &T,
@@ -391,6 +398,7 @@ impl<B: KeyBackend> Signer for EvmSigner<B> {
             .map_err(alloy_signer::Error::other)
     }
 
+    #[cfg(feature = "eip712")]
     async fn sign_dynamic_typed_data(
         &self,
         payload: &alloy_dyn_abi::TypedData,
@@ -414,6 +422,7 @@ impl<B: KeyBackend> Signer for EvmSigner<B> {
     }
 }
 
+#[cfg(feature = "tx")]
 #[async_trait]
 impl<B: KeyBackend> TxSigner<Signature> for EvmSigner<B> {
     fn address(&self) -> Address {
@@ -439,4 +448,5 @@ impl<B: KeyBackend> TxSigner<Signature> for EvmSigner<B> {
     }
 }
 
+#[cfg(feature = "tx")]
 impl_into_wallet!(@[B: KeyBackend + 'static] EvmSigner<B>);

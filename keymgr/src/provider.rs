@@ -79,6 +79,8 @@ impl ProviderConfig {
     pub fn start(&self) -> BoxFuture<'static, Result<Arc<dyn KeyBackend>>> {
         let config = self.clone();
         Box::pin(async move {
+            // A build with one provider feature has one arm.
+            #[allow(clippy::infallible_destructuring_match)]
             let backend: Arc<dyn KeyBackend> = match config {
                 #[cfg(feature = "env")]
                 ProviderConfig::Env(b) => b,

@@ -245,6 +245,24 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
             "warnings",
         ]),
     )?;
+    // The README's demo build (keymgr-cli with only `env`): its cfg-gated code, and
+    // keymgr-evm without features (dev-dependencies would turn them back on for
+    // keymgr-evm's own tests: keymgr-testkit's `evm` takes its defaults).
+    run(
+        "cargo clippy -p keymgr-cli (only env)",
+        cargo().current_dir(root).args([
+            "clippy",
+            "-p",
+            "keymgr-cli",
+            "--no-default-features",
+            "--features",
+            "env",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
     check_dependency_boundaries(root)?;
     deps::check_core_only(root)?;
     let env = provision(root)?;
@@ -353,8 +371,9 @@ fn bench_audit(root: &Path) -> Result<()> {
 }
 
 /// An HSM-only or env-only build of the facade must not compile any cloud SDK, and the
-/// README's demo command (`keymgr-cli` with only `env`) no provider SDK and no aws-lc,
-/// so that it keeps building in about a minute on a fresh clone.
+/// README's demo command (`keymgr-cli` with only `env`) no provider SDK, no aws-lc and
+/// no alloy transaction or typed-data stack, so that it keeps building in about a minute
+/// on a fresh clone.
 fn check_dependency_boundaries(root: &Path) -> Result<()> {
     const CLOUD: &[&str] = &["aws-sdk-", "aws-config", "google-cloud-", "azure_"];
     const DEMO: &[&str] = &[
@@ -368,6 +387,11 @@ fn check_dependency_boundaries(root: &Path) -> Result<()> {
         // tracing-subscriber's `env-filter`: the CLI filters RUST_LOG with `Targets`
         "regex",
         "matchers",
+        // keymgr-evm's `tx` and `eip712` features (keymgr-cli's evm-tx, evm-eip712)
+        "alloy-network",
+        "alloy-consensus",
+        "alloy-dyn-abi",
+        "alloy-sol-types",
     ];
     let checks = [
         ("keymgr", "env", CLOUD),

@@ -4,19 +4,27 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+#[cfg(feature = "evm-eip712")]
 use alloy_dyn_abi::TypedData;
 use alloy_primitives::{Address, U256};
 use alloy_signer::Signer as _;
 use keymgr::{KeyBackend, KeyRef};
-use keymgr_evm::{CheckedRequest, EvmSigner, MessageReading, RequestError};
+use keymgr_evm::{EvmSigner, MessageReading, RequestError};
 use serde_json::json;
 
-use crate::input::{is_stdio, read_bytes, read_text};
+use crate::cmd::features::Feature;
+#[cfg(feature = "evm-eip712")]
+use crate::input::read_text;
+use crate::input::{is_stdio, read_bytes};
 use crate::{Context, Output};
 
+#[cfg(feature = "evm-tx")]
+mod transaction;
+#[cfg(feature = "evm-tx")]
 mod tx_output;
 
 /// The largest EIP-712 typed data file `sign-typed-data` reads.
+#[cfg(feature = "evm-eip712")]
 const MAX_TYPED_DATA_BYTES: usize = 1024 * 1024;
 /// Largest message `evm sign-message --file` signs.
 const MAX_MESSAGE_FILE_BYTES: usize = 1024 * 1024;
@@ -53,6 +61,12 @@ pub(crate) enum EvmCommand {
         file: Option<PathBuf>,
     },
     /// Sign EIP-712 typed data (the JSON eth_signTypedData_v4 takes).
+    #[cfg_attr(
+        not(feature = "evm-eip712"),
+        command(
+            about = "Sign EIP-712 typed data: not in this build (keymgr-cli feature `evm-eip712`)"
+        )
+    )]
     SignTypedData {
         /// Key name, optionally NAME@VERSION.
         #[arg(long, default_value = "evm")]
@@ -63,6 +77,12 @@ pub(crate) enum EvmCommand {
     },
     /// Sign a JSON transaction request; prints what was signed (type, chain, from, to or
     /// create, value, nonce, fees, calldata, hash) and the EIP-2718 encoded transaction.
+    #[cfg_attr(
+        not(feature = "evm-tx"),
+        command(
+            about = "Sign a JSON transaction request: not in this build (keymgr-cli feature `evm-tx`)"
+        )
+    )]
     SignTx {
         /// Key name, optionally NAME@VERSION.
         #[arg(long, default_value = "evm")]
@@ -81,6 +101,12 @@ pub(crate) enum EvmCommand {
     /// Sign an EIP-7702 authorization (chain id, delegate address, nonce); prints the
     /// signed tuple with y parity, r and s.
     #[command(group(clap::ArgGroup::new("chain").required(true)))]
+    #[cfg_attr(
+        not(feature = "evm-tx"),
+        command(
+            about = "Sign an EIP-7702 authorization: not in this build (keymgr-cli feature `evm-tx`)"
+        )
+    )]
     SignAuthorization {
         /// Key name, optionally NAME@VERSION.
         #[arg(long, default_value = "evm")]
@@ -100,6 +126,32 @@ pub(crate) enum EvmCommand {
     },
 }
 
+impl EvmCommand {
+    /// The keymgr-cli cargo feature that builds this subcommand, if it needs one.
+    pub(crate) const fn feature(&self) -> Option<Feature> {
+        match self {
+            EvmCommand::SignTx { .. } | EvmCommand::SignAuthorization { .. } => {
+                Some(Feature::EvmTx)
+            }
+            EvmCommand::SignTypedData { .. } => Some(Feature::EvmEip712),
+            EvmCommand::Address { .. } | EvmCommand::SignMessage { .. } => None,
+        }
+    }
+
+    /// The subcommand's name, as typed.
+    pub(crate) const fn name(&self) -> &'static str {
+        match self {
+            EvmCommand::Address { .. } => "address",
+            EvmCommand::SignMessage { .. } => "sign-message",
+            EvmCommand::SignTypedData { .. } => "sign-typed-data",
+            EvmCommand::SignTx { .. } => "sign-tx",
+            EvmCommand::SignAuthorization { .. } => "sign-authorization",
+        }
+    }
+}
+
+/// Runs `cmd`; `main` has refused the subcommands this build lacks
+/// ([`EvmCommand::feature`]).
 pub(crate) async fn run(cmd: EvmCommand, ctx: &Context) -> anyhow::Result<Output> {
     let key = match &cmd {
         EvmCommand::Address { key }
@@ -109,8 +161,9 @@ pub(crate) async fn run(cmd: EvmCommand, ctx: &Context) -> anyhow::Result<Output
         | EvmCommand::SignAuthorization { key, .. } => KeyRef::parse(key)?,
     };
     // Requests are read and checked before the backend is touched.
+    #[cfg(feature = "evm-tx")]
     let request = match &cmd {
-        EvmCommand::SignTx { file, chain_id, .. } => Some(transaction(file, *chain_id)?),
+        EvmCommand::SignTx { file, chain_id, .. } => Some(transaction::read(file, *chain_id)?),
         _ => None,
     };
     // A message file is read before the backend is touched too.
@@ -123,6 +176,7 @@ pub(crate) async fn run(cmd: EvmCommand, ctx: &Context) -> anyhow::Result<Output
         )),
         _ => None,
     };
+    #[cfg(feature = "evm-eip712")]
     let typed = match &cmd {
         EvmCommand::SignTypedData { file, .. } => Some(typed_data(file)?),
         _ => None,
@@ -190,6 +244,7 @@ pub(crate) async fn run(cmd: EvmCommand, ctx: &Context) -> anyhow::Result<Output
                 text,
             ))
         }
+        #[cfg(feature = "evm-eip712")]
         EvmCommand::SignTypedData { .. } => {
             let (typed, hash) = typed.ok_or_else(|| anyhow::anyhow!("typed data not read"))?;
             let sig = signer
@@ -207,11 +262,13 @@ pub(crate) async fn run(cmd: EvmCommand, ctx: &Context) -> anyhow::Result<Output
                 format!("EIP-712 signature by {address} ({bound}):\n{hex_sig}"),
             ))
         }
+        #[cfg(feature = "evm-tx")]
         EvmCommand::SignTx { .. } => {
             let request = request.ok_or_else(|| anyhow::anyhow!("request not read"))?;
             let envelope = signer.sign_checked(request).await.map_err(alloy_error)?;
             Ok(tx_output::signed(&bound, signer.address(), &envelope))
         }
+        #[cfg(feature = "evm-tx")]
         EvmCommand::SignAuthorization {
             chain_id,
             address: delegate,
@@ -253,19 +310,17 @@ pub(crate) async fn run(cmd: EvmCommand, ctx: &Context) -> anyhow::Result<Output
                 ),
             ))
         }
+        // `main` refuses the subcommands this build lacks before reading anything.
+        #[cfg(not(feature = "evm-tx"))]
+        EvmCommand::SignTx { .. } | EvmCommand::SignAuthorization { .. } => {
+            unreachable!("evm-tx is not built")
+        }
+        #[cfg(not(feature = "evm-eip712"))]
+        EvmCommand::SignTypedData { .. } => unreachable!("evm-eip712 is not built"),
     }
 }
 
-/// Reads and checks a transaction request, with the chain id from the file or the flag.
-fn transaction(file: &std::path::Path, flag: Option<u64>) -> anyhow::Result<CheckedRequest> {
-    let text = read_text(file, keymgr_evm::MAX_REQUEST_JSON_BYTES, "--file")?;
-    let mut request = CheckedRequest::from_json(&text)
-        .map_err(|e| request_error(e, "transaction request"))?
-        .into_request();
-    request.chain_id = Some(chain_id_of(request.chain_id, flag)?);
-    CheckedRequest::new(request).map_err(|e| request_error(e, "transaction request"))
-}
-
+#[cfg(feature = "evm-eip712")]
 fn typed_data(file: &std::path::Path) -> anyhow::Result<(TypedData, alloy_primitives::B256)> {
     let text = read_text(file, MAX_TYPED_DATA_BYTES, "--file")?;
     let typed: TypedData = serde_json::from_str(&text).map_err(|e| {
@@ -278,35 +333,6 @@ fn typed_data(file: &std::path::Path) -> anyhow::Result<(TypedData, alloy_primit
         keymgr::Error::invalid_input("typed data", format!("cannot hash {}: {e}", file.display()))
     })?;
     Ok((typed, hash))
-}
-
-/// The chain id to sign for. The CLI never signs without one: alloy would sign a legacy
-/// request without replay protection and assume chain 1 for a typed one.
-fn chain_id_of(in_file: Option<u64>, flag: Option<u64>) -> anyhow::Result<u64> {
-    let id = match (in_file, flag) {
-        (Some(a), Some(b)) if a != b => {
-            return Err(request_error(
-                RequestError::InvalidValue {
-                    field: "chainId".into(),
-                    reason: format!("the file has {a} but --chain-id is {b}; they must agree"),
-                },
-                "transaction request",
-            ));
-        }
-        (Some(id), _) | (None, Some(id)) => id,
-        (None, None) => {
-            return Err(request_error(
-                RequestError::InvalidValue {
-                    field: "chainId".into(),
-                    reason: "missing: set it in the file or pass --chain-id (keymgr does not \
-                             sign transactions without EIP-155 replay protection)"
-                        .into(),
-                },
-                "transaction request",
-            ));
-        }
-    };
-    Ok(id)
 }
 
 /// A refused request: the typed error, with where it came from as context.

@@ -7,6 +7,7 @@ pub(crate) mod docs;
 #[cfg(feature = "envelope")]
 pub(crate) mod envelope;
 pub(crate) mod evm;
+pub(crate) mod features;
 pub(crate) mod health;
 pub(crate) mod keys;
 pub(crate) mod rotate;
