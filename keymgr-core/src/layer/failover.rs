@@ -133,7 +133,7 @@ impl Failover {
     pub async fn verify_members(&self, keys: &[KeyRef], setting: &str) -> Result<Vec<KeyRef>> {
         let mut held = Vec::new();
         for key in keys {
-            let answers = futures::future::join_all(
+            let answers = futures_util::future::join_all(
                 self.members
                     .iter()
                     .map(|m| async move { (m, m.backend.public_key(key).await) }),
@@ -298,7 +298,8 @@ impl Failover {
     async fn dispatch_health(&self) -> HealthReport {
         let started = Instant::now();
         let components =
-            futures::future::join_all(self.members.iter().map(|m| self.member_health(m))).await;
+            futures_util::future::join_all(self.members.iter().map(|m| self.member_health(m)))
+                .await;
         let up = components
             .iter()
             .filter(|c| c.status != HealthStatus::Unhealthy)
