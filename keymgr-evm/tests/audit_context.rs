@@ -6,8 +6,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
-
 use alloy_consensus::transaction::SignerRecoverable as _;
 use alloy_consensus::{
     SignableTransaction, TxEip1559, TxEip2930, TxEip7702, TxEnvelope, TxLegacy, TypedTransaction,
@@ -15,49 +13,15 @@ use alloy_consensus::{
 use alloy_network::TxSigner as _;
 use alloy_primitives::{Address, B256, Bytes, Signature, TxKind, U256, address};
 use alloy_signer::Signer as _;
-use keymgr_audit::{AuditLog, ChainKey};
-use keymgr_core::{KeyBackend, KeyManager};
-use keymgr_env::EnvBackend;
 use keymgr_evm::{EvmSigner, TransactionRequest};
-use keymgr_testkit::{TempDir, verifiers};
+use keymgr_testkit::verifiers;
 #[path = "support/audit.rs"]
 mod audit_support;
-use audit_support::exported;
+use audit_support::{ADDRESS, KEY, exported, logged};
 use serde_json::{Value, json};
 
-/// web3.js documentation key (public test vector) and its address.
-const KEY: &str = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
-const ADDRESS: Address = address!("2c7536E3605D9C16a7a3D7b1898e529396a65c23");
 const USDC: Address = address!("A0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48");
 const DELEGATE: Address = address!("5FbDB2315678afecb367f032d93F642f64180aa3");
-
-struct Logged {
-    dir: TempDir,
-    _log: AuditLog,
-    signer: EvmSigner,
-}
-
-/// An EvmSigner over a KeyManager that writes a durable audit log.
-async fn logged(tag: &str, chain_id: Option<u64>) -> Logged {
-    let dir = TempDir::new(tag);
-    let mut config = keymgr_audit::AuditConfig::new(dir.path());
-    config.node_id = "evm-test".into();
-    let log = AuditLog::open_with(&config, ChainKey::sha256()).unwrap();
-    let env = EnvBackend::new().with_secp256k1_hex("evm", KEY).unwrap();
-    let manager: Arc<dyn KeyBackend> = Arc::new(
-        KeyManager::recommended(Arc::new(env))
-            .audit(Arc::new(log.clone()))
-            .build(),
-    );
-    let mut signer = EvmSigner::new(manager, "evm").await.unwrap();
-    signer.set_chain_id(chain_id);
-    assert_eq!(signer.address(), ADDRESS);
-    Logged {
-        dir,
-        _log: log,
-        signer,
-    }
-}
 
 fn events<'a>(entries: &'a [Value], event: &str) -> Vec<&'a Value> {
     entries.iter().filter(|e| e["event"] == event).collect()

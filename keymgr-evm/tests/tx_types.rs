@@ -15,19 +15,15 @@ use alloy_eips::eip2930::AccessList;
 use alloy_eips::eip7702::SignedAuthorization;
 use alloy_network::TxSigner as _;
 use alloy_primitives::{Address, B256, Bytes, ChainId, Signature, TxKind, U256, address};
-use keymgr_audit::{AuditLog, ChainKey};
-use keymgr_core::{ErrorKind, KeyBackend, KeyManager, Outcome, SignContext};
+use keymgr_core::{ErrorKind, KeyBackend, Outcome, SignContext};
 use keymgr_env::EnvBackend;
 use keymgr_evm::{EvmSigner, keymgr_error};
-use keymgr_testkit::TempDir;
 #[path = "support/audit.rs"]
 mod audit_support;
-use audit_support::exported;
+use audit_support::{ADDRESS, KEY, exported, logged};
 use serde_json::Value;
 
 /// web3.js documentation key (public test vector) and its address.
-const KEY: &str = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
-const ADDRESS: Address = address!("2c7536E3605D9C16a7a3D7b1898e529396a65c23");
 const TO: Address = address!("A0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48");
 
 /// An EIP-1559 transaction that claims type `ty`; its signing encoding is the EIP-1559
@@ -158,29 +154,20 @@ async fn unknown_and_contradicting_tx_types_are_refused_and_audited() {
         (0x04, 0x02),
     ];
     for (ty, prefix) in cases {
-        let dir = TempDir::new("evm-tx-types");
-        let mut config = keymgr_audit::AuditConfig::new(dir.path());
-        config.node_id = "evm-test".into();
-        let log = AuditLog::open_with(&config, ChainKey::sha256()).unwrap();
-        let env = EnvBackend::new().with_secp256k1_hex("evm", KEY).unwrap();
-        let manager: Arc<dyn KeyBackend> = Arc::new(
-            KeyManager::recommended(Arc::new(env))
-                .audit(Arc::new(log.clone()))
-                .build(),
-        );
-        let signer = EvmSigner::new(manager, "evm").await.unwrap();
+        let l = logged("evm-tx-types", None).await;
 
         let mut tx = claimed(ty, prefix);
         let hash = tx.signature_hash();
-        let err = signer
+        let err = l
+            .signer
             .sign_transaction(&mut tx)
             .await
             .expect_err(&format!("type {ty:#x} encoded as {prefix:#x} was signed"));
         let inner = keymgr_error(&err).expect("a keymgr error inside");
         assert_eq!(inner.kind(), ErrorKind::Unsupported, "{ty:#x}/{prefix:#x}");
 
-        log.flush().await.unwrap();
-        let entries = exported(dir.path());
+        l.log.flush().await.unwrap();
+        let entries = exported(l.dir.path());
         let signing = signing_events(&entries);
         assert_eq!(signing.len(), 1, "{ty:#x}/{prefix:#x}: {signing:?}");
         let e = signing[0];
